@@ -1,0 +1,17 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "balloonweb.settings")
+
+app = Celery("balloonweb")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def schedule_periodic_tasks(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.POLL_INTERVAL, sender.signature("domains.tasks.poll_fleet"), name="poll")
+    sender.add_periodic_task(settings.SWEEP_INTERVAL, sender.signature("domains.tasks.sweep_jobs"), name="sweep")

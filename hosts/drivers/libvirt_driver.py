@@ -1,0 +1,343 @@
+"""The one hypervisor driver: libvirt, for any URI it accepts (test:, qemu:, xen:, with +unix, +tcp, +ssh)."""
+
+import re
+import threading
+from xml.sax.saxutils import escape
+
+import libvirt
+
+from . import pool
+from .base import (
+    DomainConfig,
+    DomainInfo,
+    DomainStats,
+    HostInfo,
+    MigrationProgress,
+    MigrationResult,
+    ProgressCallback,
+)
+from .errors import (
+    AboveMaxMemory,
+    DomainNotFound,
+    DomainNotRunning,
+    DriverError,
+    HostUnreachable,
+    InvalidRequest,
+    NotSupported,
+)
+
+STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "running",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+ACTIVE_STATES = {"running", "blocked", "paused", "shutdown"}
+
+BULK_STATS_GROUPS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+)
+# Errors that mean the connection itself is gone, rather than the request being wrong.
+UNREACHABLE_CODES = {
+    libvirt.VIR_ERR_SYSTEM_ERROR,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_INVALID_CONN,
+    libvirt.VIR_ERR_AUTH_FAILED,
+}
+MIGRATION_POLL_S = 0.5
+_XML_MEMORY = re.compile(r"<(memory|currentMemory)(?: unit='(\w+)')?>(\d+)</\1>")
+_UNIT_TO_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1024**2, "G": 1024**2}
+
+
+def _config_memory(xml: str) -> tuple[int, int]:
+    """(currentMemory, memory) of a domain XML, in KiB."""
+    values = {tag: int(int(number) * _UNIT_TO_KIB.get(unit or "KiB", 1)) for tag, unit, number in _XML_MEMORY.findall(xml)}
+    maxmem = values.get("memory", 0)
+    return values.get("currentMemory", maxmem), maxmem
+
+
+class LibvirtDriver:
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        return pool.connection(self.uri)
+
+    def _translate(self, exc: libvirt.libvirtError, what: str = "") -> DriverError:
+        code, text = exc.get_error_code(), exc.get_error_message() or str(exc)
+        if code in UNREACHABLE_CODES or "connection" in text.lower() and "closed" in text.lower():
+            pool.discard(self.uri)
+            return HostUnreachable(f"host unreachable: {self.uri} does not answer", detail=text)
+        if code == libvirt.VIR_ERR_NO_DOMAIN:
+            return DomainNotFound(f"{what or 'the domain'} is not defined on {self.uri}", detail=text)
+        if code == libvirt.VIR_ERR_OPERATION_INVALID and "not running" in text:
+            return DomainNotRunning(f"{what or 'the domain'} is not running: start it first", detail=text)
+        if code == libvirt.VIR_ERR_OPERATION_INVALID and "maximum memory on an active domain" in text:
+            return InvalidRequest(
+                f"the maxmem of running {what or 'domain'} cannot change live: set it in the persistent config, "
+                "which takes effect at the next boot",
+                detail=text,
+            )
+        if code in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
+            return NotSupported(f"not supported by this hypervisor ({self.conn_type_safe()}): {text}", detail=text)
+        if code == libvirt.VIR_ERR_INVALID_ARG or code == libvirt.VIR_ERR_OPERATION_INVALID:
+            return InvalidRequest(text, detail=text)
+        return DriverError(f"the hypervisor refused: {text}", detail=text)
+
+    def conn_type_safe(self) -> str:
+        try:
+            return self.conn.getType()
+        except (libvirt.libvirtError, DriverError):
+            return self.uri
+
+    def _lookup(self, uuid: str) -> libvirt.virDomain:
+        try:
+            return self.conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, f"domain {uuid}") from exc
+
+    @staticmethod
+    def _state(code: int) -> str:
+        return STATE_NAMES.get(code, "running")
+
+    def _info(self, dom: libvirt.virDomain) -> DomainInfo:
+        state, maxmem, memory, vcpus, cpu_time = dom.info()
+        config_memory, config_maxmem = _config_memory(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        hv_id = dom.ID()
+        return DomainInfo(
+            uuid=dom.UUIDString(),
+            name=dom.name(),
+            hv_id=hv_id if hv_id >= 0 else None,
+            state=self._state(state),
+            vcpus=vcpus,
+            memory_kib=memory,
+            maxmem_kib=maxmem,
+            config_memory_kib=config_memory,
+            config_maxmem_kib=config_maxmem,
+            cpu_time_ns=cpu_time,
+        )
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def host_info(self) -> HostInfo:
+        try:
+            conn = self.conn
+            model, memory_mib, cpus, *_ = conn.getInfo()
+            total_kib = memory_mib * 1024
+            free_kib = None
+            try:
+                # getInfo reports one NUMA node on some machines; getMemoryStats covers the whole host.
+                stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+                total_kib, free_kib = stats.get("total", total_kib), stats.get("free")
+            except libvirt.libvirtError:
+                pass
+            return HostInfo(conn.getHostname(), conn.getType(), total_kib, free_kib, cpus)
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc) from exc
+
+    def list_domains(self) -> list[DomainInfo]:
+        try:
+            return [self._info(dom) for dom in self.conn.listAllDomains()]
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc) from exc
+
+    def domain(self, uuid: str) -> DomainInfo | None:
+        try:
+            return self._info(self.conn.lookupByUUIDString(uuid))
+        except libvirt.libvirtError as exc:
+            error = self._translate(exc, f"domain {uuid}")
+            if isinstance(error, DomainNotFound):
+                return None
+            raise error from exc
+
+    def domain_xml(self, uuid: str, *, migratable: bool = False) -> str:
+        flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE if migratable else libvirt.VIR_DOMAIN_XML_INACTIVE
+        try:
+            return self._lookup(uuid).XMLDesc(flags)
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, f"domain {uuid}") from exc
+
+    def bulk_stats(self) -> list[DomainStats]:
+        """All domains in one call; per-domain info() only where the driver gives no balloon figures in bulk."""
+        try:
+            records = self.conn.getAllDomainStats(BULK_STATS_GROUPS)
+            return [self._stats_from_record(dom, record) for dom, record in records]
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc) from exc
+
+    def _stats_from_record(self, dom: libvirt.virDomain, record: dict) -> DomainStats:
+        state = self._state(record.get("state.state", 0))
+        if "balloon.current" in record:
+            memory, maxmem = record["balloon.current"], record.get("balloon.maximum", record["balloon.current"])
+            vcpus, cpu_time = record.get("vcpu.current", 0), record.get("cpu.time", 0)
+        else:
+            _, maxmem, memory, vcpus, cpu_time = dom.info()
+        hv_id = dom.ID()
+        return DomainStats(
+            uuid=dom.UUIDString(),
+            name=dom.name(),
+            hv_id=hv_id if hv_id >= 0 else None,
+            state=state,
+            vcpus=vcpus,
+            memory_kib=memory,
+            maxmem_kib=maxmem,
+            cpu_time_ns=cpu_time,
+            actual_kib=record.get("balloon.current"),
+            unused_kib=record.get("balloon.unused"),
+            available_kib=record.get("balloon.available"),
+            usable_kib=record.get("balloon.usable"),
+            rss_kib=record.get("balloon.rss"),
+            last_update=record.get("balloon.last-update"),
+        )
+
+    # -- changing -------------------------------------------------------------------------------------------
+
+    def set_memory(self, uuid: str, kib: int, *, live: bool, config: bool) -> None:
+        dom = self._lookup(uuid)
+        name = dom.name()
+        try:
+            if live:
+                if not dom.isActive():
+                    raise DomainNotRunning(f"{name} is not running: a live resize needs a running domain")
+                maxmem = dom.maxMemory()
+                if kib > maxmem:
+                    raise AboveMaxMemory(
+                        f"{kib // 1024} MiB is above the maxmem of {name} ({maxmem // 1024} MiB); "
+                        "raise maxmem first, which a running domain takes at its next boot"
+                    )
+                dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if config:
+                dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        except libvirt.libvirtError as exc:
+            error = self._translate(exc, name)
+            if "higher than max memory" in (exc.get_error_message() or ""):
+                error = AboveMaxMemory(f"{kib // 1024} MiB is above the maxmem of {name}", detail=str(exc))
+            raise error from exc
+
+    def set_maxmem(self, uuid: str, kib: int) -> None:
+        """Persistent maxmem (libvirt cannot raise it live); a lower maxmem also caps the config's memory."""
+        dom = self._lookup(uuid)
+        try:
+            config_memory, _ = _config_memory(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_MEM_MAXIMUM | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+            if config_memory > kib:
+                dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, dom.name()) from exc
+
+    def define_and_start(self, config: DomainConfig) -> DomainInfo:
+        return self.define_xml_and_start(self.config_xml(config), start_memory_kib=config.memory_kib)
+
+    def config_xml(self, config: DomainConfig) -> str:
+        domain_type = {"Test": "test", "QEMU": "qemu"}.get(self.conn_type_safe(), "xen")
+        uuid = f"<uuid>{escape(config.uuid)}</uuid>" if config.uuid else ""
+        return (
+            f"<domain type='{domain_type}'><name>{escape(config.name)}</name>{uuid}"
+            f"<description>{escape(config.description)}</description>"
+            f"<memory unit='KiB'>{config.maxmem_kib}</memory>"
+            f"<currentMemory unit='KiB'>{config.memory_kib}</currentMemory>"
+            f"<vcpu>{config.vcpus}</vcpu><os><type>hvm</type></os>"
+            "<devices><memballoon model='virtio'/></devices></domain>"
+        )
+
+    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None) -> DomainInfo:
+        try:
+            dom = self.conn.defineXML(xml)
+            if not dom.isActive():
+                dom.create()
+            if start_memory_kib is not None and dom.info()[2] != start_memory_kib:
+                dom.setMemoryFlags(start_memory_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            return self._info(dom)
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc) from exc
+
+    def start(self, uuid: str) -> None:
+        try:
+            self._lookup(uuid).create()
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, f"domain {uuid}") from exc
+
+    def destroy(self, uuid: str) -> None:
+        try:
+            self._lookup(uuid).destroy()
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, f"domain {uuid}") from exc
+
+    def undefine(self, uuid: str) -> None:
+        dom = self._lookup(uuid)
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, f"domain {uuid}") from exc
+
+    def migrate(
+        self,
+        uuid: str,
+        destination: "LibvirtDriver",
+        progress: ProgressCallback | None = None,
+        *,
+        migrate_uri: str | None = None,
+        destination_xml: str | None = None,
+    ) -> MigrationResult:
+        """Live migration, persistent on the destination and undefined on the source.
+
+        The call blocks; meanwhile this thread reads libvirt's job info and reports progress.
+        """
+        dom = self._lookup(uuid)
+        params = {}
+        if migrate_uri:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+        if destination_xml:
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        outcome: dict = {}
+
+        def run() -> None:
+            try:
+                dom.migrate3(destination.conn, params, flags)
+            except libvirt.libvirtError as exc:
+                outcome["error"] = exc
+            except DriverError as exc:
+                outcome["driver_error"] = exc
+
+        worker = threading.Thread(target=run, name=f"migrate-{uuid}", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(MIGRATION_POLL_S)
+            if progress and worker.is_alive():
+                report = self._migration_progress(dom)
+                if report:
+                    progress(report)
+        if "driver_error" in outcome:
+            raise outcome["driver_error"]
+        if "error" in outcome:
+            raise self._translate(outcome["error"], dom.name()) from outcome["error"]
+        if progress:
+            progress(MigrationProgress(100))
+        return MigrationResult(simulated=False)
+
+    @staticmethod
+    def _migration_progress(dom: libvirt.virDomain) -> MigrationProgress | None:
+        try:
+            stats = dom.jobStats()
+        except libvirt.libvirtError:
+            return None
+        total, processed = stats.get("memory_total"), stats.get("memory_processed")
+        remaining = stats.get("memory_remaining")
+        if not total:
+            return None
+        percent = min(99, int(100 * (total - (remaining or 0)) / total)) if remaining is not None else 0
+        return MigrationProgress(percent, (processed or 0) // 1024, (remaining or 0) // 1024)

@@ -1,0 +1,105 @@
+"""One long-lived libvirt connection per URI per process, with keepalive and reconnect.
+
+libvirt's keepalive needs an event loop: one daemon thread per process runs it (it also delivers domain
+events). After a fork (Celery prefork) the child opens its own connections.
+"""
+
+import logging
+import os
+import threading
+
+import libvirt
+
+from .errors import HostUnreachable
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+
+_lock = threading.Lock()
+_connections: dict[str, libvirt.virConnect] = {}
+_owner_pid: int | None = None
+_event_loop_started = False
+
+
+def _ignore_libvirt_stderr(_ctx, _err) -> None:
+    """libvirt prints every error to stderr by default; ours are raised as exceptions instead."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_stderr, None)
+
+
+def _run_event_loop() -> None:
+    while True:
+        try:
+            libvirt.virEventRunDefaultImpl()
+        except libvirt.libvirtError:
+            log.exception("libvirt event loop iteration failed")
+
+
+def _ensure_event_loop() -> None:
+    global _event_loop_started
+    if _event_loop_started:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+    threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
+    _event_loop_started = True
+
+
+def _forget_parent_connections() -> None:
+    global _owner_pid, _event_loop_started
+    if _owner_pid != os.getpid():
+        _connections.clear()
+        _event_loop_started = False  # threads do not survive a fork
+        _owner_pid = os.getpid()
+
+
+def connection(uri: str) -> libvirt.virConnect:
+    """The process's connection to `uri`, reopened if it died. Raises HostUnreachable."""
+    with _lock:
+        _forget_parent_connections()
+        conn = _connections.get(uri)
+        if conn is not None:
+            try:
+                if conn.isAlive():
+                    return conn
+            except libvirt.libvirtError:
+                pass
+            _close_quietly(conn)
+            del _connections[uri]
+        _ensure_event_loop()
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise HostUnreachable(f"host unreachable: cannot connect to {uri}", detail=str(exc)) from exc
+        if conn.isRemote() or "+" in uri.split(":", 1)[0]:
+            try:
+                conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+            except libvirt.libvirtError:
+                log.warning("keepalive not supported on %s", uri)
+        _connections[uri] = conn
+        return conn
+
+
+def discard(uri: str) -> None:
+    """Drop a connection that failed mid-call, so that the next call reconnects."""
+    with _lock:
+        conn = _connections.pop(uri, None)
+    if conn is not None:
+        _close_quietly(conn)
+
+
+def close_all() -> None:
+    with _lock:
+        conns = list(_connections.values())
+        _connections.clear()
+    for conn in conns:
+        _close_quietly(conn)
+
+
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass

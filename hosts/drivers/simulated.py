@@ -1,0 +1,74 @@
+"""The libvirt test driver as a simulated host: real libvirt, guest figures from the demand model, and a
+migration done as a move (define on the destination, undefine on the source), since the test driver has none.
+"""
+
+import time
+
+from hosts.simulation.demand import Demand, demand_for, guest_figures
+
+from .base import DomainStats, MigrationProgress, MigrationResult, ProgressCallback
+from .errors import DriverError, NotSupported
+from .libvirt_driver import ACTIVE_STATES, LibvirtDriver
+
+
+class SimulatedDriver(LibvirtDriver):
+    def __init__(self, uri: str):
+        super().__init__(uri)
+        self._demands: dict[str, Demand] = {}
+
+    def _demand(self, uuid: str, maxmem_kib: int) -> Demand:
+        demand = self._demands.get(uuid)
+        if demand is None:
+            description = _description(self.domain_xml(uuid))
+            demand = self._demands[uuid] = demand_for(uuid, maxmem_kib, description)
+        return demand
+
+    def bulk_stats(self) -> list[DomainStats]:
+        now = time.time()
+        result = []
+        for stats in super().bulk_stats():
+            if stats.state in ACTIVE_STATES and stats.actual_kib is None:
+                figures = guest_figures(self._demand(stats.uuid, stats.maxmem_kib), stats.memory_kib, now)
+                stats = DomainStats(
+                    **{
+                        **stats.__dict__,
+                        "actual_kib": figures.actual_kib,
+                        "available_kib": figures.available_kib,
+                        "unused_kib": figures.unused_kib,
+                        "usable_kib": figures.usable_kib,
+                        "rss_kib": figures.rss_kib,
+                        "last_update": int(now),
+                    }
+                )
+            result.append(stats)
+        return result
+
+    def migrate(self, uuid: str, destination: LibvirtDriver, progress: ProgressCallback | None = None, **_) -> MigrationResult:
+        if not isinstance(destination, SimulatedDriver):
+            raise NotSupported("a simulated domain can only move to another simulated host")
+        report = progress or (lambda _p: None)
+        xml = self.domain_xml(uuid)
+        current = self.domain(uuid)
+        report(MigrationProgress(10))
+        moved = destination.define_xml_and_start(xml, start_memory_kib=current.memory_kib if current else None)
+        report(MigrationProgress(70))
+        try:
+            self.undefine(uuid)
+        except DriverError:
+            destination.undefine(moved.uuid)  # never leave the domain on both hosts
+            raise
+        report(MigrationProgress(100))
+        return MigrationResult(
+            simulated=True,
+            detail=f"simulated move: the test driver cannot migrate, so {moved.name} was defined and started on "
+            f"{destination.uri} with the same UUID, config and {moved.memory_kib // 1024} MiB, then undefined here",
+        )
+
+
+def _description(xml: str) -> str:
+    start, end = xml.find("<description>"), xml.find("</description>")
+    if start < 0 or end < 0:
+        return ""
+    from xml.sax.saxutils import unescape
+
+    return unescape(xml[start + len("<description>") : end])

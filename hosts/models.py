@@ -1,0 +1,59 @@
+from django.db import models
+from django.db.models import Q
+
+from balloonweb.access.models import Team
+
+
+class Host(models.Model):
+    class Status(models.TextChoices):
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline"
+        ERROR = "error", "Error"
+
+    name = models.CharField(max_length=100, unique=True)
+    uri = models.CharField("libvirt URI", max_length=500)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="hosts")
+    # Jobs for this host go to the Celery queue "jobs.<queue_group>" when set, so that a group of hosts can
+    # have workers of its own (near the hosts, with their credentials); empty means the default queue "jobs".
+    queue_group = models.CharField(max_length=50, blank=True, default="")
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE)
+    last_error = models.TextField(blank=True, default="")
+    last_seen = models.DateTimeField(null=True, blank=True)
+    status_changed = models.DateTimeField(null=True, blank=True)
+
+    # Memory in KiB. total_kib is what the hypervisor reports; capacity_kib, when set, is what an operator
+    # allows this host to hand out (a simulated host's size, or a deliberate overcommit).
+    total_kib = models.BigIntegerField(default=0)
+    capacity_kib = models.BigIntegerField(null=True, blank=True)
+    reserved_kib = models.BigIntegerField("memory reserved for the host itself (KiB)", default=0)
+    cpus = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def usable_kib(self) -> int:
+        """Memory that running domains may take: capacity minus the host's own reserve."""
+        return max(0, (self.capacity_kib or self.total_kib) - self.reserved_kib)
+
+    @property
+    def celery_queue(self) -> str:
+        return f"jobs.{self.queue_group}" if self.queue_group else "jobs"
+
+    @property
+    def is_simulated(self) -> bool:
+        from hosts.drivers import is_simulated_uri
+
+        return is_simulated_uri(self.uri)
+
+    @property
+    def is_online(self) -> bool:
+        return self.status == self.Status.ONLINE
+
+
+RUNNING_STATES = ("running", "blocked", "paused")
+running_q = Q(state__in=RUNNING_STATES)

@@ -1,0 +1,33 @@
+"""Memory sizes as people type them, `xm`-style: a bare number is MiB. Everything inside is KiB."""
+
+import re
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_KIB_PER = {"K": 1, "": 1024, "M": 1024, "G": 1024**2, "T": 1024**3}
+ACCEPTED_FORMS = "a whole number of MiB (512), or with a unit: 512M, 4G, 524288K"
+
+
+class BadSize(ValueError):
+    pass
+
+
+def parse_memory_kib(text: str | int) -> int:
+    """'512' -> 524288, '4G' -> 4194304, '524288K' -> 524288. Raises BadSize naming the accepted forms."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    match = _SIZE.match(str(text))
+    if not match:
+        raise BadSize(f"{text!r} is not a memory size; use {ACCEPTED_FORMS}")
+    number, unit = match.groups()
+    kib = float(number) * _KIB_PER[unit.upper()]
+    if kib != int(kib) or kib <= 0:
+        raise BadSize(f"{text!r} is not a positive whole number of KiB; use {ACCEPTED_FORMS}")
+    return int(kib)
+
+
+def mib(kib: int | None) -> int | None:
+    return None if kib is None else kib // 1024
+
+
+def format_mib(kib: int | None) -> str:
+    return "—" if kib is None else f"{kib // 1024} MiB"
