@@ -142,6 +142,9 @@ CHANNEL_LAYERS = {
     }
 }
 
+# A new domain may not be shrunk below this (or below its own size, if smaller) until an admin says otherwise.
+DEFAULT_FLOOR_MIB = int(env("DEFAULT_FLOOR_MIB", "128"))
+
 # Intervals, seconds.
 POLL_INTERVAL = env_float("POLL_INTERVAL", 5.0)
 SWEEP_INTERVAL = env_float("SWEEP_INTERVAL", 15.0)

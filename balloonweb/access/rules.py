@@ -1,0 +1,85 @@
+"""Who may do what: the one place for permissions. Every entrance (page, API, command line, WebSocket,
+autoscaler) asks `require()` for one object and `restrict()` for a queryset.
+
+Outsiders get NotFound (the object's existence is not revealed); members without the right get Forbidden.
+"""
+
+from django.db.models import Model, QuerySet
+
+from .actors import Actor
+from .models import Membership
+
+Role = Membership.Role
+
+ACTIONS_BY_ROLE: dict[str, frozenset[str]] = {
+    Role.VIEWER: frozenset({"view"}),
+    Role.OPERATOR: frozenset({"view", "resize", "migrate", "cancel_job"}),
+    Role.ADMIN: frozenset(
+        {"view", "resize", "migrate", "cancel_job", "set_maxmem", "set_floor", "create", "manage_host", "manage_team"}
+    ),
+}
+ACTIONS = frozenset().union(*ACTIONS_BY_ROLE.values())
+
+
+class NotFound(Exception):
+    """The actor may not even see the object."""
+
+
+class Forbidden(Exception):
+    """The actor sees the object but may not do this to it."""
+
+
+def team_id_of(obj: Model) -> int | None:
+    model = obj._meta.model_name
+    if model == "team":
+        return obj.pk
+    if model == "host":
+        return obj.team_id
+    if model == "domain":
+        return obj.host.team_id
+    if model == "job":
+        return obj.host.team_id
+    raise TypeError(f"no team rule for {model}")
+
+
+def roles_of(actor: Actor) -> dict[int, str]:
+    """{team id: role} for a person; empty for everyone else."""
+    if actor.user is None or not actor.user.is_authenticated:
+        return {}
+    cache = actor.context.setdefault("_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=actor.user).values_list("team_id", "role"))
+        actor.context["_roles"] = cache
+    return cache
+
+
+def allows(actor: Actor, action: str, team_id: int | None) -> bool:
+    if actor.is_privileged:
+        return True
+    role = roles_of(actor).get(team_id) if team_id is not None else None
+    return role is not None and action in ACTIONS_BY_ROLE[role]
+
+
+def require(actor: Actor, action: str, obj: Model) -> None:
+    """Raise NotFound for outsiders and Forbidden for members without the right."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if actor.is_privileged:
+        return
+    team_id = team_id_of(obj)
+    if team_id is None or team_id not in roles_of(actor):
+        raise NotFound(f"no such {obj._meta.verbose_name}")
+    if not allows(actor, action, team_id):
+        raise Forbidden(f"your role in this team does not allow '{action}' on {obj}")
+
+
+def team_ids_allowing(actor: Actor, action: str) -> list[int]:
+    return [team for team, role in roles_of(actor).items() if action in ACTIONS_BY_ROLE[role]]
+
+
+def restrict(queryset: QuerySet, actor: Actor, action: str = "view") -> QuerySet:
+    """The objects of `queryset` on which `actor` may do `action`."""
+    if actor.is_privileged:
+        return queryset
+    team_path = {"team": "pk", "host": "team", "domain": "host__team", "job": "host__team"}[queryset.model._meta.model_name]
+    return queryset.filter(**{f"{team_path}__in": team_ids_allowing(actor, action)})

@@ -1,0 +1,67 @@
+"""What the hypervisors say, written into the database: one domain after a job, or a whole host per poll."""
+
+from django.conf import settings
+from django.utils import timezone
+
+from hosts.drivers import DomainInfo, DomainStats
+from hosts.models import Host
+
+from .models import Domain
+
+OBSERVED_FIELDS = ["host", "name", "hv_id", "state", "vcpus", "memory_kib", "maxmem_kib", "cpu_time_ns", "last_seen"]
+CONFIG_FIELDS = ["config_memory_kib", "config_maxmem_kib"]
+STATS_FIELDS = ["actual_kib", "unused_kib", "available_kib", "usable_kib", "rss_kib", "stats_last_update", "stats_stale"]
+
+
+def default_floor_kib(memory_kib: int) -> int:
+    return min(int(settings.DEFAULT_FLOOR_MIB) * 1024, memory_kib)
+
+
+def apply_observation(domain: Domain, host: Host, seen: DomainInfo | DomainStats, now) -> None:
+    """Copy what a driver reported onto the row (not saved)."""
+    domain.host = host
+    domain.name = seen.name
+    domain.hv_id = seen.hv_id
+    domain.state = seen.state
+    domain.vcpus = seen.vcpus
+    domain.memory_kib = seen.memory_kib
+    domain.maxmem_kib = seen.maxmem_kib
+    domain.cpu_time_ns = seen.cpu_time_ns
+    domain.last_seen = now
+    if isinstance(seen, DomainInfo):
+        domain.config_memory_kib = seen.config_memory_kib
+        domain.config_maxmem_kib = seen.config_maxmem_kib
+    else:
+        # A guest that keeps reporting the same balloon timestamp has stopped updating its statistics.
+        domain.stats_stale = seen.last_update is not None and seen.last_update == domain.stats_last_update
+        domain.actual_kib = seen.actual_kib
+        domain.unused_kib = seen.unused_kib
+        domain.available_kib = seen.available_kib
+        domain.usable_kib = seen.usable_kib
+        domain.rss_kib = seen.rss_kib
+        domain.stats_last_update = seen.last_update
+
+
+def new_domain(host: Host, info: DomainInfo, now) -> Domain:
+    domain = Domain(uuid=info.uuid, floor_kib=default_floor_kib(info.config_memory_kib or info.memory_kib))
+    apply_observation(domain, host, info, now)
+    return domain
+
+
+def record_domain(host: Host, info: DomainInfo) -> Domain:
+    """Upsert one domain from a fresh DomainInfo (after a job); keyed by UUID, so a moved domain keeps its row."""
+    now = timezone.now()
+    domain = Domain.objects.filter(uuid=info.uuid).first()
+    if domain is None:
+        domain = new_domain(host, info, now)
+        domain.save()
+        return domain
+    apply_observation(domain, host, info, now)
+    domain.save(update_fields=OBSERVED_FIELDS + CONFIG_FIELDS)
+    return domain
+
+
+def mark_gone(domain: Domain) -> None:
+    domain.state = Domain.State.GONE
+    domain.hv_id = None
+    domain.save(update_fields=["state", "hv_id"])

@@ -1,0 +1,260 @@
+"""Running a job: claim it (compare-and-set), act through the driver, record the outcome and what the
+hypervisor now says. The Celery task is a thin wrapper around `run_job`.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
+from balloonweb.access.actors import Actor
+from balloonweb.live.publish import publish
+from hosts.drivers import DomainConfig, DriverError, HostUnreachable, MigrationProgress, driver_for
+
+from . import inventory
+from .models import Domain, Job
+
+log = logging.getLogger(__name__)
+
+
+class Claim:
+    RUN = "run"
+    BUSY = "busy"  # another job of the domain is running: try again shortly
+    SKIP = "skip"  # not queued any more (done, cancelled, or claimed by another worker)
+
+
+def claim(job_id: int) -> str:
+    """queued -> running, only if no other job of the same domain runs. The domain row lock serialises claims."""
+    with transaction.atomic():
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None or job.state != Job.State.QUEUED:
+            return Claim.SKIP
+        if job.domain_id:
+            Domain.objects.select_for_update().filter(pk=job.domain_id).first()
+            if Job.objects.filter(domain_id=job.domain_id, state=Job.State.RUNNING).exists():
+                return Claim.BUSY
+            newer = _newer_resize(job)
+            if newer is not None:
+                _finish(job, Job.State.CANCELLED, error=f"superseded by job {newer}, a later resize of the same domain")
+                return Claim.SKIP
+        now = timezone.now()
+        claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
+            state=Job.State.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1
+        )
+        return Claim.RUN if claimed else Claim.SKIP
+
+
+def _newer_resize(job: Job) -> int | None:
+    """A resize to an absolute size is pointless once a later resize of the domain is accepted."""
+    if job.kind != Job.Kind.RESIZE:
+        return None
+    return (
+        Job.objects.filter(domain_id=job.domain_id, kind=Job.Kind.RESIZE, pk__gt=job.pk)
+        .filter(state__in=[Job.State.QUEUED, Job.State.RUNNING, Job.State.SUCCEEDED])
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def run_job(job_id: int) -> str:
+    outcome = claim(job_id)
+    if outcome != Claim.RUN:
+        return outcome
+    job = Job.objects.select_related("domain", "host", "target_host").get(pk=job_id)
+    _announce(job)
+    try:
+        HANDLERS[job.kind](job)
+    except HostUnreachable as exc:
+        _fail(job, exc.code, f"host unreachable: {job.host.name} does not answer", exc.detail or exc.message)
+    except DriverError as exc:
+        _fail(job, exc.code, exc.message, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - a job must end, whatever went wrong
+        log.exception("job %s failed unexpectedly", job_id)
+        _fail(job, "internal_error", f"internal error: {exc.__class__.__name__}: {exc}")
+    else:
+        _succeed(job)
+    finally:
+        _refresh_domain(job)
+    return job.state
+
+
+# -- handlers -------------------------------------------------------------------------------------------------
+
+
+def _resize(job: Job) -> None:
+    target = job.params["target_kib"]
+    driver_for(job.host.uri).set_memory(str(job.domain.uuid), target, live=True, config=False)
+    _log(job, f"balloon target of {job.domain.name} set to {target // 1024} MiB")
+
+
+def _set_maxmem(job: Job) -> None:
+    maxmem = job.params["maxmem_kib"]
+    driver_for(job.host.uri).set_maxmem(str(job.domain.uuid), maxmem)
+    when = "at its next boot" if job.domain.is_running else "at its next start"
+    _log(job, f"maxmem of {job.domain.name} set to {maxmem // 1024} MiB in the persistent config; it takes effect {when}")
+
+
+def _migrate(job: Job) -> None:
+    domain, source, target = job.domain, job.host, job.target_host
+    uuid = str(domain.uuid)
+    source_driver, target_driver = driver_for(source.uri), driver_for(target.uri)
+    # Not idempotent: ask the hypervisors where the domain really is before moving it.
+    on_target = target_driver.domain(uuid)
+    on_source = source_driver.domain(uuid)
+    if on_target is not None and on_source is None:
+        _log(job, f"{domain.name} already runs on {target.name}; nothing to move")
+        return
+    if on_source is None:
+        raise DriverError(f"{domain.name} is on neither {source.name} nor {target.name}")
+
+    def progress(report: MigrationProgress) -> None:
+        Job.objects.filter(pk=job.pk).update(progress=report.percent, heartbeat=timezone.now())
+        job.progress = report.percent
+        _announce(job)
+
+    options = migration_options(source, target, uuid)
+    result = source_driver.migrate(uuid, target_driver, progress, **options)
+    _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
+    Domain.objects.filter(pk=domain.pk).update(host=target)
+    domain.host = target
+
+
+def migration_options(source, target, uuid: str) -> dict:
+    """Extra libvirt migration parameters a pair of hosts needs (the lab's second daemon); none by default."""
+    return {}
+
+
+def _create(job: Job) -> None:
+    params = job.params
+    config = DomainConfig(
+        params["name"], params["memory_kib"], params["maxmem_kib"], params.get("vcpus", 1), params.get("uuid"), params.get("description", "")
+    )
+    info = driver_for(job.host.uri).define_and_start(config)
+    domain = inventory.record_domain(job.host, info)
+    Job.objects.filter(pk=job.pk).update(domain=domain)
+    job.domain = domain
+    _log(job, f"{info.name} defined and started on {job.host.name} with {info.memory_kib // 1024} MiB (maxmem {info.maxmem_kib // 1024} MiB)")
+
+
+HANDLERS = {Job.Kind.RESIZE: _resize, Job.Kind.MAXMEM: _set_maxmem, Job.Kind.MIGRATE: _migrate, Job.Kind.CREATE: _create}
+
+
+# -- outcomes -------------------------------------------------------------------------------------------------
+
+
+def _log(job: Job, line: str) -> None:
+    stamp = timezone.now().strftime("%H:%M:%S")
+    job.log = f"{job.log}{stamp} {line}\n"
+    Job.objects.filter(pk=job.pk).update(log=job.log)
+
+
+def _finish(job: Job, state: str, *, error_code: str = "", error: str = "") -> bool:
+    """running/queued -> final state, once. Returns False if another party finished it first."""
+    now = timezone.now()
+    changed = Job.objects.filter(pk=job.pk, state__in=Job.UNFINISHED).update(
+        state=state, finished=now, error_code=error_code, error=error, progress=100 if state == Job.State.SUCCEEDED else F("progress")
+    )
+    if changed:
+        job.state, job.finished, job.error_code, job.error = state, now, error_code, error
+        if state == Job.State.SUCCEEDED:
+            job.progress = 100
+        _audit_outcome(job)
+        _announce(job)
+    return bool(changed)
+
+
+def _succeed(job: Job) -> None:
+    with transaction.atomic():
+        _finish(job, Job.State.SUCCEEDED)
+
+
+def _fail(job: Job, code: str, message: str, detail: str = "") -> None:
+    if detail and detail != message:
+        _log(job, f"hypervisor said: {detail}")
+    with transaction.atomic():
+        _finish(job, Job.State.FAILED, error_code=code, error=message)
+
+
+def _audit_outcome(job: Job) -> None:
+    actor = Actor(job.actor_kind, job.actor_label, job.actor_user)
+    result = {Job.State.SUCCEEDED: AuditEntry.Result.SUCCEEDED, Job.State.FAILED: AuditEntry.Result.FAILED}.get(job.state)
+    if result:
+        record(actor, f"job.{job.kind}", job.domain or job.host, result=result, message=job.error, job=job)
+
+
+def _refresh_domain(job: Job) -> None:
+    """After a job, the row says what the hypervisor says (also after a failure)."""
+    if job.domain_id is None:
+        return
+    domain = Domain.objects.select_related("host").get(pk=job.domain_id)
+    try:
+        info = driver_for(domain.host.uri).domain(str(domain.uuid))
+    except DriverError:
+        return  # the poller will catch up once the host answers
+    if info is None:
+        return
+    inventory.record_domain(domain.host, info)
+    publish("host", domain.host_id, {"type": "domain", "domain": domain.pk})
+
+
+def _announce(job: Job) -> None:
+    payload = {"type": "job", "job": job.pk, "state": job.state, "progress": job.progress, "domain": job.domain_id}
+    publish("job", job.pk, payload)
+    publish("host", job.host_id, payload)
+    if job.target_host_id and job.target_host_id != job.host_id:
+        publish("host", job.target_host_id, payload)
+
+
+# -- the sweep ------------------------------------------------------------------------------------------------
+
+
+def time_limit_s(kind: str) -> float:
+    return settings.MIGRATE_TIME_LIMIT if kind == Job.Kind.MIGRATE else settings.RESIZE_TIME_LIMIT
+
+
+def sweep() -> dict:
+    """Finish what dead workers left, and re-send queued jobs whose message was lost. Runs periodically."""
+    now = timezone.now()
+    counts = {"requeued": 0, "resent": 0, "failed": 0, "succeeded": 0}
+    for job in Job.objects.filter(state=Job.State.RUNNING).select_related("domain", "host", "target_host"):
+        if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + 5):
+            continue
+        counts[_recover(job)] += 1
+    stale = now - timedelta(seconds=settings.REQUEUE_AFTER)
+    from .services import enqueue
+
+    for job_id, queue in Job.objects.filter(state=Job.State.QUEUED, created__lt=stale).exclude(enqueued_at__gt=stale).values_list("pk", "queue"):
+        enqueue(job_id, queue)
+        counts["resent"] += 1
+    return counts
+
+
+def _recover(job: Job) -> str:
+    """A running job whose worker stopped answering: resizes are idempotent and run again; a migration is
+    finished by asking where the domain now runs."""
+    if job.kind in (Job.Kind.RESIZE, Job.Kind.MAXMEM) and job.attempts < 3:
+        from .services import enqueue
+
+        if Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(state=Job.State.QUEUED, enqueued_at=None):
+            _log(job, "the worker running this job stopped answering; queued again (the change is idempotent)")
+            transaction.on_commit(lambda: enqueue(job.pk, job.queue))
+            return "requeued"
+    if job.kind == Job.Kind.MIGRATE:
+        try:
+            on_target = driver_for(job.target_host.uri).domain(str(job.domain.uuid))
+        except DriverError:
+            on_target = None
+        if on_target is not None:
+            Domain.objects.filter(pk=job.domain_id).update(host=job.target_host)
+            _log(job, f"the worker stopped answering, but {job.domain.name} runs on {job.target_host.name}")
+            _finish(job, Job.State.SUCCEEDED)
+            _refresh_domain(job)
+            return "succeeded"
+    _fail(job, "worker_lost", f"the worker running this job stopped answering (no heartbeat for {time_limit_s(job.kind):.0f} s)")
+    _refresh_domain(job)
+    return "failed"

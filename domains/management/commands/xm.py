@@ -1,0 +1,116 @@
+"""`xm` as in Xen, on BalloonWeb: list, mem-set, mem-max, create, migrate. Changes run as jobs."""
+
+import sys
+import time
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+from domains import services
+from domains.models import Domain, Job
+
+WAIT_POLL_S = 0.2
+
+
+class Command(BaseCommand):
+    help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", help="act as this BalloonWeb user (default: the command line, with full rights)")
+        commands = parser.add_subparsers(dest="subcommand", required=True)
+
+        listing = commands.add_parser("list", help="domains as last observed")
+        listing.add_argument("domains", nargs="*")
+        listing.add_argument("--host")
+
+        mem_set = commands.add_parser("mem-set", help="balloon a running domain to MEM (512, 512M, 4G, 524288K)")
+        mem_set.add_argument("domain")
+        mem_set.add_argument("memory")
+
+        mem_max = commands.add_parser("mem-max", help="set maxmem in the persistent config (next boot)")
+        mem_max.add_argument("domain")
+        mem_max.add_argument("memory")
+
+        create = commands.add_parser("create", help="define and start a domain from a Xen-style config file")
+        create.add_argument("config_file")
+
+        migrate = commands.add_parser("migrate", help="live-migrate a domain to another host")
+        migrate.add_argument("domain")
+        migrate.add_argument("destination")
+        migrate.add_argument("--live", action="store_true", help="accepted for xm compatibility; migration is always live")
+
+        for sub in (mem_set, mem_max, create, migrate):
+            sub.add_argument("--host", required=sub is create, help="the host the domain is on (create: where to start it)")
+            sub.add_argument("--no-wait", action="store_true", help="print the job id instead of waiting")
+            sub.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
+
+    def handle(self, *args, subcommand, user=None, **options):
+        try:
+            actor = self.actor(user)
+            if subcommand == "list":
+                return self.list(actor, options["domains"], options["host"])
+            job = self.request(actor, subcommand, options)
+            if options["no_wait"]:
+                self.stdout.write(str(job.pk))
+                return
+            self.wait(job, options["timeout"])
+        except services.ServiceError as exc:
+            self.fail(exc.message)
+
+    def fail(self, message: str) -> None:
+        self.stderr.write(f"xm: {message}")
+        sys.exit(1)
+
+    def actor(self, username: str | None) -> Actor:
+        if not username:
+            return Actor.command_line()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            self.fail(f"no active user named {username}")
+        return Actor.for_user(user, via="cli")
+
+    def request(self, actor: Actor, subcommand: str, options: dict) -> Job:
+        host_name = options.get("host")
+        if subcommand == "create":
+            path = Path(options["config_file"])
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                self.fail(f"cannot read {path}: {exc.strerror}")
+            return services.request_create(actor, services.find_host(actor, host_name), text)
+        domain = services.find_domain(actor, options["domain"], host_name)
+        if subcommand == "mem-set":
+            return services.request_resize(actor, domain, options["memory"])
+        if subcommand == "mem-max":
+            return services.request_set_maxmem(actor, domain, options["memory"])
+        return services.request_migrate(actor, domain, services.find_host(actor, options["destination"]))
+
+    def wait(self, job: Job, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not job.is_finished:
+            if time.monotonic() > deadline:
+                self.fail(f"job {job.pk} is still {job.state} after {timeout:.0f} s (is a worker running?)")
+            time.sleep(WAIT_POLL_S)
+            job.refresh_from_db()
+        if job.state != Job.State.SUCCEEDED:
+            self.fail(f"job {job.pk} {job.state}: {job.error or 'no reason given'}")
+        last_line = job.log.strip().splitlines()[-1] if job.log.strip() else "done"
+        self.stdout.write(f"{last_line.split(' ', 1)[-1]} (job {job.pk})")
+
+    def list(self, actor: Actor, names: list[str], host_name: str | None) -> None:
+        domains = rules.restrict(Domain.objects.present().select_related("host"), actor, "view")
+        if host_name:
+            domains = domains.filter(host__name=host_name)
+        if names:
+            domains = domains.filter(name__in=names)
+        header = f"{'Name':<24}{'ID':>5}{'Mem(MiB)':>10}{'VCPUs':>6}  {'State':<8}{'Time(s)':>10}{'MaxMem(MiB)':>13}  Host"
+        self.stdout.write(header)
+        for d in domains.order_by("host__name", "name"):
+            hv_id = "" if d.hv_id is None else str(d.hv_id)
+            self.stdout.write(
+                f"{d.name:<24}{hv_id:>5}{d.memory_kib // 1024:>10}{d.vcpus:>6}  {d.xen_state:<8}"
+                f"{d.cpu_time_ns / 1e9:>10.1f}{d.maxmem_kib // 1024:>13}  {d.host.name}"
+            )

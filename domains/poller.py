@@ -1,0 +1,176 @@
+"""The stats poller: per host one bulk stats call (in parallel threads), then one bulk database write, then one
+live update per host that changed. A host that does not answer is marked offline with the error.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from celery import current_app
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from balloonweb.live.publish import publish_many
+from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUnreachable, driver_for
+from hosts.models import Host
+
+from . import inventory
+from .models import Domain
+
+POLL_THREADS = 32
+HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
+POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.STATS_FIELDS
+# Fields whose change is worth a live update (cpu time and last_seen change on every poll).
+SHOWN_FIELDS = ("host_id", "state", "memory_kib", "maxmem_kib", "actual_kib", "unused_kib", "available_kib", "hv_id", "vcpus")
+
+
+@dataclass
+class HostReading:
+    host: Host
+    info: HostInfo | None = None
+    stats: list[DomainStats] = field(default_factory=list)
+    new_domains: dict[str, DomainInfo] = field(default_factory=dict)
+    error: DriverError | None = None
+
+
+@dataclass
+class PollReport:
+    hosts: int = 0
+    online: int = 0
+    domains: int = 0
+    changed: int = 0
+    libvirt_s: float = 0.0
+    database_s: float = 0.0
+    publish_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_host(host: Host, known_uuids: set[str]) -> HostReading:
+    """All the hypervisor calls of one host: host info, one bulk stats call, and the config of new domains."""
+    reading = HostReading(host)
+    driver = driver_for(host.uri)
+    try:
+        reading.info = driver.host_info()
+        reading.stats = driver.bulk_stats()
+        for stats in reading.stats:
+            if stats.uuid not in known_uuids:
+                info = driver.domain(stats.uuid)
+                if info is not None:
+                    reading.new_domains[stats.uuid] = info
+    except DriverError as exc:
+        reading.error = exc
+    return reading
+
+
+def read_hosts(hosts: list[Host], known_uuids: set[str]) -> list[HostReading]:
+    with ThreadPoolExecutor(max_workers=min(POLL_THREADS, max(1, len(hosts)))) as pool:
+        return list(pool.map(lambda h: read_host(h, known_uuids), hosts))
+
+
+def _shown(domain: Domain) -> tuple:
+    return tuple(getattr(domain, name) for name in SHOWN_FIELDS)
+
+
+def write_readings(readings: list[HostReading]) -> tuple[list[tuple[str, object, dict]], int, int]:
+    """One bulk write of everything read; returns the live updates to send, the domains seen and changed."""
+    now = timezone.now()
+    answered = [r for r in readings if r.error is None]
+    seen: dict[str, tuple[Host, DomainStats]] = {str(s.uuid): (r.host, s) for r in answered for s in r.stats}
+    existing = {
+        str(d.uuid): d
+        for d in Domain.objects.filter(Q(uuid__in=list(seen)) | Q(host__in=[r.host for r in answered], state__in=_present_states()))
+    }
+    changed: list[Domain] = []
+    created: list[Domain] = []
+    changed_by_host: dict[int, list[int]] = {}
+    for uuid, (host, stats) in seen.items():
+        domain = existing.get(uuid)
+        if domain is None:
+            info = next((r.new_domains[uuid] for r in answered if uuid in r.new_domains), None)
+            if info is not None:
+                domain = inventory.new_domain(host, info, now)
+                inventory.apply_observation(domain, host, stats, now)
+                created.append(domain)
+            continue
+        before = _shown(domain)
+        inventory.apply_observation(domain, host, stats, now)
+        changed.append(domain)
+        if _shown(domain) != before:
+            changed_by_host.setdefault(host.pk, []).append(domain.pk)
+    for uuid, domain in existing.items():
+        if uuid not in seen and domain.state != Domain.State.GONE:
+            domain.state, domain.hv_id = Domain.State.GONE, None
+            changed.append(domain)
+            changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
+
+    hosts_changed = [r.host for r in readings if _apply_host(r, now)]
+    with transaction.atomic():
+        Domain.objects.bulk_update(changed, POLLED_FIELDS, batch_size=2000)
+        Domain.objects.bulk_create(created, batch_size=2000)
+        Host.objects.bulk_update([r.host for r in readings], HOST_FIELDS, batch_size=2000)
+    for domain in created:
+        changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
+    messages = [("host", host_id, {"type": "domains", "domains": ids}) for host_id, ids in changed_by_host.items()]
+    touched_hosts = {h.pk: h for h in hosts_changed} | {r.host.pk: r.host for r in readings if r.host.pk in changed_by_host}
+    for host in touched_hosts.values():
+        messages.append(("host", host.pk, {"type": "host", "host": host.pk, "status": host.status}))
+        messages.append(("fleet", host.team_id, {"type": "host", "host": host.pk, "status": host.status}))
+    return messages, len(seen), sum(len(ids) for ids in changed_by_host.values())
+
+
+def _present_states() -> list[str]:
+    return [s for s in Domain.State.values if s != Domain.State.GONE]
+
+
+def _apply_host(reading: HostReading, now) -> bool:
+    """Update the host row from a reading; True if its status changed."""
+    host = reading.host
+    previous = host.status
+    if reading.error is None:
+        host.status, host.last_error, host.last_seen = Host.Status.ONLINE, "", now
+        host.total_kib, host.cpus = reading.info.total_kib, reading.info.cpus
+    else:
+        unreachable = isinstance(reading.error, HostUnreachable)
+        host.status = Host.Status.OFFLINE if unreachable else Host.Status.ERROR
+        detail = f" ({reading.error.detail})" if reading.error.detail else ""
+        host.last_error = f"{reading.error.message}{detail}"
+    if host.status != previous:
+        host.status_changed = now
+        return True
+    return False
+
+
+def poll_hosts(hosts: list[Host]) -> PollReport:
+    report = PollReport(hosts=len(hosts))
+    started = time.perf_counter()
+    known = {str(u) for u in Domain.objects.values_list("uuid", flat=True)}
+    readings = read_hosts(hosts, known)
+    report.libvirt_s = time.perf_counter() - started
+    started = time.perf_counter()
+    messages, report.domains, report.changed = write_readings(readings)
+    report.database_s = time.perf_counter() - started
+    started = time.perf_counter()
+    publish_many(messages)
+    report.publish_s = time.perf_counter() - started
+    report.online = sum(r.error is None for r in readings)
+    return report
+
+
+def poll_fleet(queue_group: str | None = None) -> PollReport:
+    """Poll the hosts of one queue group (all hosts when None)."""
+    hosts = Host.objects.all()
+    if queue_group is not None:
+        hosts = hosts.filter(queue_group=queue_group)
+    return poll_hosts(list(hosts))
+
+
+def dispatch_polls() -> list[str]:
+    """One poll task per host group, on that group's queue, so that each group is polled near its hosts."""
+    groups = sorted(set(Host.objects.values_list("queue_group", flat=True)))
+    for group in groups:
+        queue = f"jobs.{group}" if group else "jobs"
+        current_app.send_task("domains.tasks.poll_group", args=[group], queue=queue)
+    return groups

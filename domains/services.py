@@ -1,0 +1,365 @@
+"""The rules for every change, in one place. Pages, the API, the `xm` command and the autoscaler call these.
+
+Each request function checks permission, memory bounds and host room inside one transaction that holds the
+host's row lock, writes the Job row and the audit entry, and enqueues the job when the transaction commits.
+"""
+
+import logging
+
+from celery import current_app
+from django.db import transaction
+from django.utils import timezone
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
+from hosts.drivers import DomainConfig
+from hosts.models import RUNNING_STATES, Host
+from hosts.units import BadSize, parse_memory_kib
+
+from .models import Domain, Job
+from .xenconfig import ConfigError, parse_xen_config
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A refusal a person can act on; `code` is stable (the API returns it), `status` is the HTTP status."""
+
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class BadRequest(ServiceError):
+    status = 400
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(ServiceError):
+    status = 503
+    code = "host_unreachable"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+def mib(kib: int) -> str:
+    return f"{kib // 1024} MiB"
+
+
+# -- the rules ------------------------------------------------------------------------------------------------
+
+
+def parse_size(size: str | int) -> int:
+    try:
+        return parse_memory_kib(size)
+    except BadSize as exc:
+        raise BadRequest(str(exc), "bad_size") from exc
+
+
+def check_permission(actor: Actor, action: str, obj) -> None:
+    """The permission rule as a service error; refusals of people are audited outside the failed transaction."""
+    try:
+        rules.require(actor, action, obj)
+    except rules.NotFound as exc:
+        raise NotFound(str(exc)) from exc
+    except rules.Forbidden as exc:
+        raise Forbidden(str(exc)) from exc
+
+
+def check_memory_bounds(domain: Domain, target_kib: int) -> None:
+    """floor <= target <= maxmem, and a live change only on a running domain."""
+    if domain.state == Domain.State.GONE:
+        raise Conflict(f"{domain.name} is no longer on {domain.host}: it vanished from the host", "domain_gone")
+    if not domain.is_running:
+        raise BadRequest(
+            f"{domain.name} is {domain.get_state_display()}: a live resize needs a running domain; start it first",
+            "domain_not_running",
+        )
+    if target_kib > domain.maxmem_kib:
+        raise BadRequest(
+            f"{mib(target_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)}); "
+            f"raise maxmem first (xm mem-max {domain.name} {target_kib // 1024}), which a running domain takes at "
+            "its next boot",
+            "above_maxmem",
+        )
+    if target_kib < domain.floor_kib:
+        raise BadRequest(
+            f"{mib(target_kib)} is below the floor of {domain.name} ({mib(domain.floor_kib)}); "
+            f"allowed: {mib(domain.floor_kib)} to {mib(domain.maxmem_kib)}",
+            "below_floor",
+        )
+
+
+def check_host_online(host: Host) -> None:
+    if not host.is_online:
+        since = f" since {host.status_changed:%Y-%m-%d %H:%M:%S} UTC" if host.status_changed else ""
+        reason = f": {host.last_error}" if host.last_error else ""
+        raise Unavailable(f"host unreachable: {host.name} is {host.status}{since}{reason}")
+
+
+def booked_kib(host: Host, *, exclude_domain: Domain | None = None) -> int:
+    """Memory promised on `host`: running domains at the larger of their current size and any pending
+    resize, plus domains on their way in (migrations, creations). Pending work counts until it ends.
+    """
+    pending = Job.objects.filter(state__in=Job.UNFINISHED).filter(
+        kind__in=[Job.Kind.RESIZE, Job.Kind.MIGRATE, Job.Kind.CREATE]
+    )
+    pending_targets: dict[int, int] = {}
+    for domain_id, target in pending.filter(kind=Job.Kind.RESIZE, host=host).values_list("domain_id", "params__target_kib"):
+        pending_targets[domain_id] = max(pending_targets.get(domain_id, 0), int(target))
+    total = 0
+    running = Domain.objects.filter(host=host, state__in=RUNNING_STATES).values_list("id", "memory_kib")
+    for domain_id, memory in running:
+        if exclude_domain is None or domain_id != exclude_domain.pk:
+            total += max(memory, pending_targets.get(domain_id, 0))
+    incoming = pending.filter(target_host=host).exclude(host=host)
+    for domain_id, params in incoming.values_list("domain_id", "params"):
+        if exclude_domain is None or domain_id != exclude_domain.pk:
+            total += int(params.get("memory_kib", 0))
+    return total
+
+
+def check_host_room(host: Host, adding_kib: int, *, exclude_domain: Domain | None = None) -> None:
+    """Host capacity minus its reserve is never double-booked. Call with the host row locked."""
+    booked = booked_kib(host, exclude_domain=exclude_domain)
+    if booked + adding_kib > host.usable_kib:
+        free = max(0, host.usable_kib - booked)
+        raise Conflict(
+            f"{host.name} has no room: {mib(adding_kib)} asked, {mib(free)} free "
+            f"({mib(host.usable_kib)} usable after the host's reserve of {mib(host.reserved_kib)}, {mib(booked)} booked)",
+            "no_room",
+        )
+
+
+def locked_host(host_id: int) -> Host:
+    return Host.objects.select_for_update().get(pk=host_id)
+
+
+def check_delegation(actor: Actor, domain: Domain, target_kib: int, adding_kib: int) -> None:
+    """Per-team limits on what operators may hand out (range-bounded delegation)."""
+    team = domain.host.team
+    if team is None or actor.is_privileged or rules.allows(actor, "set_maxmem", team.pk):
+        return
+    if team.operator_max_kib is not None and target_kib > team.operator_max_kib:
+        raise Forbidden(
+            f"{mib(target_kib)} is above the team {team.name}'s limit for one domain ({mib(team.operator_max_kib)}); "
+            "a team admin can give more",
+            "team_limit",
+        )
+    if team.quota_kib is not None and adding_kib > 0:
+        in_use = sum(booked_kib(h) for h in Host.objects.filter(team=team))
+        if in_use + adding_kib > team.quota_kib:
+            raise Forbidden(
+                f"the team {team.name}'s quota of {mib(team.quota_kib)} running memory would be exceeded "
+                f"({mib(in_use)} in use, {mib(adding_kib)} more asked)",
+                "team_quota",
+            )
+
+
+# -- jobs -----------------------------------------------------------------------------------------------------
+
+
+def _new_job(actor: Actor, kind: str, host: Host, *, domain: Domain | None = None, target_host: Host | None = None, **params) -> Job:
+    job = Job.objects.create(
+        kind=kind,
+        domain=domain,
+        host=host,
+        target_host=target_host,
+        params=params,
+        actor_kind=actor.kind,
+        actor_label=actor.label,
+        actor_user=actor.user,
+        queue=host.celery_queue,
+    )
+    transaction.on_commit(lambda: enqueue(job.pk, job.queue))
+    return job
+
+
+def enqueue(job_id: int, queue: str) -> None:
+    """Send the job's message. If the broker is down the job stays queued and the sweep sends it later."""
+    try:
+        current_app.send_task("domains.tasks.run_job", args=[job_id], queue=queue)
+    except Exception:  # noqa: BLE001 - the database holds the job; the sweep re-sends it
+        log.warning("job %s could not be enqueued now; the sweep will send it", job_id, exc_info=True)
+        return
+    Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(enqueued_at=timezone.now())
+
+
+def _refused(actor: Actor, action: str, obj, error: ServiceError) -> None:
+    if isinstance(error, Forbidden):
+        record(actor, action, obj, result=AuditEntry.Result.REFUSED, message=error.message)
+
+
+def _guarded(action: str):
+    """Run a request; a permission refusal is audited after the failed transaction has rolled back."""
+
+    def wrap(function):
+        def run(actor: Actor, obj, *args, **kwargs):
+            try:
+                return function(actor, obj, *args, **kwargs)
+            except ServiceError as error:
+                _refused(actor, action, obj, error)
+                raise
+
+        run.__name__ = function.__name__
+        run.__doc__ = function.__doc__
+        return run
+
+    return wrap
+
+
+@_guarded("domain.resize")
+def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
+    """Balloon a running domain to an absolute size (`xm mem-set`)."""
+    target_kib = parse_size(size)
+    with transaction.atomic():
+        host = locked_host(domain.host_id)
+        domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
+        check_permission(actor, "resize", domain)
+        check_memory_bounds(domain, target_kib)
+        check_host_online(host)
+        current = booked_kib(host) - booked_kib(host, exclude_domain=domain)
+        check_delegation(actor, domain, target_kib, target_kib - current)
+        if target_kib > current:
+            check_host_room(host, target_kib, exclude_domain=domain)
+        job = _new_job(actor, Job.Kind.RESIZE, host, domain=domain, target_kib=target_kib)
+        record(actor, "domain.resize", domain, before={"memory_kib": domain.memory_kib}, after={"memory_kib": target_kib}, job=job)
+    return job
+
+
+@_guarded("domain.maxmem")
+def request_set_maxmem(actor: Actor, domain: Domain, size: str | int) -> Job:
+    """Set maxmem in the persistent config (`xm mem-max`); a running domain takes it at its next boot."""
+    maxmem_kib = parse_size(size)
+    with transaction.atomic():
+        host = locked_host(domain.host_id)
+        domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
+        check_permission(actor, "set_maxmem", domain)
+        if domain.state == Domain.State.GONE:
+            raise Conflict(f"{domain.name} is no longer on {host}", "domain_gone")
+        if maxmem_kib < domain.floor_kib:
+            raise BadRequest(f"maxmem {mib(maxmem_kib)} is below the floor of {domain.name} ({mib(domain.floor_kib)})", "below_floor")
+        check_host_online(host)
+        job = _new_job(actor, Job.Kind.MAXMEM, host, domain=domain, maxmem_kib=maxmem_kib)
+        record(actor, "domain.maxmem", domain, before={"config_maxmem_kib": domain.config_maxmem_kib}, after={"config_maxmem_kib": maxmem_kib}, job=job)
+    return job
+
+
+@_guarded("domain.floor")
+def set_floor(actor: Actor, domain: Domain, size: str | int) -> Domain:
+    """The floor is BalloonWeb's own rule, not the hypervisor's: it changes at once, without a job."""
+    floor_kib = parse_size(size)
+    with transaction.atomic():
+        domain = Domain.objects.select_for_update().select_related("host__team").get(pk=domain.pk)
+        check_permission(actor, "set_floor", domain)
+        if floor_kib > domain.maxmem_kib:
+            raise BadRequest(f"a floor of {mib(floor_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)})", "above_maxmem")
+        before = domain.floor_kib
+        domain.floor_kib = floor_kib
+        domain.save(update_fields=["floor_kib"])
+        record(actor, "domain.floor", domain, result=AuditEntry.Result.SUCCEEDED, before={"floor_kib": before}, after={"floor_kib": floor_kib})
+    return domain
+
+
+@_guarded("domain.migrate")
+def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
+    """Live-migrate a running domain to another host (`xm migrate`)."""
+    with transaction.atomic():
+        # Lock both hosts in id order, so that two opposite migrations cannot deadlock.
+        locked = {h.pk: h for h in Host.objects.select_for_update().filter(pk__in=[domain.host_id, target.pk]).order_by("pk")}
+        source, target = locked[domain.host_id], locked[target.pk]
+        domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
+        check_permission(actor, "migrate", domain)
+        check_permission(actor, "migrate", target)
+        if source.pk == target.pk:
+            raise BadRequest(f"{domain.name} already runs on {target.name}; pick another host", "same_host")
+        if not domain.is_running:
+            raise BadRequest(f"{domain.name} is {domain.get_state_display()}: only a running domain migrates live", "domain_not_running")
+        check_host_online(source)
+        check_host_online(target)
+        memory_kib = booked_kib(source) - booked_kib(source, exclude_domain=domain)
+        check_host_room(target, memory_kib)
+        job = _new_job(actor, Job.Kind.MIGRATE, source, domain=domain, target_host=target, memory_kib=memory_kib)
+        record(actor, "domain.migrate", domain, before={"host": source.name}, after={"host": target.name}, job=job)
+    return job
+
+
+@_guarded("domain.create")
+def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
+    """Define and start a domain from a Xen-style config (`xm create`)."""
+    if isinstance(config, str):
+        try:
+            config = parse_xen_config(config)
+        except ConfigError as exc:
+            raise BadRequest(str(exc), "bad_config") from exc
+    with transaction.atomic():
+        host = locked_host(host.pk)
+        check_permission(actor, "create", host)
+        check_host_online(host)
+        if Domain.objects.present().filter(host=host, name=config.name).exists():
+            raise Conflict(f"{host.name} already has a domain named {config.name}", "name_taken")
+        check_host_room(host, config.memory_kib)
+        job = _new_job(
+            actor, Job.Kind.CREATE, host, target_host=host,
+            name=config.name, memory_kib=config.memory_kib, maxmem_kib=config.maxmem_kib,
+            vcpus=config.vcpus, uuid=config.uuid, description=config.description,
+        )
+        record(actor, "domain.create", host, after={"name": config.name, "memory_kib": config.memory_kib, "maxmem_kib": config.maxmem_kib, "vcpus": config.vcpus}, job=job)
+    return job
+
+
+@_guarded("job.cancel")
+def cancel_job(actor: Actor, job: Job) -> Job:
+    """A queued job can be cancelled; a running one is already talking to the hypervisor."""
+    with transaction.atomic():
+        job = Job.objects.select_related("host__team", "domain").get(pk=job.pk)
+        check_permission(actor, "cancel_job", job)
+        cancelled = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+            state=Job.State.CANCELLED, finished=timezone.now(), error=f"cancelled by {actor}"
+        )
+        if not cancelled:
+            raise Conflict(f"job {job.pk} is {job.state}: only a queued job can be cancelled", "not_cancellable")
+        job.refresh_from_db()
+        record(actor, "job.cancel", job.domain or job.host, result=AuditEntry.Result.SUCCEEDED, job=job)
+    return job
+
+
+def find_domain(actor: Actor, name: str, host_name: str | None = None) -> Domain:
+    """A domain by name, as `xm` names them; a name on several hosts needs the host."""
+    domains = rules.restrict(Domain.objects.present().select_related("host"), actor, "view").filter(name=name)
+    if host_name:
+        domains = domains.filter(host__name=host_name)
+    found = list(domains[:10])
+    if not found:
+        where = f" on host {host_name}" if host_name else ""
+        raise NotFound(f"no domain named {name}{where}")
+    if len(found) > 1:
+        hosts = ", ".join(d.host.name for d in found)
+        raise BadRequest(f"{name} is on several hosts ({hosts}); say which with --host", "ambiguous")
+    return found[0]
+
+
+def find_host(actor: Actor, name: str, action: str = "view") -> Host:
+    host = rules.restrict(Host.objects.all(), actor, "view").filter(name=name).first()
+    if host is None:
+        raise NotFound(f"no host named {name}")
+    return host

@@ -1,0 +1,31 @@
+"""Celery tasks: thin wrappers; the work is in domains.jobs and domains.poller."""
+
+from celery import shared_task
+from django.conf import settings
+
+from . import jobs, poller
+
+BUSY_RETRY_S = 0.5
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None, time_limit=settings.MIGRATE_TIME_LIMIT + 30)
+def run_job(self, job_id: int) -> str:
+    outcome = jobs.run_job(job_id)
+    if outcome == jobs.Claim.BUSY:
+        raise self.retry(countdown=BUSY_RETRY_S)
+    return outcome
+
+
+@shared_task(ignore_result=True, expires=settings.POLL_INTERVAL)
+def poll_fleet() -> list[str]:
+    return poller.dispatch_polls()
+
+
+@shared_task(ignore_result=True, expires=settings.POLL_INTERVAL)
+def poll_group(queue_group: str) -> dict:
+    return poller.poll_fleet(queue_group).as_dict()
+
+
+@shared_task(ignore_result=True, expires=settings.SWEEP_INTERVAL)
+def sweep_jobs() -> dict:
+    return jobs.sweep()

@@ -1,0 +1,89 @@
+"""Starting and stopping simulated hosts as BalloonWeb hosts: the daemon, the Host row, and its domains."""
+
+from django.db import transaction
+
+from hosts.drivers import DomainConfig, DriverError, driver_for
+from hosts.models import Host
+
+from . import fleet
+
+DEFAULT_MEMORY_MIB = 16384
+DEFAULT_RESERVE_MIB = 512
+
+# The demo fleet of the run command: the seed's `foo` and a few neighbours with different demand profiles.
+DEMO_HOSTS = {"hv1": 8192, "hv2": 8192}
+DEMO_DOMAINS = [
+    ("hv1", DomainConfig("foo", 1024 * 1024, 4096 * 1024, 1, description="demand: steady 400M")),
+    ("hv1", DomainConfig("web1", 1536 * 1024, 3072 * 1024, 2, description="demand: diurnal 900M")),
+    ("hv1", DomainConfig("batch1", 2048 * 1024, 4096 * 1024, 2, description="demand: spike 800M")),
+    ("hv2", DomainConfig("db1", 3072 * 1024, 6144 * 1024, 4, description="demand: ramp 1500M")),
+    ("hv2", DomainConfig("idle1", 2048 * 1024, 2048 * 1024, 1, description="demand: idle 1G")),
+]
+
+
+def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int = DEFAULT_RESERVE_MIB, cpus: int | None = None, team=None) -> Host:
+    """Start (or restart) a simulated host and register it. Domains the database knows on it are defined again,
+    since a restarted daemon starts empty."""
+    sim = fleet.simhost(name)
+    fleet.start_daemon(sim)
+    driver = driver_for(sim.uri)
+    for domain in driver.list_domains():
+        if domain.name == fleet.DEFAULT_TEST_DOMAIN:
+            driver.undefine(domain.uuid)  # every test:///default daemon has it, with one fixed UUID
+    with transaction.atomic():
+        host, _ = Host.objects.update_or_create(
+            name=name,
+            defaults={"uri": sim.uri, "capacity_kib": memory_mib * 1024, "reserved_kib": reserve_mib * 1024},
+        )
+        if cpus:
+            Host.objects.filter(pk=host.pk).update(cpus=cpus)
+        if team is not None:
+            Host.objects.filter(pk=host.pk).update(team=team)
+    _restore_domains(host, driver)
+    from domains.poller import poll_hosts
+
+    poll_hosts([host])
+    host.refresh_from_db()
+    return host
+
+
+def _restore_domains(host: Host, driver) -> None:
+    from domains.models import Domain
+
+    running = {d.uuid for d in driver.list_domains()}
+    for domain in Domain.objects.present().filter(host=host):
+        if str(domain.uuid) in running:
+            continue
+        config = DomainConfig(
+            domain.name, domain.memory_kib or domain.config_memory_kib, domain.config_maxmem_kib or domain.maxmem_kib,
+            domain.vcpus, str(domain.uuid),
+        )
+        try:
+            driver.define_and_start(config)
+        except DriverError:
+            continue  # the poller marks it gone
+
+
+def stop(name: str) -> None:
+    fleet.remove(fleet.simhost(name))
+
+
+def stop_all() -> list[str]:
+    names = [sim.name for sim in fleet.all_simhosts()]
+    for name in names:
+        stop(name)
+    return names
+
+
+def start_demo() -> list[Host]:
+    """hv1 and hv2 with `foo` (1024 MiB, maxmem 4096 MiB) and a few other domains."""
+    from domains.inventory import record_domain
+
+    hosts = {name: start(name, memory_mib=memory) for name, memory in DEMO_HOSTS.items()}
+    for host_name, config in DEMO_DOMAINS:
+        host = hosts[host_name]
+        driver = driver_for(host.uri)
+        if any(d.name == config.name for d in driver.list_domains()):
+            continue
+        record_domain(host, driver.define_and_start(config))
+    return list(hosts.values())
