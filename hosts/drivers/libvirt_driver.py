@@ -291,9 +291,12 @@ class LibvirtDriver:
         *,
         migrate_uri: str | None = None,
         destination_xml: str | None = None,
+        persistent_xml: str | None = None,
     ) -> MigrationResult:
         """Live migration, persistent on the destination and undefined on the source.
 
+        `destination_xml` is the running domain's definition on the destination; `persistent_xml` the config it
+        keeps there (without it, the destination keeps the source's config, file paths and all).
         The call blocks; meanwhile this thread reads libvirt's job info and reports progress.
         """
         dom = self._lookup(uuid)
@@ -302,6 +305,8 @@ class LibvirtDriver:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
         if destination_xml:
             params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
+        if persistent_xml:
+            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent_xml
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
         outcome: dict = {}
 
