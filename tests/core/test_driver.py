@@ -1,0 +1,87 @@
+"""The libvirt driver against the real test driver: in process (test:///default) and through libvirtd."""
+
+import uuid
+
+import pytest
+
+from hosts.drivers import AboveMaxMemory, DomainConfig, DomainNotRunning, HostUnreachable, InvalidRequest, NotSupported, driver_for
+from hosts.drivers.libvirt_driver import LibvirtDriver
+from hosts.simulation import fleet
+
+
+@pytest.fixture(params=["in-process", "libvirtd"])
+def driver(request, tmp_path):
+    if request.param == "in-process":
+        # A custom node file gives this test its own world, since test:///default is shared within a process.
+        node = tmp_path / "node.xml"
+        node.write_text("<node><cpu><mode>host</mode></cpu><memory>8388608</memory></node>")
+        yield LibvirtDriver(f"test://{node}")
+    else:
+        sim = fleet.simhost(f"drv{uuid.uuid4().hex[:6]}")
+        fleet.start_daemon(sim)
+        yield LibvirtDriver(sim.uri)
+        fleet.remove(sim)
+
+
+def define(driver, name="foo", memory=1024, maxmem=4096):
+    return driver.define_and_start(DomainConfig(name, memory * 1024, maxmem * 1024, 1))
+
+
+def test_define_resize_and_read_back(driver):
+    info = define(driver)
+    assert (info.state, info.memory_kib, info.maxmem_kib) == ("running", 1024 * 1024, 4096 * 1024)
+    driver.set_memory(info.uuid, 512 * 1024, live=True, config=False)
+    assert driver.domain(info.uuid).memory_kib == 512 * 1024
+    stats = {s.uuid: s for s in driver.bulk_stats()}
+    assert stats[info.uuid].memory_kib == 512 * 1024
+
+
+def test_above_maxmem_names_the_maxmem(driver):
+    info = define(driver)
+    with pytest.raises(AboveMaxMemory) as error:
+        driver.set_memory(info.uuid, 5000 * 1024, live=True, config=False)
+    assert "4096 MiB" in str(error.value) and "maxmem" in str(error.value)
+    assert driver.domain(info.uuid).memory_kib == 1024 * 1024
+
+
+def test_live_resize_of_a_stopped_domain_is_refused(driver):
+    info = define(driver)
+    driver.destroy(info.uuid)
+    with pytest.raises(DomainNotRunning) as error:
+        driver.set_memory(info.uuid, 512 * 1024, live=True, config=False)
+    assert "not running" in str(error.value)
+
+
+def test_maxmem_goes_to_the_persistent_config(driver):
+    info = define(driver)
+    driver.set_maxmem(info.uuid, 8192 * 1024)
+    after = driver.domain(info.uuid)
+    assert after.config_maxmem_kib == 8192 * 1024
+    assert after.maxmem_kib == 4096 * 1024  # the running domain keeps its maximum until its next boot
+
+
+def test_the_test_driver_cannot_migrate_for_real(driver):
+    info = define(driver)
+    with pytest.raises((NotSupported, InvalidRequest)):
+        LibvirtDriver.migrate(driver, info.uuid, driver)
+
+
+def test_unreachable_host():
+    with pytest.raises(HostUnreachable) as error:
+        driver_for("test+unix:///default?socket=/nonexistent/libvirt-sock").host_info()
+    assert "host unreachable" in str(error.value)
+
+
+def test_reconnects_after_the_daemon_restarts():
+    sim = fleet.simhost(f"re{uuid.uuid4().hex[:6]}")
+    fleet.start_daemon(sim)
+    try:
+        driver = LibvirtDriver(sim.uri)
+        assert driver.host_info().hypervisor == "TEST"
+        fleet.stop_processes(sim)
+        with pytest.raises(HostUnreachable):
+            driver.host_info()
+        fleet.start_daemon(sim)
+        assert driver.host_info().hypervisor == "TEST"
+    finally:
+        fleet.remove(sim)

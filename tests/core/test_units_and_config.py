@@ -1,0 +1,48 @@
+import pytest
+
+from domains.xenconfig import ConfigError, parse_xen_config
+from hosts.units import BadSize, parse_memory_kib
+
+SEED_CONFIG = 'name   = "foo"\nmemory = 1024\nmaxmem = 4096\nvcpus  = 1\n'
+
+
+@pytest.mark.parametrize(
+    "text, kib",
+    [("512", 524288), ("512M", 524288), ("512MiB", 524288), ("4G", 4194304), ("4g", 4194304), ("524288K", 524288), (512, 524288), (" 1.5G ", 1572864)],
+)
+def test_sizes_are_mib_when_bare_and_accept_units(text, kib):
+    assert parse_memory_kib(text) == kib
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5", "0", "12X", "1.5K", "512 M B"])
+def test_bad_sizes_name_the_accepted_forms(text):
+    with pytest.raises(BadSize) as error:
+        parse_memory_kib(text)
+    assert "512M, 4G, 524288K" in str(error.value)
+
+
+def test_seed_config():
+    config = parse_xen_config(SEED_CONFIG)
+    assert (config.name, config.memory_kib, config.maxmem_kib, config.vcpus) == ("foo", 1024 * 1024, 4096 * 1024, 1)
+
+
+def test_maxmem_defaults_to_memory():
+    config = parse_xen_config('name = "bar"\nmemory = 512\n')
+    assert config.maxmem_kib == config.memory_kib == 512 * 1024
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("memory = 512", "no `name`"),
+        ('name = "x"\nmemory = lots', "not a memory size"),
+        ('name = "x"\nmemory = 1024\nmaxmem = 512', "below memory"),
+        ('name = "a b"\nmemory = 1', "name 'a b'"),
+        ('name = "x"\nmemory 1024', "line 2"),
+        ('name = "x"\nmemory = 1\nvcpus = 0', "out of range"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(text, message):
+    with pytest.raises(ConfigError) as error:
+        parse_xen_config(text)
+    assert message in str(error.value)

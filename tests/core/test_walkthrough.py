@@ -1,0 +1,114 @@
+"""The seed's Xen walkthrough, with the `xm` command, real workers and real libvirt, checked with virsh."""
+
+import subprocess
+import sys
+
+import pytest
+
+from domains.models import Domain, Job
+from tests.conftest import ROOT, child_environment, virsh_dominfo
+
+pytestmark = pytest.mark.usefixtures("celery_worker")
+
+
+def xm(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "xm", *args], cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_the_walkthrough(sim_hosts, tmp_path):
+    config = tmp_path / "foo.cfg"
+    config.write_text('name   = "foo"\nmemory = 1024\nmaxmem = 4096\nvcpus  = 1\n')
+    created = xm("create", str(config), "--host", "hv1")
+    assert created.returncode == 0, created.stderr
+    hv1 = sim_hosts["hv1"].uri
+
+    listing = xm("list").stdout.splitlines()
+    assert listing[0].split() == ["Name", "ID", "Mem(MiB)", "VCPUs", "State", "Time(s)", "MaxMem(MiB)", "Host"]
+    foo = next(line.split() for line in listing if line.startswith("foo "))
+    assert foo[2:5] == ["1024", "1", "r-----"] and foo[6:] == ["4096", "hv1"]
+
+    shrink = xm("mem-set", "foo", "512")
+    assert shrink.returncode == 0, shrink.stderr
+    assert virsh_dominfo(hv1, "foo")["Used memory"] == "524288 KiB"
+
+    grow = xm("mem-set", "foo", "4096")
+    assert grow.returncode == 0, grow.stderr
+    assert virsh_dominfo(hv1, "foo")["Used memory"] == "4194304 KiB"
+
+    too_much = xm("mem-set", "foo", "5000")
+    assert too_much.returncode == 1
+    assert too_much.stderr.strip() == (
+        "xm: 5000 MiB is above the maxmem of foo (4096 MiB); raise maxmem first (xm mem-max foo 5000), "
+        "which a running domain takes at its next boot"
+    )
+    assert virsh_dominfo(hv1, "foo")["Used memory"] == "4194304 KiB"
+
+    moved = xm("migrate", "foo", "hv2", "--live")
+    assert moved.returncode == 0, moved.stderr
+    assert "simulated move" in moved.stdout
+    hv2 = sim_hosts["hv2"].uri
+    assert virsh_dominfo(hv2, "foo")["State"] == "running"
+    assert virsh_dominfo(hv2, "foo")["Used memory"] == "4194304 KiB"
+    assert "foo" not in subprocess.run(["virsh", "-c", hv1, "list", "--all", "--name"], capture_output=True, text=True).stdout
+    assert Domain.objects.get(name="foo").host.name == "hv2"
+
+
+def test_a_config_without_maxmem_cannot_grow_until_maxmem_is_raised(sim_hosts, tmp_path):
+    config = tmp_path / "bar.cfg"
+    config.write_text('name = "bar"\nmemory = 1024\n')
+    assert xm("create", str(config), "--host", "hv1").returncode == 0
+    refused = xm("mem-set", "bar", "1100")
+    assert refused.returncode == 1 and "above the maxmem of bar (1024 MiB)" in refused.stderr
+
+    raised = xm("mem-max", "bar", "2048")
+    assert raised.returncode == 0, raised.stderr
+    assert "next boot" in raised.stdout
+    bar = Domain.objects.get(name="bar")
+    assert (bar.maxmem_kib, bar.config_maxmem_kib) == (1024 * 1024, 2048 * 1024)
+    assert xm("mem-set", "bar", "1100").returncode == 1  # the running domain keeps its maximum until it reboots
+
+
+def test_errors_are_one_line_and_exit_1(sim_hosts, foo):
+    cases = {
+        ("mem-set", "nosuch", "512"): "xm: no domain named nosuch",
+        ("mem-set", "foo", "lots"): "xm: 'lots' is not a memory size; use a whole number of MiB (512), or with a unit: 512M, 4G, 524288K",
+        ("mem-set", "foo", "64"): "xm: 64 MiB is below the floor of foo (128 MiB); allowed: 128 MiB to 4096 MiB",
+        ("migrate", "foo", "hv9"): "xm: no host named hv9",
+        ("migrate", "foo", "hv1"): "xm: foo already runs on hv1; pick another host",
+        ("--user", "nobody", "list"): "xm: no active user named nobody",
+    }
+    for args, message in cases.items():
+        result = xm(*args)
+        assert (result.returncode, result.stderr.strip()) == (1, message), args
+
+
+def test_a_name_on_two_hosts_needs_the_host(sim_hosts, foo):
+    from tests.conftest import define_domain
+
+    define_domain(sim_hosts["hv2"], "foo", 1024, 2048)
+    result = xm("mem-set", "foo", "512")
+    assert result.returncode == 1
+    assert "foo is on several hosts (hv1, hv2); say which with --host" in result.stderr
+    assert xm("mem-set", "foo", "512", "--host", "hv2").returncode == 0
+    assert Domain.objects.get(name="foo", host__name="hv2").memory_kib == 512 * 1024
+
+
+def test_no_wait_prints_the_job_id(sim_hosts, foo):
+    result = xm("mem-set", "foo", "768", "--no-wait")
+    assert result.returncode == 0
+    job = Job.objects.get(pk=int(result.stdout))
+    assert (job.kind, job.params, job.actor_kind) == ("resize", {"target_kib": 768 * 1024}, "cli")
+
+
+def test_a_stopped_domain_is_refused_clearly(sim_hosts, foo):
+    from hosts.drivers import driver_for
+
+    driver_for(sim_hosts["hv1"].uri).destroy(str(foo.uuid))
+    from domains.poller import poll_hosts
+
+    poll_hosts([sim_hosts["hv1"]])
+    result = xm("mem-set", "foo", "512")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "xm: foo is shut off: a live resize needs a running domain; start it first"
