@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs BalloonWeb on embedded defaults: SQLite, Redis (started if none runs), two simulated hosts hv1 and hv2
+# (or the QEMU lab with BALLOONWEB_FLEET=lab), a Celery worker and beat, and the web server on
+# http://127.0.0.1:8000. Ctrl-C stops everything it started.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bash "$PROJECT_DIR/balloonweb/scripts/setup.sh"
+cd "$PROJECT_DIR"
+mkdir -p "$STATE_DIR"
+
+ensure_redis
+[ -f "$STATE_DIR/secret_key" ] || (umask 077; "$VENV/bin/python" -c "import secrets; print(secrets.token_urlsafe(50))" > "$STATE_DIR/secret_key")
+export SECRET_KEY="${SECRET_KEY:-$(cat "$STATE_DIR/secret_key")}"
+export BALLOONWEB_STATE_DIR="$STATE_DIR"
+manage() { "$VENV/bin/python" manage.py "$@"; }
+
+manage migrate --noinput -v0
+manage ensure_admin
+
+children=()
+stop_everything() {
+  trap - EXIT INT TERM
+  say "stopping"
+  for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "${BALLOONWEB_FLEET:-sim}" = lab ]; then manage lab down || true; else manage simhost stop --all || true; fi
+}
+trap stop_everything EXIT INT TERM
+
+if [ "${BALLOONWEB_FLEET:-sim}" = lab ]; then manage lab up; else manage simhost demo; fi
+
+"$VENV/bin/celery" -A balloonweb worker -Q jobs -c 2 -l warning --logfile "$STATE_DIR/worker.log" & children+=($!)
+"$VENV/bin/celery" -A balloonweb beat -l warning -s "$STATE_DIR/celerybeat-schedule" --logfile "$STATE_DIR/beat.log" & children+=($!)
+say "BalloonWeb on http://127.0.0.1:8000 (logs in $STATE_DIR); Ctrl-C stops it"
+"$VENV/bin/daphne" -b 127.0.0.1 -p 8000 balloonweb.asgi:application & children+=($!)
+wait -n "${children[@]}"

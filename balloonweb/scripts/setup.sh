@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what BalloonWeb needs on Debian 12: system packages, a virtualenv with the pinned Python packages,
+# and the front end's npm packages. Safe to run again: it only does what is missing.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$PROJECT_DIR"
+
+# libvirt: headers to build libvirt-python, the daemon for simulated hosts, virsh; chromium for browser tests.
+apt_install gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients chromium
+python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv python3-dev
+command -v npm >/dev/null || apt_install nodejs npm
+# libvirtd's QEMU driver refuses to start without this system user.
+id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home libvirt-qemu
+
+[ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }
+stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "installing Python packages (libvirt-python compiles, ~15 s)"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+if [ -f package.json ]; then
+  npm_stamp="node_modules/.installed-$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16)"
+  if [ ! -f "$npm_stamp" ]; then
+    say "installing front-end packages"
+    if [ -f package-lock.json ]; then npm ci --silent --no-audit --no-fund; else npm install --silent --no-audit --no-fund; fi
+    touch "$npm_stamp"
+  fi
+  npm run --silent vendor
+fi
+mkdir -p "$STATE_DIR"

@@ -1,0 +1,159 @@
+"""Durable jobs against a real worker, real Redis and real libvirt: concurrency, dead workers, lost messages."""
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+from django.db import close_old_connections, connections
+
+from domains import jobs, services
+from domains.models import Domain, Job
+from hosts.drivers import driver_for
+from hosts.simulation import fleet
+from tests.conftest import ROOT, child_environment, define_domain, virsh_dominfo, wait_for_job
+
+
+def in_threads(count: int, work) -> list:
+    def run(i):
+        try:
+            return work(i)
+        finally:
+            close_old_connections()
+            connections.close_all()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def attempt(call):
+    try:
+        return call()
+    except services.ServiceError as exc:
+        return exc
+
+
+def test_concurrent_resizes_of_one_domain_end_at_the_last_accepted(celery_worker, sim_hosts, foo, cli):
+    sizes = [256 + 64 * i for i in range(20)]
+    results = in_threads(20, lambda i: attempt(lambda: services.request_resize(cli, foo, f"{sizes[i]}M")))
+    accepted = [r for r in results if isinstance(r, Job)]
+    assert len(accepted) == 20, [str(r) for r in results if not isinstance(r, Job)]
+    for job in accepted:
+        wait_for_job(job)
+    last = max(accepted, key=lambda j: j.pk)
+    assert last.state == Job.State.SUCCEEDED
+    expected_kib = last.params["target_kib"]
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == f"{expected_kib} KiB"
+    foo.refresh_from_db()
+    assert foo.memory_kib == expected_kib
+    # Never interleaved: no two jobs of the domain ran at once.
+    finished = Job.objects.filter(domain=foo, state=Job.State.SUCCEEDED).order_by("started")
+    spans = [(j.started, j.finished) for j in finished]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert {j.state for j in Job.objects.filter(domain=foo)} <= {Job.State.SUCCEEDED, Job.State.CANCELLED}
+
+
+def test_concurrent_grows_never_exceed_the_host(celery_worker, sim_hosts, cli):
+    hv1 = sim_hosts["hv1"]  # 8192 MiB, 512 MiB reserve: 7680 MiB usable
+    domains = [define_domain(hv1, f"g{i}", 256, 1024) for i in range(20)]  # 5120 MiB in use
+    results = in_threads(20, lambda i: attempt(lambda: services.request_resize(cli, domains[i], "1024")))
+    accepted = [r for r in results if isinstance(r, Job)]
+    refused = [r for r in results if isinstance(r, services.Conflict)]
+    # 2560 MiB of room, 768 MiB per grow: three fit.
+    assert (len(accepted), len(refused)) == (3, 17)
+    assert all(r.code == "no_room" and "hv1 has no room" in r.message for r in refused)
+    for job in accepted:
+        assert wait_for_job(job).state == Job.State.SUCCEEDED
+    running = sum(d.memory_kib for d in Domain.objects.filter(host=hv1))
+    assert running <= hv1.usable_kib
+    assert running == (17 * 256 + 3 * 1024) * 1024
+
+
+def test_a_killed_worker_leaves_no_job_running_after_the_sweep(sim_hosts, foo, cli, start_worker, settings):
+    victim = start_worker("victim", concurrency=1)
+    daemon = fleet.simhost("hv1").pid(fleet.simhost("hv1").daemon_pid_file)
+    os.kill(daemon, 19)  # SIGSTOP: the libvirt call hangs, so the job is caught mid-flight
+    try:
+        job = services.request_resize(cli, foo, "512")
+        deadline = time.monotonic() + 15
+        while Job.objects.get(pk=job.pk).state != Job.State.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Job.objects.get(pk=job.pk).state == Job.State.RUNNING
+        victim.kill()
+    finally:
+        os.kill(daemon, 18)  # SIGCONT
+    start_worker("rescuer", concurrency=1)
+    time.sleep(settings.RESIZE_TIME_LIMIT + 6)  # the dead worker's heartbeat is now too old
+    counts = jobs.sweep()
+    assert counts["requeued"] == 1
+    job = wait_for_job(job)
+    assert job.state == Job.State.SUCCEEDED and "stopped answering; queued again" in job.log
+    assert not Job.objects.filter(state=Job.State.RUNNING).exists()
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == "524288 KiB"
+
+
+def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
+    """A private Redis (the shared one stays up for everyone else): one job's message is lost in the restart,
+    another is requested while Redis is down; the sweep sends both again and a worker runs them."""
+    port = 6390 + os.getpid() % 50
+    url = f"redis://127.0.0.1:{port}/0"
+    server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    env = child_environment(REDIS_URL=url)
+
+    def start_redis():
+        process = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                if redis.Redis.from_url(url).ping():
+                    return process
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis did not start")
+
+    def manage(*args):
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    bar = define_domain(sim_hosts["hv1"], "bar", 1024, 2048)
+    redis_process = start_redis()
+    lost = int(manage("xm", "mem-set", "foo", "600", "--no-wait").stdout)  # enqueued, no worker yet
+    redis_process.terminate()
+    redis_process.wait()
+    down = int(manage("xm", "mem-set", "bar", "700", "--no-wait").stdout)  # the broker is down: stays queued
+    redis_process = start_redis()  # empty: the first message is gone
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "balloonweb", "worker", "-Q", "jobs", "-c", "1", "-n", "private@%h", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        time.sleep(4)  # REQUEUE_AFTER is 3 s in tests
+        assert Job.objects.get(pk=lost).state == Job.State.QUEUED
+        sweep = manage("shell", "-c", "from domains.jobs import sweep; print(sweep()['resent'])")
+        assert sweep.stdout.strip() == "2", sweep.stderr
+        assert wait_for_job(Job.objects.get(pk=lost)).state == Job.State.SUCCEEDED
+        assert wait_for_job(Job.objects.get(pk=down)).state == Job.State.SUCCEEDED
+        assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == f"{600 * 1024} KiB"
+        assert virsh_dominfo(sim_hosts["hv1"].uri, "bar")["Used memory"] == f"{700 * 1024} KiB"
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=20)
+        redis_process.terminate()
+        redis_process.wait()
+
+
+def test_a_job_runs_once_even_if_its_message_arrives_twice(sim_hosts, foo, cli):
+    job = services.request_resize(cli, foo, "512")
+    assert jobs.run_job(job.pk) == Job.State.SUCCEEDED
+    assert jobs.run_job(job.pk) == jobs.Claim.SKIP
+    assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_a_cancelled_job_does_not_run(sim_hosts, foo, cli):
+    job = services.request_resize(cli, foo, "512")
+    services.cancel_job(cli, job)
+    assert jobs.run_job(job.pk) == jobs.Claim.SKIP
+    assert driver_for(sim_hosts["hv1"].uri).domain(str(foo.uuid)).memory_kib == 1024 * 1024
+    with pytest.raises(services.Conflict, match="only a queued job can be cancelled"):
+        services.cancel_job(cli, job)

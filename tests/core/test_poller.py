@@ -1,0 +1,109 @@
+"""The stats poller and the inventory, against real libvirtd hosts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+
+from domains import poller, services
+from domains.models import Domain, Job
+from hosts.drivers import driver_for
+from hosts.models import Host
+from hosts.simulation import fleet, setup
+from tests.conftest import ROOT, child_environment, define_domain, wait_for_job
+
+
+def test_inventory_new_vanished_and_moved(sim_hosts):
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    d1, d2 = driver_for(hv1.uri), driver_for(hv2.uri)
+    from hosts.drivers import DomainConfig
+
+    created = d1.define_and_start(DomainConfig("newcomer", 512 * 1024, 1024 * 1024, 2))
+    report = poller.poll_hosts([hv1, hv2])
+    newcomer = Domain.objects.get(uuid=created.uuid)
+    assert (newcomer.host, newcomer.state, newcomer.memory_kib, newcomer.config_maxmem_kib, newcomer.vcpus) == (hv1, "running", 512 * 1024, 1024 * 1024, 2)
+    assert newcomer.floor_kib == 128 * 1024
+    assert newcomer.available_kib is not None and newcomer.unused_kib is not None  # the demand model's figures
+    assert report.online == 2
+
+    # Moved outside BalloonWeb: defined on hv2 with the same UUID, undefined on hv1. Same row, new host.
+    xml = d1.domain_xml(created.uuid)
+    d2.define_xml_and_start(xml)
+    d1.undefine(created.uuid)
+    poller.poll_hosts([hv1, hv2])
+    newcomer.refresh_from_db()
+    assert newcomer.host == hv2 and Domain.objects.filter(uuid=created.uuid).count() == 1
+
+    d2.undefine(created.uuid)
+    poller.poll_hosts([hv1, hv2])
+    newcomer.refresh_from_db()
+    assert newcomer.state == Domain.State.GONE
+
+
+def test_one_bulk_write_per_cycle(sim_hosts, django_assert_max_num_queries):
+    for i in range(30):
+        define_domain(sim_hosts["hv1"], f"d{i}", 256, 512)
+    poller.poll_hosts(list(sim_hosts.values()))
+    with django_assert_max_num_queries(8):
+        report = poller.poll_hosts(list(Host.objects.all()))
+    assert report.domains == 30
+
+
+def test_balloon_figures_follow_the_demand_model(sim_hosts):
+    domain = define_domain(sim_hosts["hv1"], "idle", 2048, 2048, description="demand: idle 1G")
+    poller.poll_hosts([sim_hosts["hv1"]])
+    domain.refresh_from_db()
+    assert domain.actual_kib == 2048 * 1024
+    assert domain.used_kib == 1024 * 1024 // 8  # idle: an eighth of its base
+    assert domain.unused_kib == domain.available_kib - domain.used_kib
+
+
+def test_a_dead_host_goes_offline_within_one_interval_and_comes_back(sim_hosts, foo, cli, start_worker):
+    """With beat and a worker running: kill hv1's libvirtd, see it offline within one poll interval, its jobs
+    fail with "host unreachable", and restart it to see it online again with its domains."""
+    start_worker("poller", "jobs", 2)
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "balloonweb", "beat", "-s", str(settings.STATE_DIR / "beat-schedule"), "-l", "warning"],
+        cwd=ROOT, env=child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        queued = services.request_resize(cli, foo, "512")
+        wait_for_job(queued)
+        Host.objects.filter(name="hv1").update(queue_group="slow")  # its next job waits in a queue no one reads yet
+        foo.refresh_from_db()
+        waiting = services.request_resize(cli, foo, "768")
+        sim = fleet.simhost("hv1")
+        os.kill(sim.pid(sim.daemon_pid_file), signal.SIGKILL)
+        killed_at = time.monotonic()
+        while Host.objects.get(name="hv1").status == Host.Status.ONLINE and time.monotonic() - killed_at < 10:
+            time.sleep(0.1)
+        took = time.monotonic() - killed_at
+        hv1 = Host.objects.get(name="hv1")
+        assert hv1.status == Host.Status.OFFLINE and "host unreachable" in hv1.last_error
+        assert took <= settings.POLL_INTERVAL + 1.5  # one interval, plus the poll's own time
+
+        start_worker("slow", "jobs.slow", 1)
+        failed = wait_for_job(waiting)
+        assert (failed.state, failed.error_code, failed.error) == ("failed", "host_unreachable", "host unreachable: hv1 does not answer")
+
+        refused = None
+        try:
+            services.request_resize(cli, foo, "600")
+        except services.Unavailable as exc:
+            refused = exc
+        assert refused is not None and refused.message.startswith("host unreachable: hv1 is offline")
+
+        fleet.stop_processes(sim)
+        setup.start("hv1", memory_mib=8192, reserve_mib=512)
+        deadline = time.monotonic() + 10
+        while Host.objects.get(name="hv1").status != Host.Status.ONLINE and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert Host.objects.get(name="hv1").status == Host.Status.ONLINE
+        foo.refresh_from_db()
+        assert foo.state == "running" and foo.memory_kib == 512 * 1024  # restored as the database knew it
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait(timeout=15)
