@@ -71,6 +71,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "balloonweb.urls"
+    # After authentication: gives each request an id, its client address and `request.actor`.
+    "balloonweb.access.middleware.RequestContextMiddleware",
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "balloonweb.asgi.application"
 
@@ -176,3 +178,48 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+
+# -- access and audit ---------------------------------------------------------------------------------------
+
+# The audit chain's HMAC key lives outside the database: this variable, or a file (created 0600 on first use).
+AUDIT_HMAC_KEY = env("AUDIT_HMAC_KEY")
+AUDIT_HMAC_KEY_FILE = env("AUDIT_HMAC_KEY_FILE", str(STATE_DIR / "audit-hmac.key"))
+# Addresses or networks of reverse proxies whose X-Forwarded-For is believed; none: the peer address is the client.
+TRUSTED_PROXIES = [p.strip() for p in env("TRUSTED_PROXIES").split(",") if p.strip()]
+
+# Login attempts: after this many failures for one user name or one address within the window, wait it out.
+LOGIN_FAILURE_LIMIT = int(env("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_WINDOW = int(env("LOGIN_FAILURE_WINDOW", "900"))
+AUTHENTICATION_BACKENDS = ["balloonweb.access.ratelimit.RateLimitedModelBackend"]
+
+# Shared by every process (web, workers): the login counters must be, and Redis is there anyway.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env("CACHE_PREFIX", env("CHANNELS_PREFIX", "balloonweb")),
+    }
+}
+
+# Idle timeout: a session lasts SESSION_IDLE_TIMEOUT seconds after the last request (renewed by each one).
+SESSION_COOKIE_AGE = int(env("SESSION_IDLE_TIMEOUT", str(8 * 3600)))
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# Production hardening (`manage.py check --deploy` is clean with SECURE_HTTPS=1; see docs/deploy.md). Off by
+# default because the run command serves plain HTTP on 127.0.0.1, where secure cookies would never come back.
+SECURE_HTTPS = env_bool("SECURE_HTTPS")
+SESSION_COOKIE_SECURE = SECURE_HTTPS
+CSRF_COOKIE_SECURE = SECURE_HTTPS
+SECURE_SSL_REDIRECT = SECURE_HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "31536000" if SECURE_HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# A TLS-terminating proxy says so in this header; believed only when TRUSTED_PROXIES names the proxy.
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"

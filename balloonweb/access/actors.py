@@ -3,6 +3,8 @@
 Every service takes an Actor, so that permissions and the audit log see the same identity whatever the entrance.
 """
 
+import contextvars
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -21,6 +23,14 @@ class Actor:
         return cls("user", user.get_username(), user, context)
 
     @classmethod
+    def from_request(cls, request, user=None, kind: str = "user", label: str | None = None, **context) -> "Actor":
+        """The actor of a web or API request: its user (or `user`, e.g. a token's owner) with the request id and
+        client address that RequestContextMiddleware found."""
+        user = user if user is not None else request.user
+        context = {"request_id": getattr(request, "request_id", ""), "client_ip": getattr(request, "client_ip", None), **context}
+        return cls(kind, label if label is not None else user.get_username(), user, context)
+
+    @classmethod
     def command_line(cls) -> "Actor":
         return cls("cli", "command line")
 
@@ -37,3 +47,22 @@ class Actor:
 
     def __str__(self) -> str:
         return self.label if self.kind == "user" else f"{self.kind}:{self.label}"
+
+
+# The actor of the request or command being handled, for changes recorded by signal handlers (a team edited in
+# Django's admin, a host added by `simhost`), which are not handed an actor. Set by RequestContextMiddleware and
+# by `acting_as`; the system actor otherwise.
+_current: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("balloonweb_actor", default=None)
+
+
+def current() -> Actor:
+    return _current.get() or Actor.system()
+
+
+@contextmanager
+def acting_as(actor: Actor):
+    token = _current.set(actor)
+    try:
+        yield actor
+    finally:
+        _current.reset(token)

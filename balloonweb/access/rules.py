@@ -15,7 +15,8 @@ ACTIONS_BY_ROLE: dict[str, frozenset[str]] = {
     Role.VIEWER: frozenset({"view"}),
     Role.OPERATOR: frozenset({"view", "resize", "migrate", "cancel_job"}),
     Role.ADMIN: frozenset(
-        {"view", "resize", "migrate", "cancel_job", "set_maxmem", "set_floor", "create", "manage_host", "manage_team"}
+        {"view", "resize", "migrate", "cancel_job", "set_maxmem", "set_floor", "create", "manage_host", "manage_team",
+         "view_audit"}
     ),
 }
 ACTIONS = frozenset().union(*ACTIONS_BY_ROLE.values())
@@ -71,6 +72,15 @@ def require(actor: Actor, action: str, obj: Model) -> None:
         raise NotFound(f"no such {obj._meta.verbose_name}")
     if not allows(actor, action, team_id):
         raise Forbidden(f"your role in this team does not allow '{action}' on {obj}")
+
+
+def allowed_actions(actor: Actor, obj: Model) -> set[str]:
+    """What `actor` may do to `obj`, for pages that show a control disabled rather than let it fail: the
+    template asks `"resize" in allowed`. Empty for outsiders."""
+    if actor.is_privileged:
+        return set(ACTIONS)
+    role = roles_of(actor).get(team_id_of(obj))
+    return set(ACTIONS_BY_ROLE[role]) if role else set()
 
 
 def team_ids_allowing(actor: Actor, action: str) -> list[int]:

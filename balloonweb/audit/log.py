@@ -1,9 +1,14 @@
 """The one function that writes the audit log. Call it inside the transaction of the change it records."""
 
+import ipaddress
+import json
+
+from django.db import transaction
 from django.utils import timezone
 
 from balloonweb.access.actors import Actor
 
+from . import chain
 from .models import AuditEntry
 
 
@@ -17,28 +22,58 @@ def record(
     after: dict | None = None,
     message: str = "",
     job=None,
+    team_id: int | None = None,
 ) -> AuditEntry:
-    host, domain, team_id = _scope(obj)
-    return AuditEntry.objects.create(
-        at=timezone.now(),
+    """Append one entry to the chain. `team_id` places an entry without an object (or with one outside the
+    team tree) in a team, so that the team's admins see it."""
+    host, domain, scope_team_id = _scope(obj)
+    user = actor.user if actor.user is not None and actor.user.is_authenticated else None
+    entry = AuditEntry(
         actor_kind=actor.kind,
-        actor_label=actor.label,
-        actor_user=actor.user,
+        actor_label=actor.label[:150],
+        actor_user_id=user.pk if user else None,
         action=action,
         object_type=obj._meta.model_name if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",
         object_repr=str(obj)[:200] if obj is not None else "",
-        team_id=team_id,
+        team_id=team_id if team_id is not None else scope_team_id,
         host_id=host.pk if host else None,
         domain_id=domain.pk if domain else None,
-        before=before,
-        after=after,
+        # Signed as they will read back from the database: plain JSON, no tuples or dates.
+        before=_plain(before),
+        after=_plain(after),
         result=result,
         message=message,
         job_id=job.pk if job is not None else None,
-        request_id=actor.context.get("request_id", ""),
-        client_ip=actor.context.get("client_ip"),
+        request_id=str(actor.context.get("request_id", ""))[:64],
+        client_ip=_ip(actor.context.get("client_ip")),
     )
+    with transaction.atomic():
+        chain.lock()
+        last = AuditEntry.objects.order_by("-id").only("id", "mac", "action", "after").first()
+        entry.id = last.id + 1 if last else 1
+        # Taken under the lock, so that time never goes backwards along the chain.
+        entry.at = timezone.now()
+        entry.mac = chain.mac(entry, chain.next_link(last))
+        entry.save()
+    return entry
+
+
+def _plain(value):
+    return None if value is None else json.loads(json.dumps(value, default=str))
+
+
+def _ip(value) -> str | None:
+    """The address as the database gives it back (an IPv4-mapped IPv6 address as IPv4)."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def _scope(obj):
@@ -48,6 +83,10 @@ def _scope(obj):
         return obj.host, obj, obj.host.team_id
     if model == "host":
         return obj, None, obj.team_id
+    if model == "job":
+        return obj.host, obj.domain, obj.host.team_id
     if model == "team":
         return None, None, obj.pk
+    if model == "membership":
+        return None, None, obj.team_id
     return None, None, None

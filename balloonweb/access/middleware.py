@@ -1,0 +1,64 @@
+"""Per-request context for the audit log: a request id, the client's address, and the request's Actor."""
+
+import ipaddress
+import re
+import uuid
+from functools import lru_cache
+
+from django.conf import settings
+from django.utils.functional import SimpleLazyObject
+
+from . import actors
+
+# A request id handed on by a trusted proxy is kept if it looks like one (it ends up in logs and the audit).
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]):
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def client_ip(meta: dict) -> str | None:
+    """The peer address; behind a trusted proxy, the right-most X-Forwarded-For address that is not one of
+    our proxies (everything left of it was written by the client and proves nothing)."""
+    peer = meta.get("REMOTE_ADDR") or None
+    if not peer or not _trusted(peer):
+        return peer
+    forwarded = [a.strip() for a in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    for address in reversed(forwarded):
+        if not _trusted(address):
+            try:
+                return str(ipaddress.ip_address(address))
+            except ValueError:
+                return peer
+    return peer
+
+
+def request_id(meta: dict) -> str:
+    given = meta.get("HTTP_X_REQUEST_ID", "")
+    if given and REQUEST_ID.match(given) and _trusted(meta.get("REMOTE_ADDR", "")):
+        return given
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.request_id = request_id(request.META)
+        request.client_ip = client_ip(request.META)
+        request.actor = SimpleLazyObject(lambda: actors.Actor.from_request(request))
+        with actors.acting_as(request.actor):
+            response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response

@@ -1,0 +1,93 @@
+"""The review filters, shared by the review page and `manage.py audit export`, and keyset pagination."""
+
+from datetime import datetime, time
+
+from django import forms
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+
+from .models import AuditEntry
+
+PAGE_SIZE = 50
+EXPORT_FIELDS = (
+    "id", "at", "actor_kind", "actor_label", "actor_user_id", "action", "object_type", "object_id", "object_repr",
+    "team_id", "host_id", "domain_id", "before", "after", "result", "message", "job_id", "request_id", "client_ip", "mac",
+)
+
+
+class AuditFilter(forms.Form):
+    actor = forms.CharField(required=False, help_text="user name, token or command line label")
+    team = forms.IntegerField(required=False, min_value=1)
+    host = forms.IntegerField(required=False, min_value=1)
+    domain = forms.IntegerField(required=False, min_value=1)
+    action = forms.CharField(required=False, help_text="e.g. domain.resize, or domain. for all domain actions")
+    result = forms.ChoiceField(required=False, choices=[("", "any"), *AuditEntry.Result.choices])
+    since = forms.DateTimeField(required=False, help_text="YYYY-MM-DD [HH:MM]")
+    until = forms.DateTimeField(required=False, help_text="YYYY-MM-DD [HH:MM]")
+    q = forms.CharField(required=False, label="text", help_text="in the object, the message and the actor")
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)  # keyset cursor
+
+    def clean_until(self):
+        until = self.cleaned_data.get("until")
+        # A bare date means the whole day.
+        if until and until.time() == time(0) and len(str(self.data.get("until", "")).strip()) <= 10:
+            until = until.replace(hour=23, minute=59, second=59, microsecond=999999)
+        return until
+
+    def apply(self, entries: QuerySet) -> QuerySet:
+        """Filter with every condition given (the form must be valid); newest first."""
+        data = self.cleaned_data
+        if data.get("actor"):
+            entries = entries.filter(actor_label=data["actor"])
+        for name in ("team", "host", "domain"):
+            if data.get(name):
+                entries = entries.filter(**{f"{name}_id": data[name]})
+        if data.get("action"):
+            action = data["action"]
+            entries = entries.filter(action__startswith=action) if action.endswith(".") else entries.filter(action=action)
+        if data.get("result"):
+            entries = entries.filter(result=data["result"])
+        if data.get("since"):
+            entries = entries.filter(at__gte=data["since"])
+        if data.get("until"):
+            entries = entries.filter(at__lte=data["until"])
+        if data.get("q"):
+            q = data["q"]
+            entries = entries.filter(Q(object_repr__icontains=q) | Q(message__icontains=q) | Q(actor_label__icontains=q))
+        return entries.order_by("-id")
+
+
+def visible_entries(actor: Actor) -> QuerySet:
+    """Superusers (and the command line) see every entry; a team admin those of the teams they administer."""
+    entries = AuditEntry.objects.all()
+    if actor.is_privileged:
+        return entries
+    return entries.filter(team_id__in=rules.team_ids_allowing(actor, "view_audit"))
+
+
+def may_review(actor: Actor) -> bool:
+    return actor.is_privileged or bool(rules.team_ids_allowing(actor, "view_audit"))
+
+
+def page(entries: QuerySet, before: int | None, size: int = PAGE_SIZE) -> tuple[list[AuditEntry], int | None]:
+    """One page, newest first, below the cursor; and the cursor of the next page (None on the last). Keyset
+    pagination: no OFFSET, no COUNT, one index range scan however deep the page."""
+    if before:
+        entries = entries.filter(id__lt=before)
+    rows = list(entries[: size + 1])
+    return rows[:size], (rows[size - 1].id if len(rows) > size else None)
+
+
+def as_row(entry: AuditEntry) -> dict:
+    row = {name: getattr(entry, name) for name in EXPORT_FIELDS}
+    row["at"] = entry.at.isoformat(timespec="microseconds")
+    return row
+
+
+def parse_date(text: str) -> datetime:
+    """A date or a date and time, in UTC unless it says otherwise."""
+    value = forms.DateTimeField().clean(text)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
