@@ -1,0 +1,400 @@
+"""The planner: every domain's target, then per host balloon first, migrate second.
+
+1. The controller gives each running domain a target and a `keep` (working set plus a small margin, or floor).
+2. A host whose targets fit its capacity gives every domain its target.
+3. A host that cannot takes headroom back, lowest priority first, down to `keep`, never below a floor, and
+   gives what is left by priority (highest first, shared in proportion within a priority).
+4. If even the `keep`s do not fit, it plans migrations: the fewest bytes moved, to hosts that have room after
+   their own ballooning, within the migration budget (at once, per host, and per hour).
+"""
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .controller import Want, want_for
+from .plan import MIGRATE, RESIZE, Decision, Plan, Step, mib
+from .snapshot import MODE_OFF, HostSnapshot, Snapshot
+
+MIB = 1024
+
+# Host decision codes (stable, stored).
+HOST_OFF = "host_off"
+HOST_OFFLINE = "host_offline"
+HOST_SHORT = "host_short"
+NO_DESTINATION = "no_destination"
+BUDGET_REACHED = "budget_reached"
+WAITING_FOR_MIGRATIONS = "waiting_for_migrations"
+SQUEEZED = "squeezed"
+STARVED = "starved"
+
+
+@dataclass(slots=True)
+class Balance:
+    """One host's share-out: the planned size of every domain the planner may resize."""
+
+    sizes: dict[int, int]
+    fixed_kib: int  # held by domains the planner may not resize, and by migrations coming in
+    keep_kib: int  # the sum of the resizable domains' keeps
+    shortfall_kib: int  # keep that cannot be found on this host
+    room_kib: int  # capacity left after every planned size (0 when squeezed)
+    squeezed: bool
+
+
+def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0, pinned: frozenset[int] = frozenset()) -> Balance:
+    """Share a host's capacity among its domains. `pinned` domains keep what they hold (they are leaving)."""
+    fixed = extra_fixed_kib
+    movable: list[Want] = []
+    for want in wants:
+        if want.movable and want.domain.id not in pinned:
+            movable.append(want)
+        else:
+            fixed += want.claim_kib
+    budget = capacity_kib - fixed
+    total_target = 0
+    total_keep = 0
+    for want in movable:
+        total_target += want.target_kib
+        total_keep += want.keep_kib
+    if total_target <= budget:
+        return Balance({w.domain.id: w.target_kib for w in movable}, fixed, total_keep, 0, budget - total_target, False)
+
+    # Short: start everyone at the least of keep and what it has (never force a guest below its working set),
+    # then hand out what is left, first up to keep and then up to target, highest priority first.
+    sizes = {w.domain.id: min(w.keep_kib, w.current_kib) for w in movable}
+    left = budget - sum(sizes.values())
+    left = _fill(sizes, movable, left, lambda w: w.keep_kib)
+    _fill(sizes, movable, left, lambda w: w.target_kib)
+    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, True)
+
+
+def _fill(sizes: dict[int, int], wants: list[Want], left: int, goal) -> int:
+    """Raise sizes toward goal(want) by priority, highest first; within one priority in proportion to need."""
+    if left <= 0:
+        return left
+    by_priority: dict[int, list[Want]] = defaultdict(list)
+    for want in wants:
+        if goal(want) > sizes[want.domain.id]:
+            by_priority[want.domain.policy.priority].append(want)
+    for priority in sorted(by_priority, reverse=True):
+        level = by_priority[priority]
+        need = sum(goal(w) - sizes[w.domain.id] for w in level)
+        if need <= left:
+            for want in level:
+                sizes[want.domain.id] = goal(want)
+            left -= need
+            continue
+        for want in level:
+            share = (goal(want) - sizes[want.domain.id]) * left // need
+            sizes[want.domain.id] += share // MIB * MIB
+        return 0
+    return left
+
+
+class RoomIndex:
+    """Hosts sorted by free room, to find the best fit (the least room that is enough) in O(log n)."""
+
+    def __init__(self, rooms: dict[int, int]):
+        self.rooms = dict(rooms)
+        self.order = sorted((room, host_id) for host_id, room in self.rooms.items())
+
+    def best_fit(self, need_kib: int, exclude: int | None = None) -> int | None:
+        at = bisect.bisect_left(self.order, (need_kib, -1))
+        while at < len(self.order):
+            host_id = self.order[at][1]
+            if host_id != exclude:
+                return host_id
+            at += 1
+        return None
+
+    def take(self, host_id: int, kib: int) -> None:
+        room = self.rooms[host_id]
+        self.order.pop(bisect.bisect_left(self.order, (room, host_id)))
+        self.rooms[host_id] = room - kib
+        bisect.insort(self.order, (room - kib, host_id))
+
+    def add(self, host_id: int, room: int) -> None:
+        self.rooms[host_id] = room
+        bisect.insort(self.order, (room, host_id))
+
+    def remove(self, host_id: int) -> None:
+        room = self.rooms.pop(host_id, None)
+        if room is not None:
+            self.order.pop(bisect.bisect_left(self.order, (room, host_id)))
+
+
+@dataclass(slots=True)
+class Move:
+    want: Want
+    source: HostSnapshot
+    destination: HostSnapshot
+    reserve_kib: int  # booked on the destination: what the domain will want there
+    squeezes_destination: bool
+
+
+@dataclass(slots=True)
+class Budget:
+    """Migrations a host may still start this cycle: at once (in, out) and in the hour."""
+
+    incoming: dict[int, int] = field(default_factory=dict)
+    outgoing: dict[int, int] = field(default_factory=dict)
+    hourly: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, hosts: list[HostSnapshot]) -> "Budget":
+        budget = cls()
+        for host in hosts:
+            budget.incoming[host.id] = host.policy.migrations_in - host.migrations_in_flight_in
+            budget.outgoing[host.id] = host.policy.migrations_out - host.migrations_in_flight_out
+            budget.hourly[host.id] = host.policy.migrations_per_hour - host.migrations_last_hour
+        return budget
+
+    def can_send(self, host_id: int) -> bool:
+        return self.outgoing[host_id] > 0 and self.hourly[host_id] > 0
+
+    def can_receive(self, host_id: int) -> bool:
+        return self.incoming[host_id] > 0 and self.hourly[host_id] > 0
+
+    def spend(self, source_id: int, destination_id: int) -> None:
+        self.outgoing[source_id] -= 1
+        self.incoming[destination_id] -= 1
+        self.hourly[source_id] -= 1
+        self.hourly[destination_id] -= 1
+
+
+class Planner:
+    """One cycle's plan over a snapshot. Build it, call `run()`, read `plan`."""
+
+    def __init__(self, snapshot: Snapshot, extra_booked: dict[int, int] | None = None):
+        """`extra_booked` books memory on hosts as if it were already taken (a what-if's new domain)."""
+        self.snapshot = snapshot
+        self.now = snapshot.now
+        self.plan = Plan(snapshot.now, snapshot.policy_version)
+        self.wants: dict[int, list[Want]] = defaultdict(list)  # by host id
+        self.balances: dict[int, Balance] = {}
+        self.incoming: dict[int, int] = {h.id: h.incoming_kib for h in snapshot.hosts}
+        for host_id, kib in (extra_booked or {}).items():
+            self.incoming[host_id] += kib
+        self.managed = [h for h in snapshot.hosts if h.managed]
+        self.outgoing: dict[int, int] = defaultdict(int)  # claims leaving by migrations in flight
+        self.moves: list[Move] = []
+        self.pinned: dict[int, set[int]] = defaultdict(set)
+
+    def run(self) -> Plan:
+        self.balance()
+        short = [h for h in self.managed if self.balances[h.id].shortfall_kib > 0]
+        if short:
+            self._plan_migrations(short, self.managed)
+        for host in self.managed:
+            self._emit_host(host)
+        # Shrinks first, then migrations, then grows: each step finds the room the ones before it made.
+        self.plan.steps.sort(key=_step_order)
+        return self.plan
+
+    def balance(self) -> None:
+        """Every domain's want and every managed host's share-out, before any migration."""
+        self._want_all()
+        for host in self.managed:
+            self.balances[host.id] = balance_host(host.capacity_kib, self.wants[host.id], self.incoming[host.id])
+
+    # -- wants ------------------------------------------------------------------------------------------------
+
+    def _want_all(self) -> None:
+        hosts = self.snapshot.hosts_by_id
+        for domain in self.snapshot.domains:
+            if not domain.running:
+                continue
+            host = hosts.get(domain.host_id)
+            if host is None:
+                continue
+            if not host.managed:
+                continue  # off or offline: said once per host in _emit_host
+            want = want_for(domain, self.now)
+            self.plan.watches[domain.id] = want.watch
+            self.wants[host.id].append(want)
+            if domain.migrating_to is not None:
+                self.outgoing[host.id] += domain.claim_kib
+        for host in self.snapshot.hosts:
+            if not host.online:
+                self.plan.decisions.append(Decision(HOST_OFFLINE, f"{host.name} is offline: nothing planned for it", host_id=host.id))
+            elif host.policy.mode == MODE_OFF:
+                self.plan.decisions.append(Decision(HOST_OFF, f"autoscaling is off for {host.name}", host_id=host.id))
+
+    # -- migrations -------------------------------------------------------------------------------------------
+
+    def _plan_migrations(self, short: list[HostSnapshot], managed: list[HostSnapshot]) -> None:
+        budget = Budget.of(managed)
+        at_target = RoomIndex({h.id: self.balances[h.id].room_kib for h in managed if budget.can_receive(h.id)})
+        squeezed = RoomIndex(
+            {
+                h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib
+                for h in managed
+                if budget.can_receive(h.id)
+            }
+        )
+        changed: set[int] = set()
+        for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, h.id)):
+            balance = self.balances[host.id]
+            needed = balance.shortfall_kib - self.outgoing[host.id]
+            if needed <= 0:
+                self._decide_host(
+                    host, WAITING_FOR_MIGRATIONS,
+                    f"{host.name} is short by {mib(balance.shortfall_kib)}; migrations in flight will free "
+                    f"{mib(self.outgoing[host.id])}: waiting for them",
+                    shortfall_kib=balance.shortfall_kib,
+                )
+                continue
+            at_target.remove(host.id)
+            squeezed.remove(host.id)
+            moved = self._movers(host, needed, budget, at_target, squeezed)
+            if moved:
+                changed.add(host.id)
+                changed.update(m.destination.id for m in moved)
+        for host_id in changed:
+            host = self.snapshot.hosts_by_id[host_id]
+            self.balances[host_id] = balance_host(
+                host.capacity_kib, self.wants[host_id], self.incoming[host_id], frozenset(self.pinned[host_id])
+            )
+
+    def _movers(self, host: HostSnapshot, needed: int, budget: Budget, at_target: RoomIndex, squeezed: RoomIndex) -> list[Move]:
+        """Domains to move off a short host: the fewest bytes that cover the shortfall, each to a best fit."""
+        candidates = sorted(
+            (w for w in self.wants[host.id] if w.movable and not self._recently_moved(w)),
+            key=lambda w: (w.domain.claim_kib, w.domain.id),
+        )
+        moves: list[Move] = []
+        remaining = needed
+        while remaining > 0 and candidates:
+            if not budget.can_send(host.id):
+                self._decide_host(
+                    host, BUDGET_REACHED,
+                    f"{host.name} is still short by {mib(remaining)}, but its migration budget is spent "
+                    f"({host.policy.migrations_out} out at once, {host.policy.migrations_per_hour} an hour)",
+                    shortfall_kib=remaining,
+                )
+                break
+            move = self._pick(host, remaining, candidates, at_target, squeezed)
+            if move is None:
+                self._decide_host(
+                    host, NO_DESTINATION,
+                    f"{host.name} is short by {mib(remaining)} after taking headroom down to working sets and "
+                    "floors, and no host with migration budget has room for any of its domains",
+                    shortfall_kib=remaining,
+                )
+                break
+            candidates.remove(move.want)
+            budget.spend(host.id, move.destination.id)
+            for index in (at_target, squeezed):
+                if move.destination.id in index.rooms:
+                    index.take(move.destination.id, move.reserve_kib)
+                    if not budget.can_receive(move.destination.id):
+                        index.remove(move.destination.id)
+            self.incoming[move.destination.id] += move.reserve_kib
+            self.pinned[host.id].add(move.want.domain.id)
+            remaining -= move.want.keep_kib
+            moves.append(move)
+            self.moves.append(move)
+        return moves
+
+    def _pick(self, host: HostSnapshot, remaining: int, candidates: list[Want], at_target: RoomIndex, squeezed: RoomIndex) -> Move | None:
+        """The cheapest domain that alone covers `remaining` (candidates are sorted by bytes); if none does, the
+        one that frees the most. Its destination: the best fit without disturbing anyone, else with squeezing."""
+        covering = [w for w in candidates if w.keep_kib >= remaining]
+        others = sorted((w for w in candidates if w.keep_kib < remaining), key=lambda w: (-w.keep_kib, w.domain.id))
+        for want in covering + others:
+            for reserve in (want.target_kib, want.keep_kib):
+                destination = at_target.best_fit(reserve, exclude=host.id)
+                squeezes = False
+                if destination is None:
+                    destination = squeezed.best_fit(reserve, exclude=host.id)
+                    squeezes = True
+                if destination is not None:
+                    return Move(want, host, self.snapshot.hosts_by_id[destination], reserve, squeezes)
+        return None
+
+    def _recently_moved(self, want: Want) -> bool:
+        moved = want.domain.last_migrated_at
+        return moved is not None and self.now - moved < want.domain.policy.migrate_cooldown_s
+
+    # -- output ---------------------------------------------------------------------------------------------
+
+    def _decide_host(self, host: HostSnapshot, code: str, reason: str, **figures) -> None:
+        self.plan.decisions.append(Decision(code, reason, host_id=host.id, figures=figures))
+
+    def _emit_host(self, host: HostSnapshot) -> None:
+        balance = self.balances[host.id]
+        moving = {m.want.domain.id: m for m in self.moves if m.source.id == host.id}
+        if balance.squeezed:
+            self._decide_host(
+                host, HOST_SHORT,
+                f"{host.name}'s targets do not fit its {mib(host.capacity_kib)}: headroom taken back by priority, "
+                "lowest first, down to working sets and floors",
+                capacity_kib=host.capacity_kib, fixed_kib=balance.fixed_kib, keep_kib=balance.keep_kib,
+                shortfall_kib=balance.shortfall_kib,
+            )
+        steps, decisions = self.plan.steps, self.plan.decisions
+        for want in self.wants[host.id]:
+            domain = want.domain
+            move = moving.get(domain.id)
+            if move is not None:
+                steps.append(_migration_step(move, balance))
+                continue
+            if want.retry:
+                steps.append(Step(RESIZE, domain.id, domain.name, host.id, want.current_kib, want.target_kib, want.reason, want.figures))
+                continue
+            if not want.movable:
+                decisions.append(Decision(want.code, want.reason, domain.id, host.id, want.figures))
+                continue
+            size = balance.sizes[domain.id]
+            current = want.current_kib
+            reason, figures, code = want.reason, want.figures, want.code
+            if size != want.target_kib:
+                figures = {**figures, "planned_kib": size}
+                if size < want.target_kib and size < current:
+                    code = SQUEEZED
+                    reason = (
+                        f"{host.name} is short, so {mib(size)} rather than {mib(want.target_kib)}: headroom taken back "
+                        f"by priority (this one: {domain.policy.priority}), never below working set and margin or floor "
+                        f"({mib(want.keep_kib)}). On its own: {want.reason}"
+                    )
+                else:
+                    code = STARVED
+                    reason = (
+                        f"{host.name} is short, so it gets {mib(size)} of the {mib(want.target_kib)} it wants. "
+                        f"On its own: {want.reason}"
+                    )
+            # A partial grow smaller than the deadband is not worth a job; a shrink here makes room, so it is.
+            small_grow = current < size < want.target_kib and size - current <= domain.policy.deadband_share * current
+            if size == current or small_grow:
+                decisions.append(Decision(code, reason, domain.id, host.id, figures))
+                continue
+            steps.append(Step(RESIZE, domain.id, domain.name, host.id, current, size, reason, figures))
+
+
+def _migration_step(move: Move, balance: Balance) -> Step:
+    want, source, destination = move.want, move.source, move.destination
+    domain = want.domain
+    how = "after taking back some of its headroom" if move.squeezes_destination else "after its own ballooning"
+    reason = (
+        f"{source.name} is short by {mib(balance.shortfall_kib)} even with every domain at its working set or floor: "
+        f"move {domain.name} ({mib(domain.claim_kib)}, the fewest bytes that help) to {destination.name}, which has "
+        f"room for {mib(move.reserve_kib)} {how}"
+    )
+    figures = {
+        "bytes_kib": domain.claim_kib, "frees_kib": want.keep_kib, "reserve_kib": move.reserve_kib,
+        "shortfall_kib": balance.shortfall_kib, **want.figures,
+    }
+    return Step(MIGRATE, domain.id, domain.name, source.id, domain.claim_kib, domain.claim_kib, reason, figures, destination.id)
+
+
+def _step_order(step: Step) -> int:
+    if step.kind == RESIZE and step.to_kib < step.from_kib:
+        return 0
+    if step.kind == MIGRATE:
+        return 1
+    return 2
+
+
+def plan(snapshot: Snapshot) -> Plan:
+    """The plan for one cycle. Pure: the same snapshot always gives the same plan."""
+    return Planner(snapshot).run()

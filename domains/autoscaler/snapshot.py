@@ -1,0 +1,136 @@
+"""What the engine sees: hosts and domains with their stats, policies and memory of past cycles. All in KiB.
+
+A snapshot is built from the database by `state.build_snapshot()`, or by hand in tests and benchmarks.
+Times are seconds on one clock (the snapshot's `now`); the engine never reads a clock itself.
+"""
+
+from dataclasses import dataclass, field
+
+ENGINE_VERSION = "1"
+
+MODE_OFF = "off"
+MODE_RECOMMEND = "recommend"
+MODE_AUTOMATIC = "automatic"
+MODES = (MODE_OFF, MODE_RECOMMEND, MODE_AUTOMATIC)
+
+# A guest with less than this share of its memory unused is out of memory: its real demand is unknown (the
+# stats only say "at least all it has"), so the controller offers it its maxmem rather than creeping up.
+SATURATED_SHARE = 0.02
+# When a host runs short, headroom is taken from guests down to this free share, never further: below it a
+# guest would look saturated on the next poll and ask for everything back.
+MIN_FREE_SHARE = 0.06
+# A guest saturated this many cycles in a row is not a passing spike: its growth becomes a need that a
+# migration may serve.
+PERSISTENT_SATURATION_CYCLES = 3
+# A balloon that has not approached its target for this many cycles is stuck.
+STUCK_AFTER_CYCLES = 3
+STUCK_RETRY_BASE_S = 60.0
+STUCK_RETRY_MAX_S = 3600.0
+# actual within this share of the target (or BALLOON_TOLERANCE_KIB, whichever is larger) has reached it.
+BALLOON_TOLERANCE_SHARE = 0.02
+BALLOON_TOLERANCE_KIB = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPolicy:
+    free_share: float = 0.20  # share of the guest's memory to leave free (oVirt MOM keeps 20 % too)
+    deadband_share: float = 0.05  # a change smaller than this share of the current size is not worth a job
+    priority: int = 0  # when a host runs short, lower priorities give up their headroom first
+    shrink_cooldown_s: float = 60.0  # no shrink this soon after a grow: a spike that came may come back
+    migrate_cooldown_s: float = 3600.0  # a domain moved this recently is not moved again
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    mode: str = MODE_OFF
+    target_use: float = 0.95  # share of usable memory the engine hands out; the rest absorbs spikes at once
+    migrations_in: int = 2  # at once, as VDSM
+    migrations_out: int = 2
+    migrations_per_hour: int = 6  # started from or to this host in the last hour
+
+
+@dataclass(frozen=True, slots=True)
+class BalloonWatch:
+    """What the engine remembers of one domain between cycles; the plan returns the next one."""
+
+    requested_kib: int = 0  # the target last watched; a new target restarts the count
+    last_gap_kib: int = 0
+    behind_cycles: int = 0  # cycles in a row in which actual did not approach the target
+    stuck_since: float | None = None
+    retries: int = 0
+    retry_at: float | None = None
+    saturated_cycles: int = 0
+
+    @property
+    def stuck(self) -> bool:
+        return self.stuck_since is not None
+
+
+NEW_WATCH = BalloonWatch()
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSnapshot:
+    id: int
+    name: str
+    host_id: int
+    running: bool
+    memory_kib: int  # the current size as the hypervisor reports it
+    maxmem_kib: int
+    floor_kib: int
+    # Balloon stats; None where the driver gave none.
+    actual_kib: int | None = None
+    available_kib: int | None = None
+    unused_kib: int | None = None
+    # The balloon target last asked for (by a job), which the hypervisor may not report; None: memory_kib.
+    requested_kib: int | None = None
+    busy: bool = False  # a job is queued or running for it: leave it alone this cycle
+    migrating_to: int | None = None  # the destination host of a migration in flight
+    policy: DomainPolicy = DomainPolicy()
+    watch: BalloonWatch = NEW_WATCH
+    last_grown_at: float | None = None
+    last_migrated_at: float | None = None
+
+    @property
+    def current_kib(self) -> int:
+        """The size the domain is meant to have now: the last target asked for, else what is reported."""
+        return self.requested_kib if self.requested_kib is not None else self.memory_kib
+
+    @property
+    def claim_kib(self) -> int:
+        """What the domain holds on its host whatever the plan: the larger of its target and what it has."""
+        return max(self.current_kib, self.memory_kib, self.actual_kib or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class HostSnapshot:
+    id: int
+    name: str
+    usable_kib: int  # capacity minus the host's reserve
+    online: bool = True
+    policy: HostPolicy = HostPolicy()
+    incoming_kib: int = 0  # booked by migrations on their way in
+    migrations_in_flight_in: int = 0
+    migrations_in_flight_out: int = 0
+    migrations_last_hour: int = 0
+
+    @property
+    def capacity_kib(self) -> int:
+        """What the engine may hand out as targets on this host."""
+        return int(self.usable_kib * self.policy.target_use)
+
+    @property
+    def managed(self) -> bool:
+        return self.online and self.policy.mode != MODE_OFF
+
+
+@dataclass(slots=True)
+class Snapshot:
+    hosts: list[HostSnapshot]
+    domains: list[DomainSnapshot]
+    now: float = 0.0
+    policy_version: str = ENGINE_VERSION
+    hosts_by_id: dict[int, HostSnapshot] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.hosts_by_id = {host.id: host for host in self.hosts}

@@ -1,0 +1,123 @@
+"""The per-domain controller: targets from balloon stats, one step, deadband, floor and maxmem."""
+
+from dataclasses import replace
+
+from domains.autoscaler import controller
+from domains.autoscaler.planner import plan
+from domains.autoscaler.snapshot import DomainPolicy
+
+from .helpers import GiB, MiB, guest, host, snapshot, steady_target
+
+
+def only_domain_outcome(p, domain_id):
+    outcomes = p.for_domain(domain_id)
+    assert len(outcomes) == 1, outcomes
+    return outcomes[0]
+
+
+def test_a_guest_short_of_free_memory_grows_to_its_target_in_one_step():
+    d = guest(1, 1, used=1800 * MiB, memory=2 * GiB)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    step = only_domain_outcome(p, 1)
+    assert step.kind == "resize"
+    assert step.from_kib == 2 * GiB
+    assert step.to_kib == steady_target(1800 * MiB, 2 * GiB)
+    # The target leaves the guest its 20 % free: used / available-at-target = 0.8 (to a MiB).
+    assert abs(1800 * MiB / (step.to_kib * 97 / 100) - 0.80) < 0.005
+    assert "grow" in step.reason and "1800 MiB" in step.reason
+    assert step.figures["used_kib"] == 1800 * MiB
+
+
+def test_an_idle_guest_shrinks_in_one_step_not_by_creeping():
+    d = guest(1, 1, used=300 * MiB, memory=6 * GiB, floor=256 * MiB)
+    step = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [d])), 1)
+    assert step.to_kib == steady_target(300 * MiB, 6 * GiB)
+    assert step.from_kib - step.to_kib > 5 * GiB
+
+
+def test_within_the_deadband_nothing_is_done_and_the_decision_says_why():
+    target = steady_target(1600 * MiB, 2 * GiB)
+    # 2 % off the target: below the default 5 % deadband.
+    d = guest(1, 1, used=1600 * MiB, memory=2 * GiB, requested_kib=int(target * 1.02) // MiB * MiB)
+    d = replace(d, memory_kib=d.requested_kib, actual_kib=d.requested_kib)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    assert p.steps == []
+    decision = only_domain_outcome(p, 1)
+    assert decision.code == controller.WITHIN_DEADBAND
+    assert "deadband" in decision.reason
+
+
+def test_a_wider_deadband_holds_a_larger_change():
+    d = guest(1, 1, used=1500 * MiB, memory=2 * GiB, policy=DomainPolicy(deadband_share=0.30))
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    assert p.steps == [] and p.codes(1) == {controller.WITHIN_DEADBAND}
+
+
+def test_the_target_is_clamped_to_maxmem():
+    d = guest(1, 1, used=3800 * MiB, memory=4 * GiB, maxmem=4 * GiB + 512 * MiB)
+    step = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [d])), 1)
+    assert step.to_kib == 4 * GiB + 512 * MiB
+    assert "capped at its maxmem" in step.reason
+
+
+def test_a_domain_at_its_floor_is_not_shrunk_further():
+    d = guest(1, 1, used=100 * MiB, memory=1 * GiB, floor=1 * GiB)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    assert p.steps == []
+    decision = only_domain_outcome(p, 1)
+    assert decision.code == controller.AT_FLOOR
+    assert "floor" in decision.reason
+
+
+def test_a_shrink_stops_at_the_floor():
+    d = guest(1, 1, used=100 * MiB, memory=4 * GiB, floor=1 * GiB)
+    step = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [d])), 1)
+    assert step.to_kib == 1 * GiB
+    assert "held at its floor" in step.reason
+
+
+def test_a_saturated_guest_is_offered_its_maxmem_at_once():
+    # Demand above what it has: the stats say only "everything is used".
+    d = guest(1, 1, used=10 * GiB, memory=2 * GiB, maxmem=8 * GiB)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    step = only_domain_outcome(p, 1)
+    assert step.to_kib == 8 * GiB
+    assert "demand is unknown" in step.reason
+    assert p.watches[1].saturated_cycles == 1
+
+
+def test_a_saturated_guest_at_maxmem_says_maxmem_must_be_raised():
+    d = guest(1, 1, used=10 * GiB, memory=8 * GiB, maxmem=8 * GiB)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    assert p.steps == []
+    decision = only_domain_outcome(p, 1)
+    assert decision.code == controller.AT_MAXMEM and "raise maxmem" in decision.reason
+
+
+def test_no_shrink_right_after_a_grow():
+    d = guest(1, 1, used=300 * MiB, memory=6 * GiB, last_grown_at=990.0)
+    p = plan(snapshot([host(1, 64 * GiB)], [d], now=1000.0))
+    assert p.steps == [] and p.codes(1) == {controller.COOLDOWN}
+    later = plan(snapshot([host(1, 64 * GiB)], [d], now=1100.0))
+    assert later.steps[0].to_kib < 6 * GiB
+
+
+def test_a_guest_without_balloon_stats_is_left_alone():
+    d = replace(guest(1, 1, used=1 * GiB, memory=2 * GiB), available_kib=None, unused_kib=None)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    assert p.steps == [] and p.codes(1) == {controller.NO_STATS}
+
+
+def test_a_busy_domain_is_left_alone():
+    d = guest(1, 1, used=300 * MiB, memory=6 * GiB, busy=True)
+    p = plan(snapshot([host(1, 64 * GiB)], [d]))
+    assert p.steps == [] and p.codes(1) == {controller.BUSY}
+
+
+def test_a_higher_free_share_gives_a_larger_target():
+    d20 = guest(1, 1, used=1 * GiB, memory=4 * GiB)
+    d40 = guest(2, 1, used=1 * GiB, memory=4 * GiB, policy=DomainPolicy(free_share=0.40))
+    p = plan(snapshot([host(1, 64 * GiB)], [d20, d40]))
+    sizes = {s.domain_id: s.to_kib for s in p.steps}
+    assert sizes[1] == steady_target(1 * GiB, 4 * GiB, 0.20)
+    assert sizes[2] == steady_target(1 * GiB, 4 * GiB, 0.40)

@@ -1,0 +1,191 @@
+"""The planner: balloon first (by priority, down to working sets and floors), migrate second (fewest bytes,
+within budget), and a reason for everything."""
+
+from domains.autoscaler import planner as planner_module
+from domains.autoscaler.planner import balance_host, plan
+from domains.autoscaler.snapshot import MIN_FREE_SHARE, MODE_OFF, MODE_RECOMMEND, DomainPolicy, HostPolicy
+
+from .helpers import GiB, MiB, guest, host, snapshot, steady_target
+
+
+def sizes_after(p) -> dict[int, int]:
+    return {s.domain_id: s.to_kib for s in p.resizes}
+
+
+def test_a_host_with_room_gives_every_domain_its_target_and_orders_shrinks_before_grows():
+    domains = [
+        guest(1, 1, used=3 * GiB, memory=3 * GiB),  # wants to grow
+        guest(2, 1, used=1 * GiB, memory=6 * GiB),  # has surplus
+    ]
+    p = plan(snapshot([host(1, 12 * GiB)], domains))
+    assert [s.domain_id for s in p.steps] == [2, 1]
+    assert p.steps[0].is_shrink and p.steps[1].is_grow
+    assert p.migrations == []
+
+
+def test_a_host_that_cannot_fit_its_targets_takes_headroom_from_low_priority_first():
+    low = guest(1, 1, used=3 * GiB, memory=5 * GiB, policy=DomainPolicy(priority=0))
+    high = guest(2, 1, used=3 * GiB, memory=5 * GiB, policy=DomainPolicy(priority=10))
+    # Targets are about 3.9 GiB each: 7.7 GiB do not fit in 7.2 GiB; the keeps (about 3.3 GiB each) do.
+    p = plan(snapshot([host(1, 7 * GiB + 200 * MiB)], [low, high]))
+    sizes = sizes_after(p)
+    assert p.migrations == []
+    assert sizes[2] == steady_target(3 * GiB, 5 * GiB)  # the high priority keeps its target
+    assert sizes[1] < steady_target(3 * GiB, 5 * GiB)
+    assert sizes[1] + sizes[2] <= 7 * GiB + 200 * MiB
+    # Never below the working set: at least MIN_FREE_SHARE stays free.
+    assert sizes[1] * 97 // 100 * (1 - MIN_FREE_SHARE) >= 3 * GiB * 0.99
+    squeezed = next(s for s in p.steps if s.domain_id == 1)
+    assert "short" in squeezed.reason and "(this one: 0)" in squeezed.reason
+    assert any(d.code == planner_module.HOST_SHORT for d in p.for_host(1))
+
+
+def test_within_one_priority_headroom_is_taken_in_proportion():
+    a = guest(1, 1, used=2 * GiB, memory=4 * GiB)
+    b = guest(2, 1, used=2 * GiB, memory=4 * GiB)
+    p = plan(snapshot([host(1, 5 * GiB)], [a, b]))
+    sizes = sizes_after(p)
+    assert abs(sizes[1] - sizes[2]) <= MiB
+
+
+def test_the_host_that_cannot_fit_moves_the_fewest_bytes_to_a_host_with_room():
+    # hv1 holds three busy guests whose working sets alone exceed it; hv2 has room, hv3 has less.
+    domains = [
+        guest(1, 1, used=5 * GiB, memory=6 * GiB, maxmem=16 * GiB),
+        guest(2, 1, used=3 * GiB, memory=4 * GiB, maxmem=16 * GiB),
+        guest(3, 1, used=1800 * MiB, memory=2 * GiB, maxmem=16 * GiB),
+        guest(4, 2, used=1 * GiB, memory=2 * GiB),
+        guest(5, 3, used=1 * GiB, memory=2 * GiB),
+    ]
+    # Keeps (working set + 6 %) of about 5.5, 3.3 and 1.9 GiB: 10.7 GiB on a host of 10 GiB.
+    hosts = [host(1, 10 * GiB), host(2, 16 * GiB), host(3, 5 * GiB)]
+    p = plan(snapshot(hosts, domains))
+    assert len(p.migrations) == 1
+    move = p.migrations[0]
+    # Short by about 0.7 GiB: domain 3 (2 GiB) covers it with the fewest bytes.
+    assert move.domain_id == 3 and move.host_id == 1
+    # Best fit: hv3 has room for domain 3's target after its own ballooning, and less spare than hv2.
+    assert move.to_host_id == 3
+    assert "fewest bytes" in move.reason and "hv3" in move.reason
+    assert move.figures["bytes_kib"] == 2 * GiB
+    # Shrinks come before the move, grows after it.
+    kinds = [("shrink" if s.is_shrink else s.kind if s.kind == "migrate" else "grow") for s in p.steps]
+    assert kinds == sorted(kinds, key=["shrink", "migrate", "grow"].index)
+
+
+def test_when_no_single_domain_covers_the_shortfall_the_largest_moves_first():
+    domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 7)]
+    hosts = [host(1, 9 * GiB), host(2, 32 * GiB)]
+    p = plan(snapshot(hosts, domains))
+    # Keeps of about 1.94 GiB each: 11.6 GiB on 9 GiB; two 2 GiB moves are needed.
+    assert len(p.migrations) == 2
+    assert all(m.to_host_id == 2 for m in p.migrations)
+
+
+def test_no_destination_means_a_decision_and_no_migration():
+    domains = [guest(1, 1, used=5 * GiB, memory=5 * GiB, maxmem=16 * GiB), guest(2, 2, used=3 * GiB, memory=3 * GiB)]
+    p = plan(snapshot([host(1, 4 * GiB), host(2, 4 * GiB)], domains))
+    assert p.migrations == []
+    codes = {d.code for d in p.for_host(1)}
+    assert planner_module.NO_DESTINATION in codes
+
+
+def test_the_migration_budget_at_once_is_respected():
+    domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
+    busy_source = host(1, 8 * GiB, migrations_in_flight_out=2)
+    p = plan(snapshot([busy_source, host(2, 64 * GiB)], domains))
+    assert p.migrations == []
+    assert planner_module.BUDGET_REACHED in {d.code for d in p.for_host(1)}
+
+    two_at_most = plan(snapshot([host(1, 8 * GiB), host(2, 64 * GiB)], domains))
+    assert len(two_at_most.migrations) == 2  # 2 out at once, though more would be needed
+
+
+def test_the_budget_counts_in_as_well_as_out():
+    domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
+    receiving = host(2, 64 * GiB, migrations_in_flight_in=1)
+    other = host(3, 64 * GiB)
+    p = plan(snapshot([host(1, 8 * GiB), receiving, other], domains))
+    destinations = [m.to_host_id for m in p.migrations]
+    assert destinations.count(2) <= 1 and len(destinations) == 2
+
+
+def test_the_hourly_limit_is_respected():
+    domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
+    tired = host(1, 8 * GiB, policy=HostPolicy(mode="automatic", target_use=1.0, migrations_per_hour=6), migrations_last_hour=6)
+    p = plan(snapshot([tired, host(2, 64 * GiB)], domains))
+    assert p.migrations == [] and planner_module.BUDGET_REACHED in {d.code for d in p.for_host(1)}
+
+
+def test_a_recently_migrated_domain_is_not_moved_again():
+    domains = [guest(1, 1, used=1800 * MiB, memory=2 * GiB, last_migrated_at=900.0), guest(2, 1, used=1800 * MiB, memory=2 * GiB)]
+    p = plan(snapshot([host(1, 3 * GiB), host(2, 64 * GiB)], domains, now=1000.0))
+    assert [m.domain_id for m in p.migrations] == [2]
+
+
+def test_migrations_in_flight_are_waited_for_instead_of_starting_more():
+    leaving = guest(1, 1, used=1800 * MiB, memory=2 * GiB, busy=True, migrating_to=2)
+    staying = guest(2, 1, used=1800 * MiB, memory=2 * GiB)
+    p = plan(snapshot([host(1, 3 * GiB, migrations_in_flight_out=1), host(2, 64 * GiB, incoming_kib=2 * GiB)], [leaving, staying]))
+    assert p.migrations == []
+    assert planner_module.WAITING_FOR_MIGRATIONS in {d.code for d in p.for_host(1)}
+
+
+def test_a_passing_spike_takes_free_room_but_never_triggers_a_migration():
+    spiking = guest(1, 1, used=6 * GiB, memory=2 * GiB, maxmem=8 * GiB)  # saturated
+    other = guest(2, 1, used=2 * GiB, memory=3 * GiB)
+    p = plan(snapshot([host(1, 8 * GiB), host(2, 64 * GiB)], [spiking, other]))
+    assert p.migrations == []
+    grown = sizes_after(p)[1]
+    assert 2 * GiB < grown <= 8 * GiB - steady_target(2 * GiB, 3 * GiB) * 0.8
+
+
+def test_a_lasting_shortage_of_a_saturated_guest_leads_to_a_migration():
+    from dataclasses import replace
+
+    from domains.autoscaler.snapshot import PERSISTENT_SATURATION_CYCLES, BalloonWatch
+
+    spiking = guest(1, 1, used=6 * GiB, memory=5 * GiB, maxmem=8 * GiB)
+    spiking = replace(spiking, watch=BalloonWatch(requested_kib=5 * GiB, saturated_cycles=PERSISTENT_SATURATION_CYCLES - 1))
+    other = guest(2, 1, used=2 * GiB, memory=2600 * MiB)
+    p = plan(snapshot([host(1, 8 * GiB), host(2, 64 * GiB)], [spiking, other]))
+    assert len(p.migrations) == 1
+
+
+def test_hosts_that_are_off_or_offline_are_left_alone_and_take_no_migrations():
+    domains = [guest(1, 1, used=300 * MiB, memory=6 * GiB), guest(2, 2, used=300 * MiB, memory=6 * GiB)]
+    p = plan(snapshot([host(1, 64 * GiB, mode=MODE_OFF), host(2, 64 * GiB, online=False)], domains))
+    assert p.steps == []
+    assert [d.code for d in p.decisions] == [planner_module.HOST_OFF, planner_module.HOST_OFFLINE]
+
+    short = [guest(3, 3, used=1800 * MiB, memory=2 * GiB), guest(4, 3, used=1800 * MiB, memory=2 * GiB)]
+    p = plan(snapshot([host(1, 64 * GiB, mode=MODE_OFF), host(3, 3 * GiB)], short))
+    assert p.migrations == []
+
+
+def test_recommend_mode_plans_like_automatic():
+    domains = [guest(1, 1, used=300 * MiB, memory=6 * GiB)]
+    automatic = plan(snapshot([host(1, 64 * GiB)], domains))
+    recommend = plan(snapshot([host(1, 64 * GiB, mode=MODE_RECOMMEND)], domains))
+    assert automatic.steps == recommend.steps
+
+
+def test_the_plan_is_a_pure_function_of_the_snapshot():
+    domains = [guest(i, 1 + i % 3, used=(i % 5 + 1) * 700 * MiB, memory=(i % 4 + 1) * GiB) for i in range(1, 40)]
+    hosts = [host(1, 20 * GiB), host(2, 20 * GiB), host(3, 30 * GiB)]
+    assert plan(snapshot(hosts, domains)) == plan(snapshot(hosts, domains))
+
+
+def test_balance_host_never_hands_out_more_than_capacity():
+    domains = [guest(i, 1, used=(i % 7 + 1) * 400 * MiB, memory=(i % 3 + 2) * GiB, policy=DomainPolicy(priority=i % 3)) for i in range(1, 30)]
+    from domains.autoscaler.controller import want_for
+
+    wants = [want_for(d, 0.0) for d in domains]
+    keeps = sum(w.keep_kib for w in wants)
+    targets = sum(w.target_kib for w in wants)
+    for capacity in range(keeps, targets + 1, (targets - keeps) // 17):
+        balance = balance_host(capacity, wants)
+        assert balance.shortfall_kib == 0
+        assert sum(balance.sizes.values()) <= capacity
+        for w in wants:
+            assert w.keep_kib <= balance.sizes[w.domain.id] <= w.target_kib
