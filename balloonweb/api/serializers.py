@@ -1,0 +1,241 @@
+"""The API's shapes. Memory is KiB inside BalloonWeb; here it is MiB, in fields whose names say so.
+
+Serializers only shape data: sizes arrive as text (`"512"`, `"512M"`, `"4G"`) and the services parse and judge
+them, so that the API refuses exactly what the pages and `xm` refuse.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from balloonweb.access.models import Membership, Team
+from balloonweb.audit.models import AuditEntry
+from domains.models import Domain, Job
+from hosts.models import Host
+
+from .models import ApiToken
+
+
+def mib(kib: int | None) -> int | None:
+    return None if kib is None else kib // 1024
+
+
+def kib_or_none(mib_value: int | None) -> int | None:
+    return None if mib_value is None else mib_value * 1024
+
+
+SIZE_HELP = "MiB when bare, as in xm: 512, 512M, 4G, 524288K"
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="stable, for scripts: bad_size, above_maxmem, no_room, host_unreachable, ...")
+    message = serializers.CharField(help_text="what went wrong and what to do about it")
+
+
+class ValidationErrorSerializer(ErrorSerializer):
+    fields = serializers.DictField(required=False, help_text="the message of each field that was refused")
+
+
+class HostSerializer(serializers.ModelSerializer):
+    team_name = serializers.CharField(source="team.name", default=None, allow_null=True, read_only=True)
+    total_mib = serializers.SerializerMethodField()
+    capacity_mib = serializers.SerializerMethodField()
+    reserved_mib = serializers.SerializerMethodField()
+    usable_mib = serializers.SerializerMethodField()
+    running_mib = serializers.SerializerMethodField(help_text="current memory of the running domains")
+    running_domains = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Host
+        fields = ["id", "name", "uri", "team", "team_name", "queue_group", "status", "last_error", "last_seen",
+                  "status_changed", "cpus", "total_mib", "capacity_mib", "reserved_mib", "usable_mib", "running_mib",
+                  "running_domains"]
+
+    def get_total_mib(self, host) -> int:
+        return mib(host.total_kib)
+
+    def get_capacity_mib(self, host) -> int | None:
+        return mib(host.capacity_kib)
+
+    def get_reserved_mib(self, host) -> int:
+        return mib(host.reserved_kib)
+
+    def get_usable_mib(self, host) -> int:
+        return mib(host.usable_kib)
+
+    def get_running_mib(self, host) -> int:
+        return mib(host.running_kib or 0)
+
+
+# The fields a domain shows, in MiB; declared for the schema. `to_representation` builds the dict by hand: the
+# list of 100 domains is the API's busiest answer, and DRF's per-field machinery would be most of its time.
+DOMAIN_MIB_FIELDS = ["memory", "maxmem", "config_memory", "config_maxmem", "floor"]
+DOMAIN_STATS_FIELDS = ["actual", "unused", "available", "usable", "rss"]
+
+
+class DomainSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    url = serializers.URLField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    uuid = serializers.UUIDField(read_only=True)
+    host = serializers.CharField(read_only=True, help_text="the host's name")
+    host_id = serializers.IntegerField(read_only=True)
+    state = serializers.ChoiceField(choices=Domain.State.choices, read_only=True)
+    xen_state = serializers.CharField(read_only=True, help_text="as in xm list: r----- running, -b---- blocked, ...")
+    hv_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="the hypervisor's id while it runs")
+    vcpus = serializers.IntegerField(read_only=True)
+    memory_mib = serializers.IntegerField(read_only=True, help_text="the balloon target the hypervisor holds")
+    maxmem_mib = serializers.IntegerField(read_only=True, help_text="the live maximum")
+    config_memory_mib = serializers.IntegerField(read_only=True, help_text="memory in the persistent config")
+    config_maxmem_mib = serializers.IntegerField(read_only=True, help_text="maxmem in the persistent config (next boot)")
+    floor_mib = serializers.IntegerField(read_only=True, help_text="nothing shrinks the domain below this")
+    actual_mib = serializers.IntegerField(read_only=True, allow_null=True, help_text="balloon: what the guest has now")
+    unused_mib = serializers.IntegerField(read_only=True, allow_null=True)
+    available_mib = serializers.IntegerField(read_only=True, allow_null=True)
+    usable_mib = serializers.IntegerField(read_only=True, allow_null=True)
+    rss_mib = serializers.IntegerField(read_only=True, allow_null=True)
+    used_mib = serializers.IntegerField(read_only=True, allow_null=True, help_text="available - unused")
+    stats_stale = serializers.BooleanField(read_only=True)
+    cpu_time_s = serializers.FloatField(read_only=True)
+    last_seen = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    def to_representation(self, domain: Domain) -> dict:
+        request = self.context.get("request")
+        data = {
+            "id": domain.pk,
+            "url": reverse("api:domain-detail", args=[domain.pk], request=request),
+            "name": domain.name,
+            "uuid": str(domain.uuid),
+            "host": domain.host.name,
+            "host_id": domain.host_id,
+            "state": domain.state,
+            "xen_state": domain.xen_state,
+            "hv_id": domain.hv_id,
+            "vcpus": domain.vcpus,
+        }
+        for field in DOMAIN_MIB_FIELDS + DOMAIN_STATS_FIELDS:
+            data[f"{field}_mib"] = mib(getattr(domain, f"{field}_kib"))
+        data["used_mib"] = mib(domain.used_kib)
+        data["stats_stale"] = domain.stats_stale
+        data["cpu_time_s"] = round(domain.cpu_time_ns / 1e9, 3)
+        data["last_seen"] = domain.last_seen.isoformat().replace("+00:00", "Z") if domain.last_seen else None
+        return data
+
+
+class SizeSerializer(serializers.Serializer):
+    size = serializers.CharField(max_length=40, help_text=SIZE_HELP)
+
+
+class MigrateSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=100, help_text="the destination host's name")
+
+
+class CreateDomainSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=100, help_text="the host's name")
+    config = serializers.CharField(max_length=10000, trim_whitespace=False,
+                                   help_text='a Xen-style config, as for xm create: name = "foo"\\nmemory = 1024\\nmaxmem = 4096\\nvcpus = 1')
+
+
+class JobSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    domain_name = serializers.CharField(source="domain.name", default=None, allow_null=True, read_only=True)
+    host = serializers.CharField(source="host.name", read_only=True)
+    target_host = serializers.CharField(source="target_host.name", default=None, allow_null=True, read_only=True)
+    parameters = serializers.SerializerMethodField(help_text="what the job was asked to do; sizes in MiB")
+    actor = serializers.CharField(source="actor_label", read_only=True)
+    finished_ok = serializers.SerializerMethodField(help_text="null while the job runs")
+
+    class Meta:
+        model = Job
+        fields = ["id", "url", "kind", "state", "progress", "finished_ok", "domain", "domain_name", "host", "target_host",
+                  "parameters", "actor_kind", "actor", "log", "error_code", "error", "created", "started", "finished"]
+
+    def get_url(self, job) -> str:
+        return reverse("api:job-detail", args=[job.pk], request=self.context.get("request"))
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_parameters(self, job) -> dict:
+        return {
+            (key[:-4] + "_mib" if key.endswith("_kib") else key): (mib(value) if key.endswith("_kib") and isinstance(value, int) else value)
+            for key, value in job.params.items()
+        }
+
+    def get_finished_ok(self, job) -> bool | None:
+        return None if not job.is_finished else job.state == Job.State.SUCCEEDED
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "actor_kind", "actor_label", "action", "object_type", "object_id", "object_repr", "team_id",
+                  "host_id", "domain_id", "before", "after", "result", "message", "job_id", "request_id", "client_ip"]
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    operator_max_mib = serializers.IntegerField(source="operator_max_kib", required=False, allow_null=True, min_value=1,
+                                                max_value=2**40, help_text="the most an operator may give one domain; null: no limit")
+    quota_mib = serializers.IntegerField(source="quota_kib", required=False, allow_null=True, min_value=1, max_value=2**40,
+                                         help_text="the team's total running memory; null: no limit")
+
+    class Meta:
+        model = Team
+        fields = ["id", "name", "operator_max_mib", "quota_mib"]
+        # A taken name is the service's to refuse (409 name_taken), like every other conflict.
+        extra_kwargs = {"name": {"validators": []}}
+
+    def to_representation(self, team):
+        data = super().to_representation(team)
+        data["operator_max_mib"], data["quota_mib"] = mib(team.operator_max_kib), mib(team.quota_kib)
+        return data
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        for field in ("operator_max_kib", "quota_kib"):
+            if field in values:
+                values[field] = kib_or_none(values[field])
+        return values
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    team_name = serializers.CharField(source="team.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "team", "team_name", "user", "role"]
+        read_only_fields = fields
+
+
+class MembershipCreateSerializer(serializers.Serializer):
+    # The team is looked up by the view among those the caller sees: a team id is not validated here, where a
+    # missing team and someone else's would answer differently.
+    team = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    username = serializers.CharField(max_length=150, help_text="the member's user name")
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MembershipUpdateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Membership
+        fields = ["role"]
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    token_prefix = serializers.SerializerMethodField(help_text="the start of the token, to recognise it")
+    scope = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "token_prefix", "write", "scope", "created", "expires", "revoked", "last_used", "last_used_ip"]
+        read_only_fields = ["created", "revoked", "last_used", "last_used_ip"]
+
+    def get_token_prefix(self, token) -> str:
+        return f"bw_{token.prefix}"
+
+
+class NewTokenSerializer(TokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="the whole token: shown this once, never again")
+
+    class Meta(TokenSerializer.Meta):
+        fields = TokenSerializer.Meta.fields + ["token"]

@@ -1,0 +1,90 @@
+"""Team and membership changes from the API, with the same permission checks as every other change.
+
+Creating and deleting teams is for superusers (a team has no admin before it exists); a team's admins change its
+limits and its members. The audit entries of these changes are written by balloonweb.access.signals (whatever
+the path: API, pages, Django's admin), as the current actor, which ApiView sets for the request; refusals are
+audited here, as the services audit theirs.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+from balloonweb.access.models import Membership, Team
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
+from domains.services import Conflict, Forbidden, NotFound, _guarded, check_permission
+
+
+def create_team(actor: Actor, name: str, **limits) -> Team:
+    if not actor.is_privileged:
+        refusal = Forbidden("only a superuser creates teams")
+        record(actor, "team.create", result=AuditEntry.Result.REFUSED, message=refusal.message)
+        raise refusal
+    with transaction.atomic():
+        if Team.objects.filter(name=name).exists():
+            raise Conflict(f"a team named {name} already exists", "name_taken")
+        return Team.objects.create(name=name, **limits)
+
+
+@_guarded("team.update")
+def update_team(actor: Actor, team: Team, **changes) -> Team:
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team.pk)
+        check_permission(actor, "manage_team", team)
+        if "name" in changes and changes["name"] != team.name:
+            if not actor.is_privileged:
+                raise Forbidden("only a superuser renames teams")
+            if Team.objects.filter(name=changes["name"]).exclude(pk=team.pk).exists():
+                raise Conflict(f"a team named {changes['name']} already exists", "name_taken")
+        for field, value in changes.items():
+            setattr(team, field, value)
+        team.save()
+    return team
+
+
+@_guarded("team.delete")
+def delete_team(actor: Actor, team: Team) -> None:
+    if not actor.is_privileged:
+        check_permission(actor, "view", team)  # an outsider learns nothing, not even that only superusers may
+        raise Forbidden("only a superuser deletes teams")
+    with transaction.atomic():
+        hosts = list(team.hosts.values_list("name", flat=True)[:5])
+        if hosts:
+            raise Conflict(f"team {team.name} still has hosts ({', '.join(hosts)}); move them to another team first", "team_has_hosts")
+        team.delete()
+
+
+@_guarded("membership.add")
+def add_member(actor: Actor, team: Team, username: str, role: str) -> Membership:
+    with transaction.atomic():
+        check_permission(actor, "manage_team", team)
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise NotFound(f"no active user named {username}")
+        if Membership.objects.filter(team=team, user=user).exists():
+            raise Conflict(f"{username} is already in team {team.name}; change their role instead", "already_member")
+        return Membership.objects.create(team=team, user=user, role=role)
+
+
+@_guarded("membership.role")
+def change_role(actor: Actor, membership: Membership, role: str) -> Membership:
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("team", "user").get(pk=membership.pk)
+        check_permission(actor, "manage_team", membership.team)
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+@_guarded("membership.remove")
+def remove_member(actor: Actor, membership: Membership) -> None:
+    with transaction.atomic():
+        check_permission(actor, "manage_team", membership.team)
+        membership.delete()
+
+
+def visible_memberships(actor: Actor):
+    """Members of the teams the actor sees."""
+    return Membership.objects.filter(team__in=rules.restrict(Team.objects.all(), actor, "view"))

@@ -1,0 +1,305 @@
+"""The REST API: a second face of domains.services and the access rules, never a second set of rules.
+
+Views are thin: they find the object the caller may see (rules.restrict), hand the request to a service, and
+shape the answer. Permission, bounds, room and audit are the services' business.
+"""
+
+import os
+import time
+
+from django.db.models import Count, Q, Sum
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, mixins, pagination, parsers, renderers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from balloonweb.access import actors, rules
+from balloonweb.access.models import Membership, Team
+from balloonweb.audit import review
+from domains import services
+from domains.models import Domain, Job
+from hosts.models import RUNNING_STATES, Host
+
+from . import errors, filters, serializers, teams, tokens
+from .auth import BearerTokenAuthentication, SessionAuthentication, TokenScope, actor_of
+from .models import ApiToken
+from .schema import ApiSchema
+
+# GET /api/jobs/<id>/?wait=N holds the answer until the job ends or N seconds pass (a thread of the server waits).
+JOB_WAIT_MAX_S = float(os.environ.get("API_JOB_WAIT_MAX", "30"))
+JOB_WAIT_STEP_S = 0.2
+
+
+class Pagination(pagination.CursorPagination):
+    """Cursor pages: no COUNT, and the same cost on page 1 and page 200."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+    ordering = "id"
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({"cursor": "not a cursor this API gave out; follow the `next` link"}) from None
+
+
+class NewestFirst(Pagination):
+    ordering = "-id"
+
+
+class ApiView:
+    """What every API view shares: who may call, how errors look, how lists page and filter."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated, TokenScope]
+    renderer_classes = [renderers.JSONRenderer]
+    parser_classes = [parsers.JSONParser, parsers.FormParser]
+    pagination_class = Pagination
+    filter_backends = [DjangoFilterBackend]
+    schema = ApiSchema()
+    lookup_value_regex = "[0-9]+"
+
+    def get_exception_handler(self):
+        return errors.handle
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # Changes audited by model signals (teams, memberships) name the token, not the anonymous session.
+        self._acting_as = actors.acting_as(actor_of(request))
+        self._acting_as.__enter__()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        acting = getattr(self, "_acting_as", None)
+        if acting is not None:
+            self._acting_as = None
+            acting.__exit__(None, None, None)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @property
+    def actor(self):
+        return actor_of(self.request)
+
+
+def job_accepted(job: Job, request) -> Response:
+    """202 with the job, and where to follow it."""
+    data = serializers.JobSerializer(job, context={"request": request}).data
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+
+def body(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# -- hosts ----------------------------------------------------------------------------------------------------
+
+
+class HostViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
+    """Hosts you can see, with their memory in MiB."""
+
+    serializer_class = serializers.HostSerializer
+    filterset_class = filters.HostFilter
+
+    def get_queryset(self):
+        running = Q(domains__state__in=RUNNING_STATES)
+        hosts = Host.objects.select_related("team").annotate(
+            running_kib=Sum("domains__memory_kib", filter=running), running_domains=Count("domains", filter=running)
+        )
+        return rules.restrict(hosts, self.actor, "view")
+
+
+# -- domains --------------------------------------------------------------------------------------------------
+
+
+class DomainViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Domains you can see; changes answer 202 with the job that makes them."""
+
+    serializer_class = serializers.DomainSerializer
+    filterset_class = filters.DomainFilter
+
+    def get_queryset(self):
+        domains = Domain.objects.select_related("host")
+        if self.action == "list" and "state" not in self.request.query_params:
+            domains = domains.present()
+        return rules.restrict(domains, self.actor, "view")
+
+    @extend_schema(request=serializers.CreateDomainSerializer, responses={202: serializers.JobSerializer},
+                   summary="Create and start a domain from a Xen-style config (xm create)")
+    def create(self, request):
+        values = body(serializers.CreateDomainSerializer, request)
+        host = services.find_host(self.actor, values["host"])
+        return job_accepted(services.request_create(self.actor, host, values["config"]), request)
+
+    @extend_schema(request=serializers.SizeSerializer, responses={202: serializers.JobSerializer},
+                   summary="Balloon a running domain to a size (xm mem-set)")
+    @action(detail=True, methods=["post"])
+    def resize(self, request, pk=None):
+        size = body(serializers.SizeSerializer, request)["size"]
+        return job_accepted(services.request_resize(self.actor, self.get_object(), size), request)
+
+    @extend_schema(request=serializers.SizeSerializer, responses={202: serializers.JobSerializer},
+                   summary="Set maxmem in the persistent config (xm mem-max); a running domain takes it at its next boot")
+    @action(detail=True, methods=["post"])
+    def maxmem(self, request, pk=None):
+        size = body(serializers.SizeSerializer, request)["size"]
+        return job_accepted(services.request_set_maxmem(self.actor, self.get_object(), size), request)
+
+    @extend_schema(request=serializers.SizeSerializer, responses={200: serializers.DomainSerializer},
+                   summary="Set the floor below which nothing shrinks the domain (at once, no job)")
+    @action(detail=True, methods=["post"])
+    def floor(self, request, pk=None):
+        size = body(serializers.SizeSerializer, request)["size"]
+        domain = services.set_floor(self.actor, self.get_object(), size)
+        return Response(self.get_serializer(Domain.objects.select_related("host").get(pk=domain.pk)).data)
+
+    @extend_schema(request=serializers.MigrateSerializer, responses={202: serializers.JobSerializer},
+                   summary="Live-migrate a running domain to another host (xm migrate)")
+    @action(detail=True, methods=["post"])
+    def migrate(self, request, pk=None):
+        target = services.find_host(self.actor, body(serializers.MigrateSerializer, request)["host"])
+        return job_accepted(services.request_migrate(self.actor, self.get_object(), target), request)
+
+
+# -- jobs -----------------------------------------------------------------------------------------------------
+
+
+class JobViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
+    """Jobs on hosts you can see, newest first. GET one with ?wait=N to follow it to its end."""
+
+    serializer_class = serializers.JobSerializer
+    filterset_class = filters.JobFilter
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        jobs = Job.objects.select_related("domain", "host", "target_host")
+        return rules.restrict(jobs, self.actor, "view")
+
+    @extend_schema(parameters=[OpenApiParameter("wait", OpenApiTypes.FLOAT, description=(
+        f"seconds (at most {JOB_WAIT_MAX_S:g}) to wait for the job to end before answering"))])
+    def retrieve(self, request, pk=None):
+        job = self.get_object()
+        deadline = time.monotonic() + self._wait_seconds()
+        while not job.is_finished and time.monotonic() < deadline:
+            time.sleep(JOB_WAIT_STEP_S)
+            job.refresh_from_db()
+        return Response(self.get_serializer(job).data)
+
+    def _wait_seconds(self) -> float:
+        raw = self.request.query_params.get("wait", "0")
+        try:
+            wait = float(raw)
+        except ValueError:
+            raise exceptions.ValidationError({"wait": f"{raw!r} is not a number of seconds"}) from None
+        if not 0 <= wait <= JOB_WAIT_MAX_S:  # also refuses nan and inf
+            raise exceptions.ValidationError({"wait": f"wait between 0 and {JOB_WAIT_MAX_S:g} seconds"})
+        return wait
+
+    @extend_schema(request=None, responses={200: serializers.JobSerializer}, summary="Cancel a job that has not started")
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = services.cancel_job(self.actor, self.get_object())
+        return Response(self.get_serializer(job).data)
+
+
+# -- audit ----------------------------------------------------------------------------------------------------
+
+
+class AuditEntryViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
+    """The audit log of the teams you administer (superusers: all of it), newest first."""
+
+    serializer_class = serializers.AuditEntrySerializer
+    filterset_class = filters.AuditFilter
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return review.visible_entries(self.actor)
+
+
+# -- teams and memberships ------------------------------------------------------------------------------------
+
+
+class TeamViewSet(ApiView, viewsets.ModelViewSet):
+    """Teams you belong to. Superusers create and delete teams; a team's admins change its limits."""
+
+    serializer_class = serializers.TeamSerializer
+    filterset_class = filters.TeamFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return rules.restrict(Team.objects.all(), self.actor, "view")
+
+    def perform_create(self, serializer):
+        serializer.instance = teams.create_team(self.actor, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = teams.update_team(self.actor, serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, team):
+        teams.delete_team(self.actor, team)
+
+
+class MembershipViewSet(ApiView, viewsets.ModelViewSet):
+    """Who is in the teams you see, with which role; a team's admins add, change and remove members."""
+
+    filterset_class = filters.MembershipFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_class(self):
+        return serializers.MembershipUpdateSerializer if self.action == "partial_update" else serializers.MembershipSerializer
+
+    def get_queryset(self):
+        return teams.visible_memberships(self.actor).select_related("team", "user")
+
+    @extend_schema(request=serializers.MembershipCreateSerializer, responses={201: serializers.MembershipSerializer})
+    def create(self, request):
+        values = body(serializers.MembershipCreateSerializer, request)
+        # A team the caller cannot see is a 404, as everywhere.
+        team = rules.restrict(Team.objects.all(), self.actor, "view").filter(pk=values["team"]).first()
+        if team is None:
+            raise services.NotFound("no such team")
+        membership = teams.add_member(self.actor, team, values["username"], values["role"])
+        return Response(serializers.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = teams.change_role(self.actor, serializer.instance, serializer.validated_data["role"])
+
+    def perform_destroy(self, membership):
+        teams.remove_member(self.actor, membership)
+
+
+# -- tokens ---------------------------------------------------------------------------------------------------
+
+
+class TokenViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin):
+    """Your own API tokens. New ones are made from a signed-in session (the tokens page) or `manage.py apitoken`:
+    a token does not mint tokens."""
+
+    serializer_class = serializers.TokenSerializer
+    pagination_class = NewestFirst
+
+    def get_queryset(self):
+        return ApiToken.objects.filter(user=self.request.user)
+
+    @extend_schema(request=serializers.TokenSerializer, responses={201: serializers.NewTokenSerializer})
+    def create(self, request):
+        if isinstance(request.auth, ApiToken):
+            raise services.Forbidden("tokens are created from a signed-in session or with manage.py apitoken, not with a token", "token_cannot_create_tokens")
+        values = body(serializers.TokenSerializer, request)
+        try:
+            token, text = tokens.create_token(self.actor, request.user, values["name"], write=values.get("write", False), expires=values.get("expires"))
+        except tokens.TokenError as exc:
+            raise services.BadRequest(str(exc), "bad_token_request") from exc
+        data = serializers.TokenSerializer(token).data
+        data["token"] = text
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Revoke a token (it stops working at once; the row stays for the record)")
+    def destroy(self, request, pk=None):
+        tokens.revoke_token(self.actor, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

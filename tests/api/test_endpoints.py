@@ -1,0 +1,228 @@
+"""Each endpoint and action, the rules behind them (404 for outsiders, 403 for members without the right), and
+every error code, against hosts and domains written straight into the database."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from balloonweb.audit.models import AuditEntry
+from domains.models import Domain, Job
+
+from .conftest import fake_domain
+
+pytestmark = pytest.mark.django_db
+
+
+def test_lists_show_only_the_callers_teams(people, fleet, as_):
+    names = lambda response: sorted(item["name"] for item in response.json()["results"])  # noqa: E731
+    assert names(as_("viewer").get("/api/hosts/")) == ["h1", "h2"]
+    assert names(as_("viewer").get("/api/domains/")) == ["foo"]
+    assert names(as_("outsider").get("/api/domains/")) == ["secret"]
+    assert names(as_("root").get("/api/domains/")) == ["foo", "secret"]
+    assert names(as_("viewer").get("/api/teams/")) == ["blue"]
+
+
+def test_a_domain_speaks_mib(people, fleet, as_):
+    data = as_("viewer").get(f"/api/domains/{fleet['foo'].pk}/").json()
+    assert data["name"] == "foo" and data["host"] == "h1" and data["state"] == "running" and data["xen_state"] == "r-----"
+    assert (data["memory_mib"], data["maxmem_mib"], data["floor_mib"], data["actual_mib"]) == (1024, 4096, 128, 1024)
+    assert data["url"].endswith(f"/api/domains/{fleet['foo'].pk}/")
+    host = as_("viewer").get(f"/api/hosts/{fleet['h1'].pk}/").json()
+    assert (host["total_mib"], host["reserved_mib"], host["usable_mib"], host["running_mib"], host["running_domains"]) == (8192, 512, 7680, 1024, 1)
+
+
+def test_outsiders_get_404_and_anonymous_401(people, fleet, as_, client):
+    foo = fleet["foo"].pk
+    for url in (f"/api/domains/{foo}/", f"/api/hosts/{fleet['h1'].pk}/"):
+        response = as_("outsider").get(url)
+        assert response.status_code == 404 and response.json()["code"] == "not_found"
+    response = as_("outsider").post(f"/api/domains/{foo}/resize/", {"size": "512"}, format="json")
+    assert response.status_code == 404
+    anonymous = client.get("/api/domains/")
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "not_authenticated"
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_resize_answers_202_with_the_job_and_a_link(people, fleet, as_):
+    response = as_("operator").post(f"/api/domains/{fleet['foo'].pk}/resize/", {"size": "512M"}, format="json")
+    assert response.status_code == 202, response.json()
+    job = response.json()
+    assert (job["kind"], job["state"], job["parameters"], job["domain_name"], job["actor_kind"]) == ("resize", "queued", {"target_mib": 512}, "foo", "token")
+    assert response["Location"] == job["url"] and job["url"].endswith(f"/api/jobs/{job['id']}/")
+    assert as_("viewer").get(job["url"]).json()["id"] == job["id"]
+    entry = AuditEntry.objects.filter(action="domain.resize").get()
+    assert (entry.actor_kind, entry.actor_label, entry.after) == ("token", "operator/operator-rw", {"memory_kib": 512 * 1024})
+
+
+def test_sizes_take_units_and_forms(people, fleet, as_):
+    foo = fleet["foo"].pk
+    for size, mib in (("2G", 2048), (768, 768), ("524288K", 512)):
+        response = as_("operator").post(f"/api/domains/{foo}/resize/", {"size": size}, format="json")
+        assert response.status_code == 202 and response.json()["parameters"] == {"target_mib": mib}
+    # A form body works too (curl -d size=600).
+    assert as_("operator").post(f"/api/domains/{foo}/resize/", "size=600", content_type="application/x-www-form-urlencoded").status_code == 202
+
+
+def error(response) -> tuple[int, str, str]:
+    data = response.json()
+    assert set(data) >= {"code", "message"}, data
+    return response.status_code, data["code"], data["message"]
+
+
+def test_every_refusal_is_json_with_a_code(people, fleet, as_):
+    foo, h1 = fleet["foo"], fleet["h1"]
+    operator, viewer = as_("operator"), as_("viewer")
+    resize = f"/api/domains/{foo.pk}/resize/"
+
+    status, code, message = error(operator.post(resize, {"size": "5000"}, format="json"))
+    assert (status, code) == (400, "above_maxmem") and "maxmem of foo (4096 MiB)" in message
+
+    status, code, message = error(operator.post(resize, {"size": "lots"}, format="json"))
+    assert (status, code) == (400, "bad_size") and "512M, 4G, 524288K" in message
+
+    status, code, message = error(operator.post(resize, {"size": "64"}, format="json"))
+    assert (status, code) == (400, "below_floor") and "floor of foo (128 MiB)" in message
+
+    status, code, message = error(operator.post(resize, {}, format="json"))
+    assert (status, code) == (400, "invalid") and message.startswith("size:")
+
+    assert error(viewer.post(resize, {"size": "512"}, format="json"))[:2] == (403, "forbidden")
+    assert error(operator.post(f"/api/domains/{foo.pk}/maxmem/", {"size": "8G"}, format="json"))[:2] == (403, "forbidden")
+    assert error(as_("viewer", write=False).post(resize, {"size": "512"}, format="json"))[:2] == (403, "read_only_token")
+
+    status, code, message = error(operator.post(resize, {"size": "7800"}, format="json"))
+    assert (status, code) == (400, "above_maxmem")
+    fake_domain(h1, "big", 6000, 8192)
+    status, code, message = error(operator.post(resize, {"size": "3000"}, format="json"))
+    assert (status, code) == (409, "no_room") and "h1 has no room" in message
+
+    stopped = fake_domain(fleet["h2"], "stopped", state="shutoff")
+    assert error(operator.post(f"/api/domains/{stopped.pk}/resize/", {"size": "512"}, format="json"))[:2] == (400, "domain_not_running")
+
+    h1.status, h1.last_error = "offline", "Cannot recv data: Connection reset by peer"
+    h1.save()
+    status, code, message = error(operator.post(resize, {"size": "512"}, format="json"))
+    assert (status, code) == (503, "host_unreachable") and "h1 is offline" in message
+
+    assert error(operator.get("/api/domains/999999/"))[:2] == (404, "not_found")
+    assert error(operator.get("/api/domains/?cursor=nonsense"))[:2] == (400, "invalid")
+    assert error(operator.get("/api/domains/?host_id=-5"))[:2] == (400, "invalid")
+    assert error(operator.get("/api/domains/?state=asleep"))[:2] == (400, "invalid")
+    assert error(operator.get("/api/jobs/1/?wait=nan"))[0] in (400, 404)
+
+
+def test_one_operation_at_a_time_is_a_409(people, fleet, as_):
+    job = Job.objects.create(kind="resize", domain=fleet["foo"], host=fleet["h1"], state="running", params={"target_kib": 1024 * 1024})
+    response = as_("operator").post(f"/api/jobs/{job.pk}/cancel/")
+    assert error(response)[:2] == (409, "not_cancellable")
+
+
+def test_maxmem_floor_and_migrate(people, fleet, as_):
+    foo = fleet["foo"].pk
+    admin = as_("admin")
+    response = admin.post(f"/api/domains/{foo}/maxmem/", {"size": "6G"}, format="json")
+    assert response.status_code == 202 and response.json()["parameters"] == {"maxmem_mib": 6144}
+    response = admin.post(f"/api/domains/{foo}/floor/", {"size": "256"}, format="json")
+    assert response.status_code == 200 and response.json()["floor_mib"] == 256
+    assert error(admin.post(f"/api/domains/{foo}/floor/", {"size": "5G"}, format="json"))[:2] == (400, "above_maxmem")
+    assert error(as_("operator").post(f"/api/domains/{foo}/floor/", {"size": "200"}, format="json"))[:2] == (403, "forbidden")
+
+    operator = as_("operator")
+    response = operator.post(f"/api/domains/{foo}/migrate/", {"host": "h2"}, format="json")
+    assert response.status_code == 202 and response.json()["target_host"] == "h2"
+    assert error(operator.post(f"/api/domains/{foo}/migrate/", {"host": "h1"}, format="json"))[:2] == (400, "same_host")
+    # Someone else's host is not there at all.
+    assert error(operator.post(f"/api/domains/{foo}/migrate/", {"host": "r1"}, format="json"))[:2] == (404, "not_found")
+
+
+def test_create_from_a_xen_config(people, fleet, as_):
+    config = 'name = "bar"\nmemory = 1024\nmaxmem = 2048\nvcpus = 2\n'
+    response = as_("admin").post("/api/domains/", {"host": "h2", "config": config}, format="json")
+    assert response.status_code == 202
+    assert response.json()["parameters"] == {"name": "bar", "memory_mib": 1024, "maxmem_mib": 2048, "vcpus": 2, "uuid": None, "description": ""}
+    assert error(as_("admin").post("/api/domains/", {"host": "h2", "config": "memory = 1"}, format="json"))[:2] == (400, "bad_config")
+    assert error(as_("admin").post("/api/domains/", {"host": "h1", "config": 'name="foo"\nmemory=1'}, format="json"))[:2] == (409, "name_taken")
+    assert error(as_("operator").post("/api/domains/", {"host": "h2", "config": config}, format="json"))[:2] == (403, "forbidden")
+
+
+def test_cancel_a_queued_job(people, fleet, as_):
+    job = as_("operator").post(f"/api/domains/{fleet['foo'].pk}/resize/", {"size": "512"}, format="json").json()
+    assert error(as_("viewer").post(f"/api/jobs/{job['id']}/cancel/"))[:2] == (403, "forbidden")
+    response = as_("operator").post(f"/api/jobs/{job['id']}/cancel/")
+    assert response.status_code == 200 and response.json()["state"] == "cancelled" and response.json()["finished_ok"] is False
+
+
+def test_filters(people, fleet, as_):
+    fake_domain(fleet["h2"], "web1")
+    fake_domain(fleet["h2"], "old", state="gone")
+    root = as_("root")
+    names = lambda url: sorted(d["name"] for d in root.get(url).json()["results"])  # noqa: E731
+    assert names("/api/domains/?host=h2") == ["web1"]
+    assert names("/api/domains/?state=gone") == ["old"]
+    assert names("/api/domains/?name_contains=EB") == ["web1"]
+    assert names(f"/api/domains/?team={fleet['r1'].team_id}") == ["secret"]
+    assert names("/api/hosts/?status=online") == ["h1", "h2", "r1"]
+    root.post(f"/api/domains/{fleet['foo'].pk}/resize/", {"size": "512"}, format="json")
+    assert [j["kind"] for j in root.get("/api/jobs/?kind=resize&state=queued").json()["results"]] == ["resize"]
+    assert root.get("/api/jobs/?kind=migrate").json()["results"] == []
+    assert [e["action"] for e in root.get("/api/audit/?action=domain.resize").json()["results"]] == ["domain.resize"]
+
+
+def test_pages_of_100_with_a_next_link_and_constant_queries(people, fleet, as_):
+    h2 = fleet["h2"]
+    Domain.objects.bulk_create([_row(h2, i) for i in range(250)])
+    client = as_("viewer")
+    client.get("/api/domains/")  # the token's first use is audited once; measure the steady state
+    counts, seen, url = [], [], "/api/domains/"
+    while url:
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(url).json()
+        counts.append(len(queries))
+        seen += [d["name"] for d in page["results"]]
+        url = page["next"]
+    assert len(seen) == 251 and len(set(seen)) == 251
+    assert counts == [counts[0]] * len(counts) and counts[0] <= 4, counts
+
+
+def _row(host, i: int) -> Domain:
+    import uuid
+
+    return Domain(host=host, name=f"d{i:03}", uuid=uuid.uuid4(), state="running", memory_kib=1024, maxmem_kib=2048)
+
+
+def test_audit_entries_are_for_team_admins(people, fleet, as_):
+    as_("operator").post(f"/api/domains/{fleet['foo'].pk}/resize/", {"size": "512"}, format="json")
+    admin_sees = [e["action"] for e in as_("admin").get("/api/audit/").json()["results"]]
+    assert "domain.resize" in admin_sees
+    assert as_("viewer").get("/api/audit/").json()["results"] == []
+    assert "domain.resize" not in [e["action"] for e in as_("outsider").get("/api/audit/").json()["results"]]
+
+
+def test_teams_and_memberships(people, team, as_):
+    admin, root = as_("admin"), as_("root")
+    assert error(admin.post("/api/teams/", {"name": "green"}, format="json"))[:2] == (403, "forbidden")
+    green = root.post("/api/teams/", {"name": "green", "quota_mib": 16384}, format="json")
+    assert green.status_code == 201 and green.json()["quota_mib"] == 16384
+    assert error(root.post("/api/teams/", {"name": "green"}, format="json"))[:2] == (409, "name_taken")
+
+    response = admin.patch(f"/api/teams/{team.pk}/", {"operator_max_mib": 2048}, format="json")
+    assert response.status_code == 200 and response.json()["operator_max_mib"] == 2048
+    assert error(as_("operator").patch(f"/api/teams/{team.pk}/", {"quota_mib": 1}, format="json"))[:2] == (403, "forbidden")
+    assert error(as_("outsider").patch(f"/api/teams/{team.pk}/", {"quota_mib": 1}, format="json"))[:2] == (404, "not_found")
+
+    added = admin.post("/api/memberships/", {"team": team.pk, "username": "outsider", "role": "viewer"}, format="json")
+    assert added.status_code == 201, added.json()
+    assert (added.json()["user"], added.json()["role"]) == ("outsider", "viewer")
+    assert error(admin.post("/api/memberships/", {"team": team.pk, "username": "outsider", "role": "viewer"}, format="json"))[:2] == (409, "already_member")
+    assert error(as_("operator").post("/api/memberships/", {"team": team.pk, "username": "root", "role": "admin"}, format="json"))[:2] == (403, "forbidden")
+    assert error(admin.post("/api/memberships/", {"team": 999999, "username": "root", "role": "admin"}, format="json"))[:2] == (404, "not_found")
+    membership = added.json()["id"]
+    assert admin.patch(f"/api/memberships/{membership}/", {"role": "operator"}, format="json").json()["role"] == "operator"
+    assert admin.delete(f"/api/memberships/{membership}/").status_code == 204
+    actions = set(AuditEntry.objects.values_list("action", flat=True))
+    assert {"team.create", "team.update", "membership.add", "membership.role", "membership.remove"} <= actions
+    assert root.delete(f"/api/teams/{green.json()['id']}/").status_code == 204
+
+
+def test_a_team_with_hosts_is_not_deleted(people, fleet, as_):
+    assert error(as_("root").delete(f"/api/teams/{fleet['h1'].team_id}/"))[:2] == (409, "team_has_hosts")
