@@ -1,0 +1,44 @@
+"""The bare libvirt calls behind a resize and a migration, timed, with none of BalloonWeb around them.
+
+For benchmarks only (bench/lab.py): the time BalloonWeb adds is its own figure minus these. The flags are
+the ones LibvirtDriver uses, so that the comparison is fair.
+"""
+
+import time
+
+import libvirt
+
+from . import pool
+
+
+def time_set_memory_live(uri: str, uuid: str, kib: int) -> float:
+    """Seconds that `setMemoryFlags(kib, AFFECT_LIVE)` takes to return (the balloon moves afterwards)."""
+    dom = pool.connection(uri).lookupByUUIDString(uuid)
+    started = time.perf_counter()
+    dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    return time.perf_counter() - started
+
+
+def time_migrate(
+    source_uri: str,
+    destination_uri: str,
+    uuid: str,
+    *,
+    migrate_uri: str | None = None,
+    destination_xml: str | None = None,
+    persistent_xml: str | None = None,
+) -> float:
+    """Seconds that a live `migrate3` (persistent on the destination, undefined on the source) takes."""
+    dom = pool.connection(source_uri).lookupByUUIDString(uuid)
+    destination = pool.connection(destination_uri)
+    params = {}
+    if migrate_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+    if destination_xml:
+        params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
+    if persistent_xml:
+        params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent_xml
+    flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    started = time.perf_counter()
+    dom.migrate3(destination, params, flags)
+    return time.perf_counter() - started
