@@ -8,7 +8,7 @@ when its steps are carried out, not here.
 
 from dataclasses import dataclass, field
 
-from .plan import MIGRATE, Step, mib
+from .plan import MIGRATE, Step
 from .planner import Planner, RoomIndex
 from .snapshot import HostSnapshot, Snapshot
 
@@ -119,10 +119,9 @@ def consolidate(snapshot: Snapshot) -> Consolidation:
         source, destination = hosts_by_id[home[domain_id]], hosts_by_id[host_id]
         steps.append(
             Step(
-                MIGRATE, domain_id, names[domain_id], source.id, bytes_of[domain_id], bytes_of[domain_id],
-                f"consolidation: move {names[domain_id]} ({mib(bytes_of[domain_id])}) from {source.name} to "
-                f"{destination.name}, so that {source.name} can be emptied",
-                {"bytes_kib": bytes_of[domain_id], "demand_kib": demands[domain_id]},
+                MIGRATE, "consolidate", domain_id, names[domain_id], source.id, bytes_of[domain_id], bytes_of[domain_id],
+                {"domain": names[domain_id], "host": source.name, "destination": destination.name,
+                 "bytes_kib": bytes_of[domain_id], "demand_kib": demands[domain_id]},
                 destination.id,
             )
         )

@@ -5,12 +5,12 @@ used = available - unused. The target leaves `free_share` of the guest's memory 
     keeps for itself), clamped to floor..maxmem and reached in one step rather than creeping.
 A guest with (almost) nothing unused is saturated: its stats only say "at least all I have", so it is offered
 its maxmem at once, and the next cycle's stats say what it really uses.
+
+This runs for every domain on every cycle: it builds figures, not sentences (see reasons.py).
 """
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from .plan import mib, percent
 from .snapshot import (
     BALLOON_TOLERANCE_KIB,
     BALLOON_TOLERANCE_SHARE,
@@ -45,45 +45,35 @@ class Want:
     """The controller's answer for one running domain."""
 
     domain: DomainSnapshot
+    current_kib: int  # the size it is meant to have now
     target_kib: int  # the size it should have, if its host has room
     keep_kib: int  # the least it can be given without cutting into its working set or floor
     movable: bool  # the planner may change its size; otherwise it holds `claim_kib`
-    claim_kib: int  # what it holds on its host if it is not movable
+    claim_kib: int  # what it holds on its host whatever the plan
     code: str
-    reason: str
     figures: dict
     watch: BalloonWatch
     retry: bool = False  # a stuck balloon due for another try at `target_kib`
-
-    @property
-    def current_kib(self) -> int:
-        return self.domain.current_kib
-
-
-def round_up_mib(kib: float) -> int:
-    return int(math.ceil(kib / MIB)) * MIB
 
 
 def retry_delay_s(retries: int) -> float:
     return min(STUCK_RETRY_MAX_S, STUCK_RETRY_BASE_S * 2**retries)
 
 
-def watch_balloon(domain: DomainSnapshot, now: float) -> BalloonWatch:
-    """Count the cycles in which actual does not approach the target; three in a row make the balloon stuck.
-
-    A balloon that reaches its target clears everything, including a stuck flag and its retries.
-    """
+def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> BalloonWatch:
+    """Count the cycles in which actual does not approach the target `requested`; STUCK_AFTER_CYCLES in a row
+    (after the cycle that first saw the target) make the balloon stuck. Reaching the target clears everything,
+    a stuck flag and its retries included."""
     watch = domain.watch
-    requested = domain.current_kib
     actual = domain.actual_kib if domain.actual_kib is not None else domain.memory_kib
-    gap = abs(actual - requested)
+    gap = actual - requested if actual > requested else requested - actual
     tolerance = max(BALLOON_TOLERANCE_KIB, int(requested * BALLOON_TOLERANCE_SHARE))
     if gap <= tolerance:
         if watch.behind_cycles == 0 and watch.stuck_since is None and watch.requested_kib == requested:
-            return watch  # the common case: nothing to remember, no new object
-        return BalloonWatch(requested_kib=requested, last_gap_kib=gap, saturated_cycles=watch.saturated_cycles)
+            return watch  # the common case: nothing new to remember
+        return BalloonWatch(requested, gap, 0, None, 0, None, watch.saturated_cycles)
     if requested != watch.requested_kib:
-        behind = 0  # a new target: give the balloon its cycles to get there
+        behind = 0  # a new target: give the balloon a cycle to get there
     elif gap > watch.last_gap_kib - tolerance:
         behind = watch.behind_cycles + 1  # no real progress since the last cycle
     else:
@@ -91,105 +81,93 @@ def watch_balloon(domain: DomainSnapshot, now: float) -> BalloonWatch:
     stuck_since, retry_at = watch.stuck_since, watch.retry_at
     if stuck_since is None and behind >= STUCK_AFTER_CYCLES:
         stuck_since, retry_at = now, now + retry_delay_s(watch.retries)
-    return replace(
-        watch, requested_kib=requested, last_gap_kib=gap, behind_cycles=behind, stuck_since=stuck_since, retry_at=retry_at
-    )
+    return BalloonWatch(requested, gap, behind, stuck_since, watch.retries, retry_at, watch.saturated_cycles)
 
 
-def _held(domain: DomainSnapshot, watch: BalloonWatch, code: str, reason: str, figures: dict | None = None) -> Want:
-    claim = domain.claim_kib
-    return Want(domain, claim, claim, False, claim, code, reason, figures or {"claim_kib": claim}, watch)
+def _held(domain: DomainSnapshot, current: int, watch: BalloonWatch, code: str, figures: dict | None = None) -> Want:
+    claim = max(current, domain.memory_kib, domain.actual_kib or 0)
+    return Want(domain, current, claim, claim, False, claim, code, figures or {"claim_kib": claim}, watch)
 
 
 def want_for(domain: DomainSnapshot, now: float) -> Want:
-    """The target of one running domain, with the reason and the figures behind it."""
-    watch = watch_balloon(domain, now)
+    """The target of one running domain, with the code and figures that explain it."""
+    current = domain.requested_kib if domain.requested_kib is not None else domain.memory_kib
+    watch = watch_balloon(domain, current, now)
     if domain.busy:
-        return _held(domain, watch, BUSY, "a job is queued or running for it; left alone this cycle")
-    retry = watch.stuck and watch.retry_at is not None and now >= watch.retry_at
-    if watch.stuck and not retry:
-        return _held(
-            domain, watch, STUCK,
-            f"balloon stuck: actual {mib(domain.actual_kib or domain.memory_kib)} has not approached the target "
-            f"{mib(domain.current_kib)} for {STUCK_AFTER_CYCLES} cycles (no balloon driver in the guest, or a guest "
-            f"that will not give memory back); excluded from plans, next try in {max(0, (watch.retry_at or now) - now):.0f} s",
-            {"actual_kib": domain.actual_kib, "requested_kib": domain.current_kib, "retries": watch.retries},
-        )
+        return _held(domain, current, watch, BUSY)
+    stuck = watch.stuck_since is not None
+    retry = stuck and now >= watch.retry_at
+    if stuck and not retry:
+        return _held(domain, current, watch, STUCK, {
+            "actual_kib": domain.actual_kib, "requested_kib": current, "retries": watch.retries,
+            "next_try_s": watch.retry_at - now,
+        })
     available, unused = domain.available_kib, domain.unused_kib
     if not available or unused is None:
-        return _held(domain, watch, NO_STATS, "no balloon stats from the guest: its size is left as it is")
+        return _held(domain, current, watch, NO_STATS)
 
-    current = domain.current_kib
     policy = domain.policy
-    used = max(0, available - unused)
+    floor, maxmem = domain.floor_kib, domain.maxmem_kib
+    used = available - unused if available > unused else 0
     actual = domain.actual_kib or current
-    overhead = max(1.0, actual / available)  # guest memory per KiB the guest can use
+    overhead = actual / available if actual > available else 1.0  # guest memory per KiB the guest can use
     saturated = unused < SATURATED_SHARE * available
     saturated_cycles = watch.saturated_cycles + 1 if saturated else 0
     if saturated_cycles != watch.saturated_cycles:
-        watch = replace(watch, saturated_cycles=saturated_cycles)
-    free_now = unused / available
+        watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
+                             watch.retries, watch.retry_at, saturated_cycles)
     figures = {
         "used_kib": used, "available_kib": available, "unused_kib": unused, "actual_kib": actual,
-        "current_kib": current, "floor_kib": domain.floor_kib, "maxmem_kib": domain.maxmem_kib,
-        "free_share": round(free_now, 4), "target_free_share": policy.free_share,
+        "current_kib": current, "floor_kib": floor, "maxmem_kib": maxmem,
+        "free_share": unused / available, "target_free_share": policy.free_share,
     }
-    floor, maxmem = domain.floor_kib, domain.maxmem_kib
     if saturated:
         target = maxmem
-        # A passing spike takes what room there is; one that lasts is a need a migration may serve.
+        # A passing spike takes what room there is; one that lasts is a need that a migration may serve.
         keep = maxmem if saturated_cycles >= PERSISTENT_SATURATION_CYCLES else min(current, maxmem)
         code = AT_MAXMEM if current >= maxmem else SATURATED
-        reason = (
-            f"out of memory: {mib(unused)} unused of {mib(available)} ({saturated_cycles} cycle(s) in a row), so "
-            f"its demand is unknown; offered its maxmem {mib(maxmem)} at once, next cycle's stats say what it uses"
-        )
-        if code == AT_MAXMEM:
-            reason = (
-                f"out of memory at its maxmem {mib(maxmem)}: it needs more than it may have; raise maxmem "
-                "(a running domain takes it at its next boot)"
-            )
+        figures["saturated"] = True
+        figures["saturated_cycles"] = saturated_cycles
     else:
-        wanted = round_up_mib(used * overhead / (1 - policy.free_share))
-        target = min(max(wanted, floor), maxmem)
-        keep = min(max(round_up_mib(used * overhead / (1 - MIN_FREE_SHARE)), floor), target)
-        core = f"uses {mib(used)} of {mib(available)} ({percent(free_now)} free, wants {percent(policy.free_share)})"
-        bound = ""
+        guest_used = used * overhead
+        wanted = -(-int(guest_used / (1 - policy.free_share)) // MIB) * MIB  # rounded up to a MiB
+        target = maxmem if wanted > maxmem else floor if wanted < floor else wanted
+        keep = -(-int(guest_used / (1 - MIN_FREE_SHARE)) // MIB) * MIB
+        keep = target if keep > target else floor if keep < floor else keep
         if wanted > maxmem:
-            bound = f", capped at its maxmem {mib(maxmem)}"
+            figures["bound"] = "maxmem"
         elif wanted < floor:
-            bound = f", held at its floor {mib(floor)}"
-        if abs(target - current) <= policy.deadband_share * current and not retry:
+            figures["bound"] = "floor"
+        change = target - current if target > current else current - target
+        if change <= policy.deadband_share * current and not retry:
             if wanted > maxmem and current >= maxmem:
                 code = AT_MAXMEM
             elif wanted < floor and current <= floor:
                 code = AT_FLOOR
             else:
                 code = WITHIN_DEADBAND
-            change = "" if target == current else f"; {mib(target)} is within its deadband of {percent(policy.deadband_share)}"
-            reason = f"{core}: stays at {mib(current)}{bound}{change}"
-            target, keep = current, min(keep, current)
-        elif target < current and _cooling_down(domain, now):
+                figures["deadband_share"] = policy.deadband_share
+            figures["wanted_kib"] = target
+            target = current
+            if keep > current:
+                keep = current
+        elif target < current and domain.last_grown_at is not None and now - domain.last_grown_at < policy.shrink_cooldown_s:
             code = COOLDOWN
-            reason = (
-                f"{core}: could shrink to {mib(target)}, but it grew {now - domain.last_grown_at:.0f} s ago "
-                f"(cooldown {policy.shrink_cooldown_s:.0f} s): a spike that came may come back"
-            )
+            figures["wanted_kib"] = target
+            figures["grown_ago_s"] = now - domain.last_grown_at
+            figures["shrink_cooldown_s"] = policy.shrink_cooldown_s
             target = current
         else:
             code = GROW if target > current else SHRINK
-            reason = f"{core}: {code} to {mib(target)} in one step{bound}"
     figures["target_kib"] = target
     figures["keep_kib"] = keep
+    claim = max(current, domain.memory_kib, domain.actual_kib or 0)
     if retry:
-        reason = f"balloon stuck since {now - watch.stuck_since:.0f} s ago: retry #{watch.retries + 1} to {mib(target)}"
-        figures["retries"] = watch.retries + 1
-        watch = replace(watch, retries=watch.retries + 1, retry_at=now + retry_delay_s(watch.retries + 1), behind_cycles=0)
-        claim = max(domain.claim_kib, target)
-        return Want(domain, target, target, False, claim, RETRY, reason, figures, watch, retry=True)
-    return Want(domain, target, keep, True, domain.claim_kib, code, reason, figures, watch)
-
-
-def _cooling_down(domain: DomainSnapshot, now: float) -> bool:
-    grown = domain.last_grown_at
-    return grown is not None and now - grown < domain.policy.shrink_cooldown_s
+        retries = watch.retries + 1
+        figures["retries"] = retries
+        figures["stuck_for_s"] = now - watch.stuck_since
+        watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, 0, watch.stuck_since, retries,
+                             now + retry_delay_s(retries), watch.saturated_cycles)
+        # Not counted on: it holds the larger of what it has and what it is asked for.
+        return Want(domain, current, target, target, False, max(claim, target), RETRY, figures, watch, retry=True)
+    return Want(domain, current, target, keep, True, claim, code, figures, watch)

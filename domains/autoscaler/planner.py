@@ -13,12 +13,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .controller import Want, want_for
-from .plan import MIGRATE, RESIZE, Decision, Plan, Step, mib
+from .plan import MIGRATE, RESIZE, Decision, Plan, Step
 from .snapshot import MODE_OFF, HostSnapshot, Snapshot
 
 MIB = 1024
 
-# Host decision codes (stable, stored).
+# Decision codes of the planner (stable, stored); the controller's are in controller.py.
 HOST_OFF = "host_off"
 HOST_OFFLINE = "host_offline"
 HOST_SHORT = "host_short"
@@ -45,17 +45,16 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     """Share a host's capacity among its domains. `pinned` domains keep what they hold (they are leaving)."""
     fixed = extra_fixed_kib
     movable: list[Want] = []
+    total_target = 0
+    total_keep = 0
     for want in wants:
         if want.movable and want.domain.id not in pinned:
             movable.append(want)
+            total_target += want.target_kib
+            total_keep += want.keep_kib
         else:
             fixed += want.claim_kib
     budget = capacity_kib - fixed
-    total_target = 0
-    total_keep = 0
-    for want in movable:
-        total_target += want.target_kib
-        total_keep += want.keep_kib
     if total_target <= budget:
         return Balance({w.domain.id: w.target_kib for w in movable}, fixed, total_keep, 0, budget - total_target, False)
 
@@ -170,25 +169,27 @@ class Planner:
         self.snapshot = snapshot
         self.now = snapshot.now
         self.plan = Plan(snapshot.now, snapshot.policy_version)
-        self.wants: dict[int, list[Want]] = defaultdict(list)  # by host id
+        self.managed = [h for h in snapshot.hosts if h.managed]
+        self.wants: dict[int, list[Want]] = {h.id: [] for h in self.managed}
         self.balances: dict[int, Balance] = {}
         self.incoming: dict[int, int] = {h.id: h.incoming_kib for h in snapshot.hosts}
         for host_id, kib in (extra_booked or {}).items():
             self.incoming[host_id] += kib
-        self.managed = [h for h in snapshot.hosts if h.managed]
         self.outgoing: dict[int, int] = defaultdict(int)  # claims leaving by migrations in flight
         self.moves: list[Move] = []
         self.pinned: dict[int, set[int]] = defaultdict(set)
+        self.shrinks: list[Step] = []
+        self.grows: list[Step] = []
 
     def run(self) -> Plan:
         self.balance()
         short = [h for h in self.managed if self.balances[h.id].shortfall_kib > 0]
         if short:
-            self._plan_migrations(short, self.managed)
+            self._plan_migrations(short)
         for host in self.managed:
             self._emit_host(host)
         # Shrinks first, then migrations, then grows: each step finds the room the ones before it made.
-        self.plan.steps.sort(key=_step_order)
+        self.plan.steps = self.shrinks + self.plan.steps + self.grows
         return self.plan
 
     def balance(self) -> None:
@@ -200,49 +201,37 @@ class Planner:
     # -- wants ------------------------------------------------------------------------------------------------
 
     def _want_all(self) -> None:
-        hosts = self.snapshot.hosts_by_id
+        wants, watches, now = self.wants, self.plan.watches, self.now
         for domain in self.snapshot.domains:
             if not domain.running:
                 continue
-            host = hosts.get(domain.host_id)
-            if host is None:
-                continue
-            if not host.managed:
-                continue  # off or offline: said once per host in _emit_host
-            want = want_for(domain, self.now)
-            self.plan.watches[domain.id] = want.watch
-            self.wants[host.id].append(want)
+            host_wants = wants.get(domain.host_id)
+            if host_wants is None:
+                continue  # its host is off, offline or unknown: said once per host below
+            want = want_for(domain, now)
+            watches[domain.id] = want.watch
+            host_wants.append(want)
             if domain.migrating_to is not None:
-                self.outgoing[host.id] += domain.claim_kib
+                self.outgoing[domain.host_id] += want.claim_kib
         for host in self.snapshot.hosts:
             if not host.online:
-                self.plan.decisions.append(Decision(HOST_OFFLINE, f"{host.name} is offline: nothing planned for it", host_id=host.id))
+                self.plan.decisions.append(Decision(HOST_OFFLINE, host_id=host.id, figures={"host": host.name}))
             elif host.policy.mode == MODE_OFF:
-                self.plan.decisions.append(Decision(HOST_OFF, f"autoscaling is off for {host.name}", host_id=host.id))
+                self.plan.decisions.append(Decision(HOST_OFF, host_id=host.id, figures={"host": host.name}))
 
     # -- migrations -------------------------------------------------------------------------------------------
 
-    def _plan_migrations(self, short: list[HostSnapshot], managed: list[HostSnapshot]) -> None:
-        budget = Budget.of(managed)
-        at_target = RoomIndex({h.id: self.balances[h.id].room_kib for h in managed if budget.can_receive(h.id)})
-        squeezed = RoomIndex(
-            {
-                h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib
-                for h in managed
-                if budget.can_receive(h.id)
-            }
-        )
+    def _plan_migrations(self, short: list[HostSnapshot]) -> None:
+        budget = Budget.of(self.managed)
+        receivers = [h for h in self.managed if budget.can_receive(h.id)]
+        at_target = RoomIndex({h.id: self.balances[h.id].room_kib for h in receivers})
+        squeezed = RoomIndex({h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib for h in receivers})
         changed: set[int] = set()
         for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, h.id)):
             balance = self.balances[host.id]
             needed = balance.shortfall_kib - self.outgoing[host.id]
             if needed <= 0:
-                self._decide_host(
-                    host, WAITING_FOR_MIGRATIONS,
-                    f"{host.name} is short by {mib(balance.shortfall_kib)}; migrations in flight will free "
-                    f"{mib(self.outgoing[host.id])}: waiting for them",
-                    shortfall_kib=balance.shortfall_kib,
-                )
+                self._decide_host(host, WAITING_FOR_MIGRATIONS, shortfall_kib=balance.shortfall_kib, leaving_kib=self.outgoing[host.id])
                 continue
             at_target.remove(host.id)
             squeezed.remove(host.id)
@@ -260,27 +249,20 @@ class Planner:
         """Domains to move off a short host: the fewest bytes that cover the shortfall, each to a best fit."""
         candidates = sorted(
             (w for w in self.wants[host.id] if w.movable and not self._recently_moved(w)),
-            key=lambda w: (w.domain.claim_kib, w.domain.id),
+            key=lambda w: (w.claim_kib, w.domain.id),
         )
         moves: list[Move] = []
         remaining = needed
         while remaining > 0 and candidates:
             if not budget.can_send(host.id):
                 self._decide_host(
-                    host, BUDGET_REACHED,
-                    f"{host.name} is still short by {mib(remaining)}, but its migration budget is spent "
-                    f"({host.policy.migrations_out} out at once, {host.policy.migrations_per_hour} an hour)",
-                    shortfall_kib=remaining,
+                    host, BUDGET_REACHED, shortfall_kib=remaining, migrations_out=host.policy.migrations_out,
+                    migrations_per_hour=host.policy.migrations_per_hour,
                 )
                 break
             move = self._pick(host, remaining, candidates, at_target, squeezed)
             if move is None:
-                self._decide_host(
-                    host, NO_DESTINATION,
-                    f"{host.name} is short by {mib(remaining)} after taking headroom down to working sets and "
-                    "floors, and no host with migration budget has room for any of its domains",
-                    shortfall_kib=remaining,
-                )
+                self._decide_host(host, NO_DESTINATION, shortfall_kib=remaining)
                 break
             candidates.remove(move.want)
             budget.spend(host.id, move.destination.id)
@@ -318,81 +300,56 @@ class Planner:
 
     # -- output ---------------------------------------------------------------------------------------------
 
-    def _decide_host(self, host: HostSnapshot, code: str, reason: str, **figures) -> None:
-        self.plan.decisions.append(Decision(code, reason, host_id=host.id, figures=figures))
+    def _decide_host(self, host: HostSnapshot, code: str, **figures) -> None:
+        self.plan.decisions.append(Decision(code, host_id=host.id, figures={"host": host.name, **figures}))
 
     def _emit_host(self, host: HostSnapshot) -> None:
         balance = self.balances[host.id]
-        moving = {m.want.domain.id: m for m in self.moves if m.source.id == host.id}
+        moving = {m.want.domain.id: m for m in self.moves if m.source.id == host.id} if self.moves else {}
         if balance.squeezed:
             self._decide_host(
-                host, HOST_SHORT,
-                f"{host.name}'s targets do not fit its {mib(host.capacity_kib)}: headroom taken back by priority, "
-                "lowest first, down to working sets and floors",
-                capacity_kib=host.capacity_kib, fixed_kib=balance.fixed_kib, keep_kib=balance.keep_kib,
-                shortfall_kib=balance.shortfall_kib,
+                host, HOST_SHORT, capacity_kib=host.capacity_kib, fixed_kib=balance.fixed_kib,
+                keep_kib=balance.keep_kib, shortfall_kib=balance.shortfall_kib,
             )
-        steps, decisions = self.plan.steps, self.plan.decisions
-        for want in self.wants[host.id]:
+        steps, decisions, sizes = self.plan.steps, self.plan.decisions, balance.sizes
+        shrinks, grows = self.shrinks, self.grows
+        host_id = host.id
+        for want in self.wants[host_id]:
             domain = want.domain
-            move = moving.get(domain.id)
-            if move is not None:
-                steps.append(_migration_step(move, balance))
+            if moving and domain.id in moving:
+                steps.append(_migration_step(moving[domain.id], balance))
                 continue
             if want.retry:
-                steps.append(Step(RESIZE, domain.id, domain.name, host.id, want.current_kib, want.target_kib, want.reason, want.figures))
+                (self.shrinks if want.target_kib < want.current_kib else self.grows).append(
+                    Step(RESIZE, want.code, domain.id, domain.name, host_id, want.current_kib, want.target_kib, want.figures)
+                )
                 continue
             if not want.movable:
-                decisions.append(Decision(want.code, want.reason, domain.id, host.id, want.figures))
+                decisions.append(Decision(want.code, domain.id, host_id, want.figures))
                 continue
-            size = balance.sizes[domain.id]
+            size = sizes[domain.id]
             current = want.current_kib
-            reason, figures, code = want.reason, want.figures, want.code
+            code, figures = want.code, want.figures
             if size != want.target_kib:
-                figures = {**figures, "planned_kib": size}
-                if size < want.target_kib and size < current:
-                    code = SQUEEZED
-                    reason = (
-                        f"{host.name} is short, so {mib(size)} rather than {mib(want.target_kib)}: headroom taken back "
-                        f"by priority (this one: {domain.policy.priority}), never below working set and margin or floor "
-                        f"({mib(want.keep_kib)}). On its own: {want.reason}"
-                    )
-                else:
-                    code = STARVED
-                    reason = (
-                        f"{host.name} is short, so it gets {mib(size)} of the {mib(want.target_kib)} it wants. "
-                        f"On its own: {want.reason}"
-                    )
+                code = SQUEEZED if size < current else STARVED
+                figures = {**figures, "planned_kib": size, "own_code": want.code, "host": host.name,
+                           "priority": domain.policy.priority}
             # A partial grow smaller than the deadband is not worth a job; a shrink here makes room, so it is.
-            small_grow = current < size < want.target_kib and size - current <= domain.policy.deadband_share * current
-            if size == current or small_grow:
-                decisions.append(Decision(code, reason, domain.id, host.id, figures))
-                continue
-            steps.append(Step(RESIZE, domain.id, domain.name, host.id, current, size, reason, figures))
+            if size == current or (current < size < want.target_kib and size - current <= domain.policy.deadband_share * current):
+                decisions.append(Decision(code, domain.id, host_id, figures))
+            else:
+                (shrinks if size < current else grows).append(Step(RESIZE, code, domain.id, domain.name, host_id, current, size, figures))
 
 
 def _migration_step(move: Move, balance: Balance) -> Step:
     want, source, destination = move.want, move.source, move.destination
     domain = want.domain
-    how = "after taking back some of its headroom" if move.squeezes_destination else "after its own ballooning"
-    reason = (
-        f"{source.name} is short by {mib(balance.shortfall_kib)} even with every domain at its working set or floor: "
-        f"move {domain.name} ({mib(domain.claim_kib)}, the fewest bytes that help) to {destination.name}, which has "
-        f"room for {mib(move.reserve_kib)} {how}"
-    )
     figures = {
-        "bytes_kib": domain.claim_kib, "frees_kib": want.keep_kib, "reserve_kib": move.reserve_kib,
-        "shortfall_kib": balance.shortfall_kib, **want.figures,
+        **want.figures, "host": source.name, "destination": destination.name, "domain": domain.name,
+        "bytes_kib": want.claim_kib, "frees_kib": want.keep_kib, "reserve_kib": move.reserve_kib,
+        "shortfall_kib": balance.shortfall_kib, "squeezes_destination": move.squeezes_destination,
     }
-    return Step(MIGRATE, domain.id, domain.name, source.id, domain.claim_kib, domain.claim_kib, reason, figures, destination.id)
-
-
-def _step_order(step: Step) -> int:
-    if step.kind == RESIZE and step.to_kib < step.from_kib:
-        return 0
-    if step.kind == MIGRATE:
-        return 1
-    return 2
+    return Step(MIGRATE, MIGRATE, domain.id, domain.name, source.id, want.claim_kib, want.claim_kib, figures, destination.id)
 
 
 def plan(snapshot: Snapshot) -> Plan:

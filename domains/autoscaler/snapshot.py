@@ -5,6 +5,7 @@ Times are seconds on one clock (the snapshot's `now`); the engine never reads a 
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ENGINE_VERSION = "1"
 
@@ -49,9 +50,9 @@ class HostPolicy:
     migrations_per_hour: int = 6  # started from or to this host in the last hour
 
 
-@dataclass(frozen=True, slots=True)
-class BalloonWatch:
-    """What the engine remembers of one domain between cycles; the plan returns the next one."""
+class BalloonWatch(NamedTuple):
+    """What the engine remembers of one domain between cycles; the plan returns the next one.
+    (A NamedTuple: immutable, and six times quicker to make than a frozen dataclass, once per domain per cycle.)"""
 
     requested_kib: int = 0  # the target last watched; a new target restarts the count
     last_gap_kib: int = 0
@@ -69,7 +70,9 @@ class BalloonWatch:
 NEW_WATCH = BalloonWatch()
 
 
-@dataclass(frozen=True, slots=True)
+# Snapshots are values: nothing changes them once built. They are not frozen dataclasses only because those are
+# four times slower to build, and a snapshot of 20,000 domains is built on every poll.
+@dataclass(slots=True)
 class DomainSnapshot:
     id: int
     name: str
@@ -102,7 +105,7 @@ class DomainSnapshot:
         return max(self.current_kib, self.memory_kib, self.actual_kib or 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HostSnapshot:
     id: int
     name: str

@@ -10,7 +10,8 @@ The cheapest grade wins; within one, the fewest bytes shrunk or moved, then the 
 
 from dataclasses import dataclass, field
 
-from .plan import MIGRATE, PLACE, Plan, Step, mib
+from .plan import MIGRATE, PLACE, Plan, Step
+from .reasons import mib
 from .planner import Planner, balance_host
 from .snapshot import Snapshot
 
@@ -131,9 +132,10 @@ def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: boo
         steps = [s for s in full.steps if s.host_id in involved and (s.kind == MIGRATE or s.is_shrink)]
         decisions = [d for d in full.decisions if d.host_id in involved and d.domain_id is None]
     steps.append(
-        Step(PLACE, None, new.name, host_id, 0, new.memory_kib, f"start {new.name} with {mib(new.memory_kib)} "
-             f"(maxmem {mib(new.maxmem_kib)}) on {snapshot.hosts_by_id[host_id].name}",
-             {"memory_kib": new.memory_kib, "maxmem_kib": new.maxmem_kib})
+        Step(PLACE, PLACE, None, new.name, host_id, 0, new.memory_kib, {
+            "domain": new.name, "memory_kib": new.memory_kib, "maxmem_kib": new.maxmem_kib,
+            "host": snapshot.hosts_by_id[host_id].name,
+        })
     )
     return Plan(snapshot.now, snapshot.policy_version, steps, decisions)
 

@@ -1,6 +1,5 @@
 """Hand-made snapshots: guests report what the simulated fleet's guests report (hosts/simulation/demand.py)."""
 
-import math
 
 from domains.autoscaler.snapshot import (
     MODE_AUTOMATIC,
@@ -41,4 +40,4 @@ def steady_target(used: int, actual: int, free_share: float = 0.20) -> int:
     """What the controller should ask for a guest using `used` of `actual`: used / (1 - free share), counted in
     guest memory (actual per KiB available), rounded up to a MiB."""
     overhead = actual / (actual * 97 // 100)
-    return math.ceil(used * overhead / (1 - free_share) / MiB) * MiB
+    return -(-int(used * overhead / (1 - free_share)) // MiB) * MiB

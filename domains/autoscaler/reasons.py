@@ -1,0 +1,173 @@
+"""The words for every decision, rendered from its code and figures.
+
+The engine records what it decided as a stable code plus the figures behind it (JSON-able: KiB, shares,
+seconds, names); the sentence is made only when someone reads it. That keeps a 20,000-domain plan fast, and a
+stored decision can be shown again in the same words.
+"""
+
+from .snapshot import STUCK_AFTER_CYCLES
+
+
+def mib(kib: int | None) -> str:
+    return "?" if kib is None else f"{kib // 1024} MiB"
+
+
+def percent(share: float) -> str:
+    return f"{share * 100:.0f} %"
+
+
+def explain(code: str, figures: dict) -> str:
+    render = _RENDER.get(code)
+    return render(figures) if render else code.replace("_", " ")
+
+
+def _uses(f: dict) -> str:
+    return (
+        f"uses {mib(f['used_kib'])} of {mib(f['available_kib'])} ({percent(f['free_share'])} free, "
+        f"wants {percent(f['target_free_share'])})"
+    )
+
+
+def _bound(f: dict) -> str:
+    bound = f.get("bound")
+    if bound == "maxmem":
+        return f", capped at its maxmem {mib(f['maxmem_kib'])}"
+    if bound == "floor":
+        return f", held at its floor {mib(f['floor_kib'])}"
+    return ""
+
+
+def _resize(f: dict, verb: str) -> str:
+    return f"{_uses(f)}: {verb} to {mib(f['target_kib'])} in one step{_bound(f)}"
+
+
+def _stays(f: dict) -> str:
+    text = f"{_uses(f)}: stays at {mib(f['current_kib'])}{_bound(f)}"
+    if f.get("wanted_kib") not in (None, f["current_kib"]):
+        text += f"; {mib(f['wanted_kib'])} is within its deadband of {percent(f['deadband_share'])}"
+    return text
+
+
+def _saturated(f: dict) -> str:
+    return (
+        f"out of memory: {mib(f['unused_kib'])} unused of {mib(f['available_kib'])} ({f['saturated_cycles']} cycle(s) "
+        f"in a row), so its demand is unknown; offered its maxmem {mib(f['maxmem_kib'])} at once, and the next "
+        "cycle's stats say what it uses"
+    )
+
+
+def _at_maxmem(f: dict) -> str:
+    if f.get("saturated"):
+        return (
+            f"out of memory at its maxmem {mib(f['maxmem_kib'])}: it needs more than it may have; raise maxmem "
+            "(a running domain takes it at its next boot)"
+        )
+    return _stays(f)
+
+
+def _cooldown(f: dict) -> str:
+    return (
+        f"{_uses(f)}: could shrink to {mib(f['wanted_kib'])}, but it grew {f['grown_ago_s']:.0f} s ago (cooldown "
+        f"{f['shrink_cooldown_s']:.0f} s): a spike that came may come back"
+    )
+
+
+def _stuck(f: dict) -> str:
+    return (
+        f"balloon stuck: actual {mib(f['actual_kib'])} has not approached the target {mib(f['requested_kib'])} for "
+        f"{STUCK_AFTER_CYCLES} cycles (no balloon driver in the guest, or a guest that will not give memory back); "
+        f"excluded from plans, next try in {f['next_try_s']:.0f} s"
+    )
+
+
+def _retry(f: dict) -> str:
+    return f"balloon stuck for {f['stuck_for_s']:.0f} s: retry #{f['retries']} to {mib(f['target_kib'])}"
+
+
+def _squeezed(f: dict) -> str:
+    return (
+        f"{f['host']} is short, so {mib(f['planned_kib'])} rather than {mib(f['target_kib'])}: headroom taken back "
+        f"by priority (this one: {f['priority']}), never below working set and margin or floor "
+        f"({mib(f['keep_kib'])}). On its own: {explain(f['own_code'], f)}"
+    )
+
+
+def _starved(f: dict) -> str:
+    return (
+        f"{f['host']} is short, so it gets {mib(f['planned_kib'])} of the {mib(f['target_kib'])} it wants. "
+        f"On its own: {explain(f['own_code'], f)}"
+    )
+
+
+def _migrate(f: dict) -> str:
+    how = "after taking back some of its headroom" if f.get("squeezes_destination") else "after its own ballooning"
+    return (
+        f"{f['host']} is short by {mib(f['shortfall_kib'])} even with every domain at its working set or floor: "
+        f"move {f['domain']} ({mib(f['bytes_kib'])}, the fewest bytes that help) to {f['destination']}, which has "
+        f"room for {mib(f['reserve_kib'])} {how}"
+    )
+
+
+def _consolidate(f: dict) -> str:
+    return (
+        f"consolidation: move {f['domain']} ({mib(f['bytes_kib'])}) from {f['host']} to {f['destination']}, so that "
+        f"{f['host']} can be emptied"
+    )
+
+
+def _place(f: dict) -> str:
+    return f"start {f['domain']} with {mib(f['memory_kib'])} (maxmem {mib(f['maxmem_kib'])}) on {f['host']}"
+
+
+def _host_short(f: dict) -> str:
+    return (
+        f"{f['host']}'s targets do not fit its {mib(f['capacity_kib'])}: headroom taken back by priority, lowest "
+        "first, down to working sets and floors"
+    )
+
+
+def _no_destination(f: dict) -> str:
+    return (
+        f"{f['host']} is short by {mib(f['shortfall_kib'])} after taking headroom down to working sets and floors, "
+        "and no host with migration budget has room for any of its domains"
+    )
+
+
+def _budget_reached(f: dict) -> str:
+    return (
+        f"{f['host']} is still short by {mib(f['shortfall_kib'])}, but its migration budget is spent "
+        f"({f['migrations_out']} out at once, {f['migrations_per_hour']} an hour)"
+    )
+
+
+def _waiting(f: dict) -> str:
+    return (
+        f"{f['host']} is short by {mib(f['shortfall_kib'])}; migrations in flight will free {mib(f['leaving_kib'])}: "
+        "waiting for them"
+    )
+
+
+_RENDER = {
+    "grow": lambda f: _resize(f, "grow"),
+    "shrink": lambda f: _resize(f, "shrink"),
+    "within_deadband": _stays,
+    "at_floor": _stays,
+    "at_maxmem": _at_maxmem,
+    "saturated": _saturated,
+    "cooldown": _cooldown,
+    "busy": lambda f: "a job is queued or running for it; left alone this cycle",
+    "no_stats": lambda f: "no balloon stats from the guest: its size is left as it is",
+    "stuck": _stuck,
+    "retry": _retry,
+    "squeezed": _squeezed,
+    "starved": _starved,
+    "migrate": _migrate,
+    "consolidate": _consolidate,
+    "place": _place,
+    "host_short": _host_short,
+    "no_destination": _no_destination,
+    "budget_reached": _budget_reached,
+    "waiting_for_migrations": _waiting,
+    "host_off": lambda f: f"autoscaling is off for {f['host']}",
+    "host_offline": lambda f: f"{f['host']} is offline: nothing planned for it",
+}
