@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
+from balloonweb.access.models import Team
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
 from hosts.drivers import DomainConfig
@@ -155,22 +156,28 @@ def locked_host(host_id: int) -> Host:
 
 
 def check_delegation(actor: Actor, domain: Domain, target_kib: int, adding_kib: int) -> None:
-    """Per-team limits on what operators may hand out (range-bounded delegation)."""
+    """Range-bounded delegation, per team: an operator may grow one domain up to the team's operator_max_kib
+    (set by the team's admins), and nobody but a superuser may take the team's running memory past its
+    quota_kib (set by superusers). Shrinking is always allowed. Call inside the request's transaction: the
+    team row lock serialises requests on different hosts of one team, which the host lock alone does not.
+    """
     team = domain.host.team
-    if team is None or actor.is_privileged or rules.allows(actor, "set_maxmem", team.pk):
+    if team is None or actor.is_privileged or adding_kib <= 0:
         return
-    if team.operator_max_kib is not None and target_kib > team.operator_max_kib:
+    team = Team.objects.select_for_update().get(pk=team.pk)  # after the host lock, always in this order
+    is_admin = rules.allows(actor, "set_maxmem", team.pk)
+    if not is_admin and team.operator_max_kib is not None and target_kib > team.operator_max_kib:
         raise Forbidden(
-            f"{mib(target_kib)} is above the team {team.name}'s limit for one domain ({mib(team.operator_max_kib)}); "
-            "a team admin can give more",
+            f"{mib(target_kib)} is above the team {team.name}'s limit of {mib(team.operator_max_kib)} for one domain "
+            "that an operator may give; a team admin can give more",
             "team_limit",
         )
-    if team.quota_kib is not None and adding_kib > 0:
+    if team.quota_kib is not None:
         in_use = sum(booked_kib(h) for h in Host.objects.filter(team=team))
         if in_use + adding_kib > team.quota_kib:
             raise Forbidden(
-                f"the team {team.name}'s quota of {mib(team.quota_kib)} running memory would be exceeded "
-                f"({mib(in_use)} in use, {mib(adding_kib)} more asked)",
+                f"the team {team.name}'s quota of {mib(team.quota_kib)} running memory would be exceeded: "
+                f"{mib(in_use)} in use, {mib(adding_kib)} more asked, {mib(max(0, team.quota_kib - in_use))} left",
                 "team_quota",
             )
 

@@ -5,7 +5,10 @@ from importlib import import_module
 from django.conf import settings
 from django.db import transaction
 
-from . import sockets
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
+
+from . import actors, sockets
 from .models import UserSession
 
 
@@ -20,5 +23,6 @@ def end_all_sessions(user, *, except_key: str | None = None) -> int:
         for key in keys:
             store(key).delete(key)
         rows.delete()
+        record(actors.current(), "auth.logout_everywhere", result=AuditEntry.Result.SUCCEEDED, message=f"{len(keys)} sessions ended")
         sockets.access_changed(user.pk, reason="signed out everywhere", sessions=keys)
     return len(keys)

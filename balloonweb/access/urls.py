@@ -1,0 +1,18 @@
+"""Team management, sign-out everywhere and the audit review page (one include in balloonweb/urls.py)."""
+
+from django.urls import path
+
+from balloonweb.audit import views as audit_views
+
+from . import views
+
+urlpatterns = [
+    path("teams/", views.teams, name="teams"),
+    path("teams/<int:team_id>/", views.team, name="team"),
+    path("teams/<int:team_id>/members/", views.add_member, name="team-add-member"),
+    path("teams/<int:team_id>/members/<int:membership_id>/role/", views.member_role, name="team-member-role"),
+    path("teams/<int:team_id>/members/<int:membership_id>/remove/", views.remove_member, name="team-member-remove"),
+    path("account/sign-out-everywhere/", views.sign_out_everywhere, name="sign-out-everywhere"),
+    path("audit/", audit_views.review, name="audit"),
+    path("audit/export.csv", audit_views.export_csv, name="audit-export"),
+]

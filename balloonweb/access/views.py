@@ -1,0 +1,137 @@
+"""Pages for managing teams: members and their roles, and the team's limits. Team admins manage their own
+teams; superusers create teams and manage all. Every change is audited by the model signals (signals.py);
+views that change something run in one transaction (@atomic), so the change and its entry commit together."""
+
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.transaction import atomic
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import rules
+from .actors import Actor
+from .forms import AddMemberForm, RoleForm, TeamCreateForm, TeamLimitsForm
+from .models import Membership, Team
+from .sessions import end_all_sessions
+from .teams import role_change_refusal
+
+
+def actor_of(request: HttpRequest) -> Actor:
+    return request.actor
+
+
+def managed_team(request: HttpRequest, team_id: int, action: str = "manage_team") -> Team:
+    """The team, if the user administers it: 404 for outsiders, 403 for members without the right."""
+    team = get_object_or_404(Team, pk=team_id)
+    try:
+        rules.require(actor_of(request), action, team)
+    except rules.NotFound:
+        raise Http404("no such team") from None
+    except rules.Forbidden as exc:
+        raise PermissionDenied(str(exc)) from None
+    return team
+
+
+@login_required
+@atomic
+def teams(request: HttpRequest) -> HttpResponse:
+    actor = actor_of(request)
+    roles = rules.roles_of(actor)
+    visible = rules.restrict(Team.objects.order_by("name"), actor, "view")
+    form = TeamCreateForm()
+    if request.method == "POST":
+        if not request.user.is_superuser:
+            raise PermissionDenied("only a superuser creates teams")
+        form = TeamCreateForm(request.POST)
+        if form.is_valid():
+            team = form.save()
+            messages.success(request, f"Team {team.name} created.")
+            return redirect("team", team_id=team.pk)
+    rows = [{"team": t, "role": "superuser" if actor.is_privileged else roles.get(t.pk), "manages": rules.allows(actor, "manage_team", t.pk)} for t in visible]
+    return render(request, "access/teams.html", {"rows": rows, "form": form if request.user.is_superuser else None, "nav": "teams"})
+
+
+@login_required
+@atomic
+def team(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = managed_team(request, team_id)
+    quota = request.user.is_superuser
+    limits = TeamLimitsForm(instance=team, may_set_quota=quota)
+    if request.method == "POST":
+        limits = TeamLimitsForm(request.POST, instance=team, may_set_quota=quota)
+        if limits.is_valid():
+            limits.save()
+            messages.success(request, f"Limits of {team.name} saved.")
+            return redirect("team", team_id=team.pk)
+    return render(request, "access/team.html", team_context(request, team, limits=limits), status=400 if limits.errors else 200)
+
+
+def team_context(request: HttpRequest, team: Team, **forms) -> dict:
+    members = team.memberships.select_related("user").order_by("user__username")
+    return {
+        "team": team,
+        "members": members,
+        "hosts": team.hosts.order_by("name"),
+        "roles": Membership.Role.choices,
+        "limits": forms.get("limits") or TeamLimitsForm(instance=team, may_set_quota=request.user.is_superuser),
+        "add": forms.get("add") or AddMemberForm(team=team),
+        "nav": "teams",
+    }
+
+
+@login_required
+@require_POST
+@atomic
+def add_member(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = managed_team(request, team_id)
+    form = AddMemberForm(request.POST, team=team)
+    if not form.is_valid():
+        return render(request, "access/team.html", team_context(request, team, add=form), status=400)
+    Membership.objects.create(team=team, user=form.user, role=form.cleaned_data["role"])
+    messages.success(request, f"{form.user.get_username()} joined {team.name} as {form.cleaned_data['role']}.")
+    return redirect("team", team_id=team.pk)
+
+
+@login_required
+@require_POST
+@atomic
+def member_role(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
+    team = managed_team(request, team_id)
+    membership = get_object_or_404(Membership.objects.select_related("user", "team"), pk=membership_id, team=team)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose viewer, operator or admin.")
+    elif refusal := role_change_refusal(membership, form.cleaned_data["role"]):
+        messages.error(request, f"{refusal}.")
+    else:
+        membership.role = form.cleaned_data["role"]
+        membership.save(update_fields=["role"])
+        messages.success(request, f"{membership.user} is now {membership.role} in {team.name}.")
+    return redirect("team", team_id=team.pk)
+
+
+@login_required
+@require_POST
+@atomic
+def remove_member(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
+    team = managed_team(request, team_id)
+    membership = get_object_or_404(Membership.objects.select_related("user", "team"), pk=membership_id, team=team)
+    if refusal := role_change_refusal(membership, None):
+        messages.error(request, f"{refusal}.")
+    else:
+        membership.delete()
+        messages.success(request, f"{membership.user} left {team.name}.")
+    return redirect("team", team_id=team.pk)
+
+
+@login_required
+@require_POST
+def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
+    """End every session of the user (other browsers, forgotten machines), this one included."""
+    others = end_all_sessions(request.user, except_key=request.session.session_key)
+    logout(request)  # this one last, through Django, so that it is audited as any sign-out
+    messages.info(request, f"Signed out here and in {others} other session{'s' if others != 1 else ''}.")
+    return redirect("login")

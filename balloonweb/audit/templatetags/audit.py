@@ -1,0 +1,40 @@
+"""`{% load audit %}{% audit_history domain %}` (or a host): the object's recent audit entries, for the domain
+and host pages. The page has already checked that the user may view the object."""
+
+from django import template
+
+from balloonweb.audit.models import AuditEntry
+from balloonweb.audit.review import may_review
+
+register = template.Library()
+HISTORY_LENGTH = 15
+
+
+@register.inclusion_tag("audit/_history.html", takes_context=True)
+def audit_history(context, obj, length: int = HISTORY_LENGTH):
+    field = {"domain": "domain_id", "host": "host_id"}[obj._meta.model_name]
+    entries = list(AuditEntry.objects.filter(**{field: obj.pk}).order_by("-id")[:length])
+    request = context.get("request")
+    actor = getattr(request, "actor", None)
+    return {
+        "entries": entries,
+        "review_query": f"{field.removesuffix('_id')}={obj.pk}",
+        "may_review": actor is not None and may_review(actor),
+    }
+
+
+@register.filter
+def get_item(mapping, key):
+    return mapping.get(key) if mapping else None
+
+
+@register.filter
+def pretty_change(values: dict) -> str:
+    """{"memory_kib": 524288} -> "memory 512 MiB": sizes in the unit the pages use."""
+    parts = []
+    for name, value in (values or {}).items():
+        if name.endswith("_kib") and isinstance(value, int):
+            parts.append(f"{name.removesuffix('_kib')} {value // 1024} MiB")
+        else:
+            parts.append(f"{name} {value}")
+    return ", ".join(parts)
