@@ -155,6 +155,9 @@ RESIZE_TIME_LIMIT = env_float("RESIZE_TIME_LIMIT", 60.0)
 MIGRATE_TIME_LIMIT = env_float("MIGRATE_TIME_LIMIT", 900.0)
 # A queued job whose message has waited this long without a worker picking it up is sent again.
 REQUEUE_AFTER = env_float("REQUEUE_AFTER", 30.0)
+# Memory samples for the charts: raw (one per poll) for this long, then one per minute, dropped after SAMPLE_KEEP_S.
+SAMPLE_RAW_WINDOW_S = env_float("SAMPLE_RAW_WINDOW_S", 3600.0)
+SAMPLE_KEEP_S = env_float("SAMPLE_KEEP_S", 7 * 86400.0)
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True

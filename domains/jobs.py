@@ -66,7 +66,7 @@ def run_job(job_id: int) -> str:
     if outcome != Claim.RUN:
         return outcome
     job = Job.objects.select_related("domain", "host", "target_host").get(pk=job_id)
-    _announce(job)
+    announce(job)
     try:
         HANDLERS[job.kind](job)
     except HostUnreachable as exc:
@@ -115,7 +115,7 @@ def _migrate(job: Job) -> None:
     def progress(report: MigrationProgress) -> None:
         Job.objects.filter(pk=job.pk).update(progress=report.percent, heartbeat=timezone.now())
         job.progress = report.percent
-        _announce(job)
+        announce(job)
 
     options = migration_options(source, target, uuid)
     result = source_driver.migrate(uuid, target_driver, progress, **options)
@@ -164,7 +164,7 @@ def _finish(job: Job, state: str, *, error_code: str = "", error: str = "") -> b
         if state == Job.State.SUCCEEDED:
             job.progress = 100
         _audit_outcome(job)
-        _announce(job)
+        announce(job)
     return bool(changed)
 
 
@@ -202,12 +202,14 @@ def _refresh_domain(job: Job) -> None:
     publish("host", domain.host_id, {"type": "domain", "domain": domain.pk})
 
 
-def _announce(job: Job) -> None:
+def announce(job: Job) -> None:
+    """Tell the pages watching the job, its hosts and its team's jobs list that it changed (a hint)."""
     payload = {"type": "job", "job": job.pk, "state": job.state, "progress": job.progress, "domain": job.domain_id}
     publish("job", job.pk, payload)
     publish("host", job.host_id, payload)
     if job.target_host_id and job.target_host_id != job.host_id:
         publish("host", job.target_host_id, payload)
+    publish("jobs", job.host.team_id, payload)
 
 
 # -- the sweep ------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hosts.models import Host
 
 from . import inventory
 from .models import Domain
+from .samples import record_samples
 
 POLL_THREADS = 32
 HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
@@ -110,6 +111,7 @@ def write_readings(readings: list[HostReading]) -> tuple[list[tuple[str, object,
     with transaction.atomic():
         Domain.objects.bulk_update(changed, POLLED_FIELDS, batch_size=2000)
         Domain.objects.bulk_create(created, batch_size=2000)
+        record_samples(changed + created, now)  # the charts' history: one bulk insert
         Host.objects.bulk_update([r.host for r in readings], HOST_FIELDS, batch_size=2000)
     for domain in created:
         changed_by_host.setdefault(domain.host_id, []).append(domain.pk)

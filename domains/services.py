@@ -19,6 +19,7 @@ from hosts.drivers import DomainConfig
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import BadSize, parse_memory_kib
 
+from .jobs import announce
 from .models import Domain, Job
 from .xenconfig import ConfigError, parse_xen_config
 
@@ -198,6 +199,7 @@ def _new_job(actor: Actor, kind: str, host: Host, *, domain: Domain | None = Non
         queue=host.celery_queue,
     )
     transaction.on_commit(lambda: enqueue(job.pk, job.queue))
+    announce(job)  # the jobs pages show it queued
     return job
 
 
@@ -346,6 +348,7 @@ def cancel_job(actor: Actor, job: Job) -> Job:
         if not cancelled:
             raise Conflict(f"job {job.pk} is {job.state}: only a queued job can be cancelled", "not_cancellable")
         job.refresh_from_db()
+        announce(job)
         record(actor, "job.cancel", job.domain or job.host, result=AuditEntry.Result.SUCCEEDED, job=job)
     return job
 

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from . import jobs, poller
+from . import jobs, poller, samples
 
 BUSY_RETRY_S = 0.5
 
@@ -29,3 +29,8 @@ def poll_group(queue_group: str) -> dict:
 @shared_task(ignore_result=True, expires=settings.SWEEP_INTERVAL)
 def sweep_jobs() -> dict:
     return jobs.sweep()
+
+
+@shared_task(ignore_result=True, expires=60)
+def compact_samples() -> dict:
+    return samples.compact()
