@@ -82,7 +82,7 @@ def up(*, demand: str | None = None, install: bool = True, say=log.info) -> list
     """`lab up`: start the lab (see `start`), register lab1 and lab2, and let the poller see their guests."""
     by_name = start(demand=demand, install=install, say=say)
     registered = register_hosts(by_name.values())
-    _poll(registered)
+    refresh_inventory(registered)
     return registered
 
 
@@ -153,7 +153,7 @@ def register_hosts(lab_hosts) -> list[Host]:
     return registered
 
 
-def _poll(registered: list[Host]) -> None:
+def refresh_inventory(registered: list[Host]) -> None:
     """Let the poller see the hosts and their domains at once, as `simhost start` does, rather than next cycle."""
     try:
         from domains.poller import poll_hosts
