@@ -42,7 +42,7 @@ class Host(models.Model):
 
     @property
     def celery_queue(self) -> str:
-        return f"jobs.{self.queue_group}" if self.queue_group else "jobs"
+        return queue_name("jobs", self.queue_group)
 
     @property
     def is_simulated(self) -> bool:
@@ -53,6 +53,11 @@ class Host(models.Model):
     @property
     def is_online(self) -> bool:
         return self.status == self.Status.ONLINE
+
+
+def queue_name(kind: str, queue_group: str) -> str:
+    """Jobs and polls have queues of their own, so that a long migration never delays a poll."""
+    return f"{kind}.{queue_group}" if queue_group else kind
 
 
 RUNNING_STATES = ("running", "blocked", "paused")

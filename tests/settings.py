@@ -19,4 +19,6 @@ os.environ.setdefault("POLL_INTERVAL", "1")
 
 from balloonweb.settings import *  # noqa: E402,F403
 
+STATE_DIR.mkdir(parents=True, exist_ok=True)
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,6 +13,7 @@ from django.db import close_old_connections, connections
 from domains import jobs, services
 from domains.models import Domain, Job
 from hosts.drivers import driver_for
+from hosts.models import Host
 from hosts.simulation import fleet
 from tests.conftest import ROOT, child_environment, define_domain, virsh_dominfo, wait_for_job
 
@@ -73,7 +74,9 @@ def test_concurrent_grows_never_exceed_the_host(celery_worker, sim_hosts, cli):
 
 
 def test_a_killed_worker_leaves_no_job_running_after_the_sweep(sim_hosts, foo, cli, start_worker, settings):
-    victim = start_worker("victim", concurrency=1)
+    # A queue of its own, so that only the victim (and later the rescuer) can take the job.
+    Host.objects.filter(pk=foo.host_id).update(queue_group="victim")
+    victim = start_worker("victim", "jobs.victim", concurrency=1)
     daemon = fleet.simhost("hv1").pid(fleet.simhost("hv1").daemon_pid_file)
     os.kill(daemon, 19)  # SIGSTOP: the libvirt call hangs, so the job is caught mid-flight
     try:
@@ -85,10 +88,11 @@ def test_a_killed_worker_leaves_no_job_running_after_the_sweep(sim_hosts, foo, c
         victim.kill()
     finally:
         os.kill(daemon, 18)  # SIGCONT
-    start_worker("rescuer", concurrency=1)
+    start_worker("rescuer", "jobs.victim", concurrency=1)
     time.sleep(settings.RESIZE_TIME_LIMIT + 6)  # the dead worker's heartbeat is now too old
+    running = Job.objects.get(pk=job.pk)
     counts = jobs.sweep()
-    assert counts["requeued"] == 1
+    assert counts["requeued"] == 1, (running.state, running.heartbeat, running.log, counts)
     job = wait_for_job(job)
     assert job.state == Job.State.SUCCEEDED and "stopped answering; queued again" in job.log
     assert not Job.objects.filter(state=Job.State.RUNNING).exists()
@@ -130,8 +134,8 @@ def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
         )
         time.sleep(4)  # REQUEUE_AFTER is 3 s in tests
         assert Job.objects.get(pk=lost).state == Job.State.QUEUED
-        sweep = manage("shell", "-c", "from domains.jobs import sweep; print(sweep()['resent'])")
-        assert sweep.stdout.strip() == "2", sweep.stderr
+        sweep = manage("jobs", "sweep")
+        assert "2 re-sent" in sweep.stdout, sweep.stderr
         assert wait_for_job(Job.objects.get(pk=lost)).state == Job.State.SUCCEEDED
         assert wait_for_job(Job.objects.get(pk=down)).state == Job.State.SUCCEEDED
         assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == f"{600 * 1024} KiB"
@@ -143,7 +147,13 @@ def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
         redis_process.wait()
 
 
+def no_worker_takes_jobs_of(host: Host) -> None:
+    """Jobs of this host go to a queue no worker reads, so that the test runs them itself."""
+    Host.objects.filter(pk=host.pk).update(queue_group="unread")
+
+
 def test_a_job_runs_once_even_if_its_message_arrives_twice(sim_hosts, foo, cli):
+    no_worker_takes_jobs_of(foo.host)
     job = services.request_resize(cli, foo, "512")
     assert jobs.run_job(job.pk) == Job.State.SUCCEEDED
     assert jobs.run_job(job.pk) == jobs.Claim.SKIP
@@ -151,6 +161,7 @@ def test_a_job_runs_once_even_if_its_message_arrives_twice(sim_hosts, foo, cli):
 
 
 def test_a_cancelled_job_does_not_run(sim_hosts, foo, cli):
+    no_worker_takes_jobs_of(foo.host)
     job = services.request_resize(cli, foo, "512")
     services.cancel_job(cli, job)
     assert jobs.run_job(job.pk) == jobs.Claim.SKIP
