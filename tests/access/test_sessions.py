@@ -1,0 +1,147 @@
+"""Sessions and sign-in: a new session id at login, idle timeout, sign-out everywhere, the login rate limit,
+password validators, audit of sign-in/out and failures with request id and client address, `check --deploy`,
+and open sockets closed when a role is lost or the user signs out."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+
+from balloonweb.access.models import Membership, UserSession
+from balloonweb.access.ratelimit import LoginForm
+from balloonweb.audit.models import AuditEntry
+from balloonweb.routing import websocket_urlpatterns
+
+from .conftest import PASSWORD, World
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sign_in(client: Client, username: str, password: str = PASSWORD, **headers):
+    return client.post(reverse("login"), {"username": username, "password": password}, headers=headers)
+
+
+def test_sign_in_gives_a_new_session_id_and_is_audited(world: World):
+    client = Client()
+    client.get(reverse("login"))
+    client.session.save()
+    before = client.session.session_key
+    response = sign_in(client, "viewer")
+    assert response.status_code == 302
+    assert client.session.session_key != before
+    entry = AuditEntry.objects.get(action="auth.login")
+    assert (entry.actor_label, entry.result, entry.client_ip) == ("viewer", "succeeded", "127.0.0.1")
+    assert entry.request_id == response["X-Request-ID"]
+    assert UserSession.objects.filter(user=world.users["viewer"], session_key=client.session.session_key).exists()
+
+
+def test_failed_sign_ins_are_audited_then_rate_limited(world: World):
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert sign_in(client, "viewer", "wrong").status_code == 200
+    failed = AuditEntry.objects.filter(action="auth.login_failed")
+    assert failed.count() == settings.LOGIN_FAILURE_LIMIT and set(failed.values_list("result", flat=True)) == {"failed"}
+    # Now even the right password is refused, without being checked, and the page says how long to wait.
+    response = sign_in(client, "viewer")
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    assert AuditEntry.objects.filter(action="auth.login_failed", result="refused").count() == 1
+    form = LoginForm(request=response.wsgi_request, data={"username": "viewer", "password": PASSWORD})
+    assert not form.is_valid() and "Too many failed sign-ins" in str(form.errors) and "minute" in str(form.errors)
+    # Another user from another address is not held up.
+    assert sign_in(Client(REMOTE_ADDR="192.0.2.7"), "operator").status_code == 302
+
+
+def test_the_address_behind_a_trusted_proxy_is_the_forwarded_one(world: World, settings):
+    forwarded = {"X-Forwarded-For": "203.0.113.9, 10.0.0.2"}
+    sign_in(Client(), "viewer", "wrong", **forwarded)  # no trusted proxy: the header proves nothing
+    settings.TRUSTED_PROXIES = ["127.0.0.1", "10.0.0.0/8"]
+    sign_in(Client(), "viewer", "wrong", **forwarded)
+    assert list(AuditEntry.objects.filter(action="auth.login_failed").order_by("id").values_list("client_ip", flat=True)) == ["127.0.0.1", "203.0.113.9"]
+
+
+def test_the_session_lasts_the_idle_timeout_from_the_last_request(world: World):
+    client = world.client("viewer")
+    response = client.get(reverse("fleet"))
+    assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == settings.SESSION_COOKIE_AGE
+    assert settings.SESSION_SAVE_EVERY_REQUEST and settings.SESSION_COOKIE_AGE <= 24 * 3600
+
+
+def test_sign_out_and_sign_out_everywhere(world: World):
+    laptop, phone = Client(), Client(REMOTE_ADDR="192.0.2.8")
+    for client in (laptop, phone):
+        assert sign_in(client, "operator").status_code == 302
+    assert laptop.get(reverse("fleet")).status_code == 200 and phone.get(reverse("fleet")).status_code == 200
+    response = laptop.post(reverse("sign-out-everywhere"))
+    assert response.status_code == 302
+    for client in (laptop, phone):
+        assert client.get(reverse("fleet"))["Location"].startswith(reverse("login"))
+    assert not UserSession.objects.filter(user=world.users["operator"]).exists()
+    actions = list(AuditEntry.objects.filter(actor_label="operator").order_by("id").values_list("action", flat=True))
+    assert actions == ["auth.login", "auth.login", "auth.logout_everywhere", "auth.logout"]
+
+
+def test_passwords_are_validated(world: World):
+    client = world.client("viewer")
+    response = client.post(reverse("password_change"), {"old_password": PASSWORD, "new_password1": "password", "new_password2": "password"})
+    assert response.status_code == 200 and "too common" in response.content.decode()
+    assert len(settings.AUTH_PASSWORD_VALIDATORS) == 4
+
+
+def test_check_deploy_is_clean_with_the_production_variables():
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_SETTINGS_MODULE"}}
+    env.update(DJANGO_SETTINGS_MODULE="balloonweb.settings", SECRET_KEY=secrets.token_urlsafe(50), SECURE_HTTPS="1",
+               ALLOWED_HOSTS="balloon.example.com")
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+# -- sockets -----------------------------------------------------------------------------------------------------
+
+
+async def watch_then(path: str, user, change) -> dict:
+    """Open a socket as `user`, make the change (in a thread: it uses the ORM), return what the socket saw."""
+    from channels.db import database_sync_to_async
+
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    await database_sync_to_async(change)()
+    output = await communicator.receive_output(timeout=5)
+    await communicator.disconnect()
+    return output
+
+
+@pytest.mark.parametrize("change", ["removed", "demoted_elsewhere"])
+def test_losing_a_role_closes_the_users_sockets(live_world: World, change: str):
+    viewer = live_world.users["viewer"]
+
+    def lose_role():
+        if change == "removed":
+            Membership.objects.get(user=viewer, team=live_world.team_a).delete()
+        else:
+            membership = Membership.objects.get(user=viewer, team=live_world.team_a)
+            membership.role = Membership.Role.OPERATOR  # any role change: the page reconnects and is checked again
+            membership.save()
+
+    output = async_to_sync(watch_then)(f"/ws/hosts/{live_world.a1.pk}/", viewer, lose_role)
+    assert output["type"] == "websocket.close"
+
+
+def test_signing_out_closes_the_users_sockets(live_world: World):
+    operator = live_world.users["operator"]
+    client = Client()
+    assert sign_in(client, "operator").status_code == 302
+    output = async_to_sync(watch_then)(f"/ws/domains/{live_world.da.pk}/", operator, lambda: client.post(reverse("logout")))
+    assert output["type"] == "websocket.close"
