@@ -10,7 +10,7 @@ from django.shortcuts import render
 from balloonweb.access.models import Team
 from hosts.models import Host
 
-from .review import EXPORT_FIELDS, AuditFilter, as_row, may_review, page, visible_entries
+from .review import EXPORT_FIELDS, AuditFilter, csv_values, may_review, page, visible_entries
 
 EXPORT_LIMIT = 1_000_000
 
@@ -57,7 +57,7 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     def lines():
         yield writer.writerow(EXPORT_FIELDS)
         for entry in entries[:EXPORT_LIMIT].iterator(chunk_size=2000):
-            yield writer.writerow(["" if v is None else v for v in as_row(entry).values()])
+            yield writer.writerow(csv_values(entry))
 
     response = StreamingHttpResponse(lines(), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="audit.csv"'

@@ -15,7 +15,7 @@ from django.utils import timezone
 from balloonweb.access.actors import Actor
 from balloonweb.audit import chain
 from balloonweb.audit.models import AuditEntry
-from balloonweb.audit.review import EXPORT_FIELDS, AuditFilter, as_row, parse_date
+from balloonweb.audit.review import EXPORT_FIELDS, AuditFilter, as_row, csv_values, parse_date
 
 BATCH = 5000
 
@@ -116,8 +116,7 @@ def write_entries(out, entries, format: str) -> None:
         writer = csv.writer(out)
         writer.writerow(EXPORT_FIELDS)
         for entry in entries:
-            row = as_row(entry)
-            writer.writerow([json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v) for v in row.values()])
+            writer.writerow(csv_values(entry))
     else:
         for entry in entries:
             out.write(json.dumps(as_row(entry), sort_keys=True) + "\n")
