@@ -31,6 +31,12 @@ class Actor:
         return cls(kind, label if label is not None else user.get_username(), user, context)
 
     @classmethod
+    def autoscaler(cls, policy_version: str, team_ids: list[int], **context) -> "Actor":
+        """The autoscaler applying a plan: it acts as an operator of the teams whose policies it applies, so
+        the teams' limits and quotas bind it as they bind a person (rules.roles_of)."""
+        return cls("autoscaler", f"autoscaler policy {policy_version}", None, {"team_ids": list(team_ids), **context})
+
+    @classmethod
     def command_line(cls) -> "Actor":
         return cls("cli", "command line")
 

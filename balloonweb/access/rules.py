@@ -44,7 +44,10 @@ def team_id_of(obj: Model) -> int | None:
 
 
 def roles_of(actor: Actor) -> dict[int, str]:
-    """{team id: role} for a person; empty for everyone else."""
+    """{team id: role} for a person (or a person's token); the autoscaler operates the teams whose policies it
+    applies; empty for everyone else."""
+    if actor.kind == "autoscaler":
+        return dict.fromkeys(actor.context.get("team_ids", ()), Role.OPERATOR)
     if actor.user is None or not actor.user.is_authenticated:
         return {}
     cache = actor.context.setdefault("_roles", None)

@@ -157,3 +157,16 @@ def test_a_quota_check_waits_for_the_team_row_lock(live_world: World):
     finally:
         release.set()
         holder.join()
+
+
+def test_the_autoscaler_operates_its_teams_within_their_limits(world: World):
+    limit(world.team_a, operator_max_mib=2048)
+    scaler = Actor.autoscaler("v3", [world.team_a.pk])
+    job = services.request_resize(scaler, world.da, "2G")
+    assert AuditEntry.objects.get(job_id=job.pk).actor_label == "autoscaler policy v3"
+    with pytest.raises(services.Forbidden):
+        services.request_resize(scaler, world.da, "3G")  # the operator limit binds it too
+    with pytest.raises(services.Forbidden):
+        services.request_set_maxmem(scaler, world.da, "8G")  # not an admin
+    with pytest.raises(services.NotFound):
+        services.request_resize(Actor.autoscaler("v3", [world.team_b.pk]), world.da, "512")
