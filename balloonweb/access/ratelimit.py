@@ -6,7 +6,9 @@ Enforced in the authentication backend, so that every login form (ours, Django's
 is covered; `LoginForm` turns the refusal into a message that says how long to wait.
 """
 
+import logging
 import time
+from functools import wraps
 
 from django import forms
 from django.conf import settings
@@ -18,6 +20,24 @@ from django.core.exceptions import PermissionDenied
 from .middleware import client_ip
 
 IP_FACTOR = 4
+log = logging.getLogger(__name__)
+
+
+def _fail_open(default):
+    """Without the cache (Redis down) sign-in goes on unlimited rather than not at all; the log says so."""
+
+    def wrap(function):
+        @wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - any cache failure
+                log.warning("login rate limit not applied: the cache is unreachable", exc_info=True)
+                return default
+
+        return run
+
+    return wrap
 
 
 def _keys(username: str | None, ip: str | None) -> list[tuple[str, int]]:
@@ -29,6 +49,7 @@ def _keys(username: str | None, ip: str | None) -> list[tuple[str, int]]:
     return keys
 
 
+@_fail_open(0)
 def retry_after(username: str | None, ip: str | None) -> int:
     """Seconds until this name and address may try again; 0 if they may now."""
     wait = 0
@@ -39,6 +60,7 @@ def retry_after(username: str | None, ip: str | None) -> int:
     return wait
 
 
+@_fail_open(None)
 def note_failure(username: str | None, ip: str | None) -> None:
     window = settings.LOGIN_FAILURE_WINDOW
     for key, _limit in _keys(username, ip):
@@ -51,6 +73,7 @@ def note_failure(username: str | None, ip: str | None) -> None:
             cache.set(key, 1, window)
 
 
+@_fail_open(None)
 def clear(username: str | None) -> None:
     """A successful sign-in forgets that name's failures (not the address's: that is the guesser's)."""
     for key, _limit in _keys(username, None):

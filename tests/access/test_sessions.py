@@ -145,3 +145,11 @@ def test_signing_out_closes_the_users_sockets(live_world: World):
     assert sign_in(client, "operator").status_code == 302
     output = async_to_sync(watch_then)(f"/ws/domains/{live_world.da.pk}/", operator, lambda: client.post(reverse("logout")))
     assert output["type"] == "websocket.close"
+
+
+def test_without_the_cache_sign_in_still_works(world: World, settings):
+    """Redis down: the rate limit is skipped (and logged), sign-in is not refused."""
+    # Changing CACHES makes Django drop its cache connections (django.test.signals), here and when restored.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    assert sign_in(Client(), "viewer", "wrong").status_code == 200
+    assert sign_in(Client(), "viewer").status_code == 302
