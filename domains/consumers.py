@@ -1,0 +1,137 @@
+"""WebSocket consumers of the live pages. They forward hints; the page refetches what it shows.
+
+A consumer joins its groups only after balloonweb.access.rules says the user may view the object (an anonymous
+user, an outsider or a missing object gets the handshake refused). Every socket also joins "user.<id>", so that
+a payload {"type": "close"} published there (logout, a lost role) closes the user's open sockets.
+"""
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ObjectDoesNotExist
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+from balloonweb.live.publish import group_name
+from hosts.models import Host
+
+from .models import Domain, Job
+
+# Close codes in the private range: the page tells "log in again" from "gone" and does not retry either.
+CLOSE_NOT_ALLOWED = 4403
+CLOSE_BY_SERVER = 4001
+FINISHED = {s.value for s in Job.State if s not in Job.UNFINISHED}
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    joined: list[str]
+
+    async def connect(self) -> None:
+        self.joined = []
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept: the handshake is refused
+            return
+        self.actor = Actor.for_user(user)
+        try:
+            groups = await database_sync_to_async(self.allowed_groups)(**self.scope["url_route"]["kwargs"])
+        except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+            await self.close()
+            return
+        await self.join(groups + [group_name("user", user.pk)])
+        await self.accept()
+
+    def allowed_groups(self, **kwargs) -> list[str]:
+        """The groups this socket may join; raise rules.NotFound/Forbidden (via rules.require) if none."""
+        raise NotImplementedError
+
+    async def join(self, groups: list[str]) -> None:
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.joined.append(group)
+
+    async def leave(self, groups: list[str]) -> None:
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.joined.remove(group)
+
+    async def disconnect(self, code: int) -> None:
+        await self.leave(list(self.joined))
+
+    async def receive_json(self, content, **kwargs) -> None:
+        """The page sends nothing that matters; a ping is answered so a client can measure the socket."""
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong", "t": content.get("t")})
+
+    async def live_update(self, event: dict) -> None:
+        payload = event["payload"]
+        if payload.get("type") == "close":
+            await self.close(code=CLOSE_BY_SERVER)
+            return
+        if await self.concerns(payload):
+            await self.send_json(payload)
+
+    async def concerns(self, payload: dict) -> bool:
+        return True
+
+
+def visible_team_groups(actor: Actor, topic: str) -> list[str]:
+    """One group per team whose hosts the actor may view (the fleet and the jobs pages span teams)."""
+    teams = rules.restrict(Host.objects.all(), actor, "view").values_list("team_id", flat=True).distinct()
+    return sorted({group_name(topic, team) for team in teams})
+
+
+class FleetConsumer(LiveConsumer):
+    def allowed_groups(self) -> list[str]:
+        return visible_team_groups(self.actor, "fleet")
+
+
+class JobsConsumer(LiveConsumer):
+    def allowed_groups(self) -> list[str]:
+        return visible_team_groups(self.actor, "jobs")
+
+
+class HostConsumer(LiveConsumer):
+    def allowed_groups(self, host_id: int) -> list[str]:
+        host = Host.objects.get(pk=host_id)
+        rules.require(self.actor, "view", host)
+        return [group_name("host", host.pk)]
+
+
+class DomainConsumer(LiveConsumer):
+    """Listens on its domain's host group and forwards what concerns the domain; follows it when it migrates."""
+
+    def allowed_groups(self, domain_id: int) -> list[str]:
+        domain = Domain.objects.select_related("host").get(pk=domain_id)
+        rules.require(self.actor, "view", domain)
+        self.domain_id, self.host_id = domain.pk, domain.host_id
+        return [group_name("host", domain.host_id)]
+
+    async def concerns(self, payload: dict) -> bool:
+        kind = payload.get("type")
+        mine = (
+            payload.get("domain") == self.domain_id
+            or self.domain_id in payload.get("domains", ())
+            or (kind == "host" and payload.get("host") == self.host_id)
+        )
+        if mine and kind in ("job", "domain") and payload.get("state", "succeeded") in FINISHED:
+            await self.follow()
+        return mine
+
+    async def follow(self) -> None:
+        """After a job ends the domain may live on another host: listen there instead (the rules allow it
+        only if the user may still view the domain; otherwise the socket closes)."""
+        try:
+            host_id = await database_sync_to_async(self._current_host)()
+        except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+            await self.close(code=CLOSE_NOT_ALLOWED)
+            return
+        if host_id != self.host_id:
+            await self.leave([group_name("host", self.host_id)])
+            self.host_id = host_id
+            await self.join([group_name("host", host_id)])
+
+    def _current_host(self) -> int:
+        self.actor = Actor.for_user(self.actor.user)  # roles read afresh: they may have changed since connect
+        domain = Domain.objects.select_related("host").get(pk=self.domain_id)
+        rules.require(self.actor, "view", domain)
+        return domain.host_id

@@ -1,0 +1,40 @@
+"""Numbers as the pages show them: memory in MiB with its unit, times in seconds."""
+
+from django import template
+
+register = template.Library()
+
+NONE = "—"
+
+
+@register.filter
+def mib(kib: int | None) -> str:
+    """8388608 -> '8,192 MiB'; None (the guest gave no figure) -> '—'."""
+    return NONE if kib is None else f"{kib // 1024:,} MiB"
+
+
+@register.filter
+def mib_number(kib: int | None) -> str:
+    """For table cells whose heading carries the unit: 8388608 -> '8192'."""
+    return NONE if kib is None else str(kib // 1024)
+
+
+@register.filter
+def cpu_seconds(ns: int | None) -> str:
+    return NONE if ns is None else f"{ns / 1e9:,.1f}"
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return NONE
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+@register.filter
+def pct(value: float) -> str:
+    """A width for a style attribute, with a dot whatever the locale."""
+    return f"{float(value):.2f}%"

@@ -1,0 +1,376 @@
+"""The pages: thin views over the models (reading) and domains.services (changing).
+
+Permissions come only from balloonweb.access.rules: outsiders get 404, members without the right 403.
+Live regions are refetched by htmx after a hint over the WebSocket; a request with the HX-Request header gets
+the region's partial template, any other request the whole page, so every region also works without JS.
+"""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, F, Model, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+from hosts.models import RUNNING_STATES, Host
+
+from . import samples, services
+from .templatetags.console import mib
+from .models import Domain, Job
+
+HOST_PAGE_SIZE = 100
+JOBS_PAGE_SIZE = 50
+RECENT_JOBS = 10
+# Chart ranges offered on the domain page, in seconds; the first hour is the default.
+CHART_RANGES = [(900, "15 min"), (3600, "1 hour"), (6 * 3600, "6 hours"), (86400, "24 hours"), (7 * 86400, "7 days")]
+DEFAULT_CHART_RANGE = 3600
+
+# The host page's sortable columns: query parameter -> ordering expression.
+DOMAIN_SORTS = {
+    "name": F("name"),
+    "id": F("hv_id"),
+    "memory": F("memory_kib"),
+    "maxmem": F("maxmem_kib"),
+    "vcpus": F("vcpus"),
+    "state": F("state"),
+    "time": F("cpu_time_ns"),
+    "actual": F("actual_kib"),
+    "used": F("used"),
+    "unused": F("unused_kib"),
+}
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+def actor_of(request: HttpRequest) -> Actor:
+    """The request's actor; RequestContextMiddleware adds the request id and client address when installed."""
+    actor = getattr(request, "actor", None)
+    if actor is None:
+        # Kept on the request, so that the roles it looks up are read once per request.
+        actor = request.actor = Actor.for_user(request.user)
+    return actor
+
+
+def get_visible(request: HttpRequest, queryset: QuerySet, pk: int) -> Model:
+    """One object the user may view: 404 when it does not exist or the user is outside its team."""
+    obj = get_object_or_404(queryset, pk=pk)
+    try:
+        rules.require(actor_of(request), "view", obj)
+    except rules.NotFound as exc:
+        raise Http404(str(exc)) from exc
+    except rules.Forbidden as exc:
+        raise PermissionDenied(str(exc)) from exc
+    return obj
+
+
+def may(actor: Actor, action: str, obj: Model) -> bool:
+    """Whether to offer a control; the service checks again when it is used."""
+    try:
+        rules.require(actor, action, obj)
+    except (rules.NotFound, rules.Forbidden):
+        return False
+    return True
+
+
+def memory_bar(capacity_kib: int, reserved_kib: int, running_kib: int) -> dict:
+    """The fleet page's bar: running domains, the host's reserve and what is left, as widths in %."""
+    capacity = max(capacity_kib, 1)
+    free = max(0, capacity_kib - reserved_kib - running_kib)
+    running_pct = min(100.0, running_kib * 100 / capacity)
+    reserved_pct = min(100.0 - running_pct, reserved_kib * 100 / capacity)
+    return {
+        "running_kib": running_kib, "reserved_kib": reserved_kib, "free_kib": free, "capacity_kib": capacity_kib,
+        "running_pct": round(running_pct, 2), "reserved_pct": round(reserved_pct, 2),
+        "free_pct": round(max(0.0, 100.0 - running_pct - reserved_pct), 2),
+        "overbooked": running_kib + reserved_kib > capacity_kib,
+    }
+
+
+def query_without_page(request: HttpRequest) -> str:
+    """The current filters and sort as a query string prefix, for the pager's links."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return f"{query.urlencode()}&" if query else ""
+
+
+def partial_or_page(request: HttpRequest, page: str, partial: str, context: dict, status: int = 200) -> HttpResponse:
+    return render(request, partial if request.htmx else page, context, status=status)
+
+
+# -- fleet ----------------------------------------------------------------------------------------------------
+
+
+def fleet_hosts(actor: Actor) -> QuerySet:
+    """Every visible host with its running memory and domain counts, in one query whatever the fleet's size."""
+    running = Q(domains__state__in=RUNNING_STATES)
+    return (
+        rules.restrict(Host.objects.select_related("team"), actor, "view")
+        .annotate(
+            running_kib=Coalesce(Sum("domains__memory_kib", filter=running), 0),
+            running_count=Count("domains", filter=running),
+            domain_count=Count("domains", filter=~Q(domains__state=Domain.State.GONE)),
+        )
+        .order_by("name")
+    )
+
+
+@login_required
+def fleet(request: HttpRequest) -> HttpResponse:
+    rows = []
+    totals = {"capacity_kib": 0, "reserved_kib": 0, "running_kib": 0, "free_kib": 0, "running": 0, "domains": 0, "online": 0}
+    for host in fleet_hosts(actor_of(request)):
+        capacity = host.capacity_kib or host.total_kib
+        bar = memory_bar(capacity, host.reserved_kib, host.running_kib)
+        rows.append({"host": host, "bar": bar})
+        totals["capacity_kib"] += capacity
+        totals["reserved_kib"] += host.reserved_kib
+        totals["running_kib"] += host.running_kib
+        totals["free_kib"] += bar["free_kib"]
+        totals["running"] += host.running_count
+        totals["domains"] += host.domain_count
+        totals["online"] += host.is_online
+    context = {"nav": "fleet", "rows": rows, "totals": totals, "total_bar": memory_bar(totals["capacity_kib"], totals["reserved_kib"], totals["running_kib"])}
+    return partial_or_page(request, "pages/fleet.html", "pages/_fleet_hosts.html", context)
+
+
+# -- host -----------------------------------------------------------------------------------------------------
+
+
+@login_required
+def host(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_visible(request, Host.objects.select_related("team"), host_id)
+    sort = request.GET.get("sort", "name")
+    if sort not in DOMAIN_SORTS:
+        sort = "name"
+    descending = request.GET.get("dir") == "desc"
+    key = DOMAIN_SORTS[sort]
+    order = key.desc(nulls_last=True) if descending else key.asc(nulls_last=True)
+    domains = (
+        Domain.objects.present().filter(host=host)
+        .annotate(used=F("available_kib") - F("unused_kib"))
+        .order_by(order, "name", "pk")
+    )
+    page = Paginator(domains, HOST_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "nav": "fleet", "host": host, "page": page, "sort": sort, "dir": "desc" if descending else "asc",
+        "columns": HOST_COLUMNS, "base_query": query_without_page(request),
+    }
+    return partial_or_page(request, "pages/host.html", "pages/_host_domains.html", context)
+
+
+# (query key, heading, numeric) in `xm list` order, then the balloon figures.
+HOST_COLUMNS = [
+    ("name", "Name", False), ("id", "ID", True), ("memory", "Mem (MiB)", True), ("maxmem", "MaxMem (MiB)", True),
+    ("vcpus", "VCPUs", True), ("state", "State", False), ("time", "Time (s)", True),
+    ("actual", "Actual (MiB)", True), ("used", "Used (MiB)", True), ("unused", "Unused (MiB)", True),
+]
+
+
+# -- domain ---------------------------------------------------------------------------------------------------
+
+
+class SizeForm(forms.Form):
+    """A memory size as people type it; the service parses the units and enforces the bounds."""
+
+    memory = forms.CharField(max_length=20, strip=True, error_messages={"required": "Enter a size, e.g. 512 (MiB) or 2G."})
+
+
+class MigrateForm(forms.Form):
+    target = forms.IntegerField(error_messages={"required": "Pick a host.", "invalid": "Pick a host from the list."})
+
+
+def domain_queryset() -> QuerySet:
+    return Domain.objects.select_related("host__team")
+
+
+def migration_targets(actor: Actor, domain: Domain) -> list[dict]:
+    """Hosts the user may migrate to, with the room each has now (the service checks again under a lock)."""
+    need = domain.memory_kib
+    targets = []
+    for candidate in rules.restrict(Host.objects.exclude(pk=domain.host_id), actor, "migrate").order_by("name"):
+        free = max(0, candidate.usable_kib - services.booked_kib(candidate))
+        reason = ""
+        if not candidate.is_online:
+            reason = f"{candidate.get_status_display().lower()}"
+        elif free < need:
+            reason = "no room"
+        targets.append({"host": candidate, "free_kib": free, "ok": not reason, "reason": reason})
+    return targets
+
+
+def control_hints(domain: Domain) -> dict:
+    """The text beside the maxmem and floor controls."""
+    maxmem = f"Written to the persistent config, now {mib(domain.config_maxmem_kib or domain.maxmem_kib)}."
+    if domain.is_running:
+        maxmem += f" A running domain takes it at its next boot; {domain.name} runs with {mib(domain.maxmem_kib)} now."
+    return {
+        "maxmem": maxmem,
+        "maxmem_kib": domain.config_maxmem_kib or domain.maxmem_kib,
+        "floor": f"Nobody, person or autoscaler, shrinks {domain.name} below this. Now {mib(domain.floor_kib)}.",
+    }
+
+
+def domain_context(request: HttpRequest, domain: Domain, **extra) -> dict:
+    actor = actor_of(request)
+    context = {
+        "nav": "fleet",
+        "domain": domain,
+        "host": domain.host,
+        "may_resize": may(actor, "resize", domain) and domain.is_running,
+        "may_set_maxmem": may(actor, "set_maxmem", domain),
+        "may_set_floor": may(actor, "set_floor", domain),
+        "may_migrate": may(actor, "migrate", domain) and domain.is_running,
+        "targets": migration_targets(actor, domain) if may(actor, "migrate", domain) else [],
+        "jobs": domain.jobs.select_related("host", "target_host").order_by("-pk")[:RECENT_JOBS],
+        "hints": control_hints(domain),
+        "chart_ranges": CHART_RANGES,
+        "chart_range": DEFAULT_CHART_RANGE,
+        "controls": {},
+    }
+    context.update(extra)
+    return context
+
+
+@login_required
+def domain(request: HttpRequest, domain_id: int) -> HttpResponse:
+    domain = get_visible(request, domain_queryset(), domain_id)
+    return render(request, "pages/domain.html", domain_context(request, domain))
+
+
+@login_required
+def domain_part(request: HttpRequest, domain_id: int, part: str) -> HttpResponse:
+    """One live region of the domain page: figures, jobs or the controls, refetched after a hint."""
+    domain = get_visible(request, domain_queryset(), domain_id)
+    templates = {"figures": "pages/_domain_figures.html", "jobs": "pages/_domain_jobs.html", "controls": "pages/_controls.html"}
+    if part not in templates:
+        raise Http404("no such part of the page")
+    return render(request, templates[part], domain_context(request, domain))
+
+
+@login_required
+def domain_samples(request: HttpRequest, domain_id: int) -> JsonResponse:
+    """The chart's data for a range (seconds, one of CHART_RANGES), in MiB."""
+    domain = get_visible(request, domain_queryset(), domain_id)
+    try:
+        seconds = int(request.GET.get("range", DEFAULT_CHART_RANGE))
+    except ValueError:
+        seconds = DEFAULT_CHART_RANGE
+    if seconds not in dict(CHART_RANGES):
+        seconds = DEFAULT_CHART_RANGE
+    data = samples.series(domain.pk, timezone.now() - timedelta(seconds=seconds))
+    return JsonResponse({"domain": domain.pk, "range": seconds, "unit": "MiB", **data})
+
+
+def control_response(request: HttpRequest, domain: Domain, control: str, outcome: dict, status: int) -> HttpResponse:
+    """A control after a POST: its partial (htmx), or the whole page with the outcome beside the control."""
+    if not request.htmx and status < 400:
+        return redirect("domain", domain.pk)
+    context = domain_context(request, domain, controls={control: outcome})
+    template = {"resize": "pages/_resize.html", "maxmem": "pages/_maxmem.html", "floor": "pages/_floor.html", "migrate": "pages/_migrate.html"}[control]
+    return render(request, template if request.htmx else "pages/domain.html", context, status=status)
+
+
+def resize(actor: Actor, domain: Domain, data: dict) -> str:
+    job = services.request_resize(actor, domain, data["memory"])
+    return f"Job {job.pk} queued: balloon {domain.name} to {job.params['target_kib'] // 1024} MiB."
+
+
+def set_maxmem(actor: Actor, domain: Domain, data: dict) -> str:
+    job = services.request_set_maxmem(actor, domain, data["memory"])
+    when = "takes it at its next boot" if domain.is_running else "takes it when it starts"
+    return f"Job {job.pk} queued: maxmem {job.params['maxmem_kib'] // 1024} MiB in the config; {domain.name} {when}."
+
+
+def set_floor(actor: Actor, domain: Domain, data: dict) -> str:
+    domain.floor_kib = services.set_floor(actor, domain, data["memory"]).floor_kib
+    return f"Floor set to {domain.floor_kib // 1024} MiB."
+
+
+def migrate(actor: Actor, domain: Domain, data: dict) -> str:
+    target = rules.restrict(Host.objects.all(), actor, "view").filter(pk=data["target"]).first()
+    if target is None:
+        raise services.NotFound("no such host")
+    job = services.request_migrate(actor, domain, target)
+    return f"Job {job.pk} queued: migrate {domain.name} to {target.name}."
+
+
+# The domain page's controls: name -> (form, action). Each is its own URL (domains/urls.py).
+CONTROLS = {"resize": (SizeForm, resize), "maxmem": (SizeForm, set_maxmem), "floor": (SizeForm, set_floor), "migrate": (MigrateForm, migrate)}
+
+
+@login_required
+@require_POST
+def domain_control(request: HttpRequest, domain_id: int, control: str) -> HttpResponse:
+    """Validate the control's form, call the service, and show its answer (or its refusal) next to the control."""
+    domain = get_visible(request, domain_queryset(), domain_id)
+    form_class, action = CONTROLS[control]
+    form = form_class(request.POST)
+    typed = form.data.get("memory", "")
+    if not form.is_valid():
+        message = next(iter(form.errors.values()))[0]
+        return control_response(request, domain, control, {"error": message, "value": typed}, 400)
+    try:
+        done = action(actor_of(request), domain, form.cleaned_data)
+    except services.ServiceError as exc:
+        return control_response(request, domain, control, {"error": exc.message, "value": typed}, exc.status)
+    return control_response(request, domain, control, {"done": done}, 200)
+
+
+# -- jobs -----------------------------------------------------------------------------------------------------
+
+
+class JobFilter(forms.Form):
+    state = forms.ChoiceField(choices=[("", "any state")] + list(Job.State.choices), required=False)
+    host = forms.CharField(max_length=100, required=False)
+    domain = forms.CharField(max_length=200, required=False)
+
+
+@login_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    actor = actor_of(request)
+    selected = rules.restrict(Job.objects.select_related("domain", "host", "target_host"), actor, "view").order_by("-pk")
+    form = JobFilter(request.GET or None)
+    if form.is_valid():
+        if form.cleaned_data["state"]:
+            selected = selected.filter(state=form.cleaned_data["state"])
+        if form.cleaned_data["host"]:
+            name = form.cleaned_data["host"]
+            selected = selected.filter(Q(host__name=name) | Q(target_host__name=name))
+        if form.cleaned_data["domain"]:
+            selected = selected.filter(domain__name=form.cleaned_data["domain"])
+    page = Paginator(selected, JOBS_PAGE_SIZE).get_page(request.GET.get("page"))
+    hosts = rules.restrict(Host.objects.all(), actor, "view").order_by("name").values_list("name", flat=True)
+    context = {
+        "nav": "jobs", "page": page, "form": form if form.is_bound else JobFilter(), "hosts": hosts,
+        "query": request.GET.urlencode(), "base_query": query_without_page(request),
+    }
+    return partial_or_page(request, "pages/jobs.html", "pages/_jobs_list.html", context)
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_visible(request, Job.objects.select_related("domain", "host__team", "target_host"), job_id)
+    error = ""
+    try:
+        job = services.cancel_job(actor_of(request), job)
+    except services.ServiceError as exc:
+        error, status = exc.message, exc.status
+        job.refresh_from_db()
+    else:
+        status = 200
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect("jobs")
+    return render(request, "pages/_job_row.html", {"job": job, "row_error": error, "wide": True}, status=status)

@@ -1,0 +1,86 @@
+// Live hints over one WebSocket per page (the <body data-live> path). A message names what changed; every
+// region marked data-live-region="TYPES" that cares about its type is refetched by htmx (hx-trigger="live").
+// After a reconnect every region is refetched, since hints sent while the socket was down are lost.
+(function () {
+  "use strict";
+  const path = document.body.dataset.live;
+  if (!path) return;
+  const status = document.getElementById("live-status");
+  // Kept for the browser tests and for a curious operator's console.
+  const live = (window.bwLive = { messages: [], opens: 0, connected: false });
+  const STOP_CODES = [4001, 4403]; // closed by the server on purpose (logged out, no longer allowed)
+  let retry = 500;
+  let due = new Set();
+  let timer = null;
+
+  function show(text, state) {
+    if (!status) return;
+    status.hidden = false;
+    status.textContent = text;
+    status.dataset.state = state;
+  }
+
+  const FINISHED = ["succeeded", "failed", "cancelled"];
+
+  // What a hint is about: its type, and "job-finished" for a job that ended (regions that change only then).
+  function kinds(message) {
+    const found = [message.type];
+    if (message.type === "job" && FINISHED.includes(message.state)) found.push("job-finished");
+    return found;
+  }
+
+  function wanted(region, types) {
+    const mine = region.dataset.liveRegion.split(/\s+/);
+    return types.includes("*") || types.some((type) => mine.includes(type));
+  }
+
+  // Coalesce a burst of hints (a poll touches many domains) into one refetch per region.
+  function refresh(types) {
+    document.querySelectorAll("[data-live-region]").forEach((region) => {
+      if (wanted(region, types)) due.add(region);
+    });
+    document.dispatchEvent(new CustomEvent("bw:live", { detail: { types } }));
+    if (!timer) timer = setTimeout(flush, 150);
+  }
+
+  function flush() {
+    timer = null;
+    due.forEach((region) => {
+      // Do not pull a control from under someone using it; the next hint brings it up to date.
+      if ("liveKeepFocus" in region.dataset && region.contains(document.activeElement)) return;
+      if (window.htmx) htmx.trigger(region, "live");
+    });
+    due = new Set();
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}${path}`);
+    socket.onopen = () => {
+      live.connected = true;
+      live.opens += 1;
+      retry = 500;
+      show("live", "ok");
+      if (live.opens > 1) refresh(["*"]); // catch up on what happened while we were away
+    };
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      live.messages.push({ at: Date.now(), message });
+      if (live.messages.length > 1000) live.messages.shift();
+      refresh(kinds(message));
+    };
+    socket.onclose = (event) => {
+      live.connected = false;
+      if (STOP_CODES.includes(event.code)) {
+        show("not live: reload the page", "stopped");
+        return;
+      }
+      show("reconnecting…", "down");
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 5000);
+    };
+    live.socket = socket;
+  }
+
+  connect();
+})();

@@ -1,0 +1,224 @@
+"""The console in a real Chromium against a real daphne, a real Celery worker and real libvirt (simulated hosts).
+
+Each test saves screenshots under tests/artifacts/ for a person to look at.
+"""
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+from django.conf import settings
+from playwright.sync_api import expect
+
+from balloonweb.access.actors import Actor
+from domains import services
+from domains.models import Domain, Job
+from domains.poller import poll_hosts
+from tests.conftest import virsh_dominfo, wait_for_job
+
+from .conftest import login, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("celery_worker")]
+
+
+def off_loop(function, *args):
+    """Run a call that publishes live updates outside this thread, where Playwright keeps its event loop
+    (publish() cannot run async code from a thread with a running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
+def resize(domain, size: str):
+    return off_loop(services.request_resize, Actor.command_line(), domain, size)
+
+
+def mark_page(page) -> None:
+    """A marker that a reload would wipe: its survival proves an update arrived without one."""
+    page.evaluate("window.__noReload = true")
+
+
+def not_reloaded(page) -> bool:
+    return page.evaluate("window.__noReload === true")
+
+
+def wait_live(page) -> None:
+    page.wait_for_function("window.bwLive && window.bwLive.connected")
+
+
+def test_login_and_the_fleet(new_page, sim_hosts, foo):
+    page = new_page(log_in=False)
+    page.goto("/")
+    expect(page).to_have_url("/login/?next=/")
+    screenshot(page, "login")
+    login(page, "ops")
+    expect(page.locator("#host-" + str(sim_hosts["hv1"].pk) + " h2")).to_have_text("hv1")
+    expect(page.locator("#host-" + str(sim_hosts["hv2"].pk) + " h2")).to_have_text("hv2")
+    expect(page.locator(".totals .summary")).to_contain_text("2 of 2 hosts online")
+    expect(page.locator(f"#host-{sim_hosts['hv1'].pk}")).to_contain_text("1,024 MiB running")
+    wait_live(page)
+    screenshot(page, "fleet")
+
+    phone = new_page(width=390, height=844)
+    phone.goto("/")
+    expect(phone.locator(f"#host-{sim_hosts['hv2'].pk}")).to_be_visible()
+    screenshot(phone, "fleet-phone")
+
+
+def test_resize_with_the_control_is_pushed_to_a_second_browser(new_page, sim_hosts, foo):
+    url = f"/domains/{foo.pk}/"
+    watcher = new_page()
+    watcher.goto(url)
+    page = new_page()
+    page.goto(url)
+    for p in (page, watcher):
+        expect(p.locator("#fig-memory")).to_have_text("1,024 MiB")
+        wait_live(p)
+        mark_page(p)
+
+    page.fill("#resize-memory", "512")
+    page.click("#resize-form button[type=submit]")
+    expect(page.locator("#resize-done")).to_contain_text("balloon foo to 512 MiB")
+    expect(page.locator("#fig-memory")).to_have_text("512 MiB")
+    expect(watcher.locator("#fig-memory")).to_have_text("512 MiB")
+    assert not_reloaded(page) and not_reloaded(watcher)
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == "524288 KiB"
+    expect(page.locator("#domain-jobs tr.job-succeeded")).to_have_count(1)
+    screenshot(watcher, "domain-after-resize-second-browser")
+
+    page.fill("#resize-memory", "5000")
+    page.keyboard.press("Enter")  # the keyboard submits the control as the button does
+    error = page.locator("#resize-error")
+    expect(error).to_contain_text("5000 MiB is above the maxmem of foo (4096 MiB)")
+    expect(page.locator("#resize-memory")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#fig-memory")).to_have_text("512 MiB")  # the refusal replaced the control, not the page
+    assert not_reloaded(page)
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == "524288 KiB"
+    assert Job.objects.filter(domain=foo).count() == 1
+    screenshot(page, "domain-refused-above-maxmem")
+
+
+def test_a_migration_shows_progress_and_ends_on_the_other_host(new_page, sim_hosts, foo):
+    page = new_page()
+    page.goto(f"/domains/{foo.pk}/")
+    wait_live(page)
+    mark_page(page)
+    page.select_option("#migrate-target", str(sim_hosts["hv2"].pk))
+    page.click("#migrate-form button[type=submit]")
+    expect(page.locator("#migrate-done")).to_contain_text("migrate foo to hv2")
+    expect(page.locator("#domain-host")).to_have_text("hv2")
+    job = Job.objects.get(kind="migrate")
+    expect(page.locator(f"#job-{job.pk}")).to_contain_text("succeeded")
+    expect(page.locator(f"#job-{job.pk} progress")).to_have_attribute("value", "100")
+    # The hints the page received: the job running with progress between 0 and 100, then done.
+    seen = page.evaluate(
+        f"window.bwLive.messages.map(m => m.message).filter(m => m.type === 'job' && m.job === {job.pk})"
+    )
+    progress = [m["progress"] for m in seen if m["state"] == "running"]
+    assert any(0 < p < 100 for p in progress), seen
+    assert seen[-1]["state"] == "succeeded", seen
+    assert not_reloaded(page)
+    assert virsh_dominfo(sim_hosts["hv2"].uri, "foo")["State"] == "running"
+    assert Domain.objects.get(pk=foo.pk).host == sim_hosts["hv2"]
+    # The page now listens on hv2: a resize there is pushed too.
+    wait_for_job(resize(Domain.objects.get(pk=foo.pk), "768"))
+    expect(page.locator("#fig-memory")).to_have_text("768 MiB")
+    expect(page.locator("#resize-memory")).to_have_value("768")  # the controls followed the job's end
+    expect(page.locator(".crumbs")).to_contain_text("hv2")
+    for _ in range(3):  # a few polls: balloon figures and the chart's samples, pushed as they are written
+        off_loop(poll_hosts, [sim_hosts["hv1"], sim_hosts["hv2"]])
+        time.sleep(1)
+    expect(page.locator("#fig-actual")).to_have_text("768 MiB")
+    expect(page.locator("#memory-chart .chart-empty")).to_be_hidden()
+    assert page.evaluate("document.querySelectorAll('#memory-chart canvas').length") == 1
+    screenshot(page, "domain-after-migration")
+
+    jobs = new_page()
+    jobs.goto("/jobs/")
+    expect(jobs.locator(f"#job-{job.pk}")).to_contain_text("100 %")
+    screenshot(jobs, "jobs")
+
+
+def test_the_host_page_sorts_and_updates_live(new_page, sim_hosts, foo):
+    from tests.conftest import define_domain
+
+    define_domain(sim_hosts["hv1"], "bar", 2048, 4096)
+    page = new_page()
+    page.goto(f"/hosts/{sim_hosts['hv1'].pk}/")
+    rows = page.locator("#domains tbody th")
+    expect(rows).to_have_text(["bar", "foo"])
+    page.get_by_role("link", name="Mem (MiB)", exact=True).click()
+    expect(rows).to_have_text(["foo", "bar"])
+    page.get_by_role("link", name="Mem (MiB) ▲", exact=True).click()
+    expect(rows).to_have_text(["bar", "foo"])
+    wait_live(page)
+    mark_page(page)
+    wait_for_job(resize(foo, "3072"))
+    expect(page.locator(f"#domain-{foo.pk} td").nth(1)).to_have_text("3072")
+    expect(rows).to_have_text(["foo", "bar"])  # still sorted by memory, descending
+    assert not_reloaded(page)
+    off_loop(poll_hosts, [sim_hosts["hv1"]])  # balloon figures from the poller
+    expect(page.locator(f"#domain-{foo.pk} td").nth(6)).not_to_have_text("—")
+    screenshot(page, "host")
+    phone = new_page(width=390, height=844)
+    phone.goto(f"/hosts/{sim_hosts['hv1'].pk}/")
+    screenshot(phone, "host-phone")
+
+
+def daphne_redis_addresses(pid: int) -> list[str]:
+    """The client addresses of daphne's own connections to Redis, as Redis names them (ip:port)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True, text=True, check=True).stdout
+    port = redis.Redis.from_url(settings.REDIS_URL).connection_pool.connection_kwargs["port"]
+    addresses = []
+    for line in out.splitlines():
+        fields = line.split()
+        local, peer = fields[2], fields[3]
+        if peer.endswith(f":{port}") and f"pid={pid}," in line:
+            addresses.append(local)
+    return addresses
+
+
+def test_the_page_catches_up_after_the_redis_connection_drops(new_page, server, sim_hosts, foo):
+    page = new_page()
+    page.goto(f"/domains/{foo.pk}/")
+    wait_live(page)
+    mark_page(page)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    addresses = daphne_redis_addresses(server.process.pid)
+    assert addresses, "daphne holds no Redis connection"
+    # Keep killing daphne's Redis connections (only those: Redis is shared) while a change happens.
+    job = resize(foo, "640")
+    deadline = time.monotonic() + 3
+    killed = 0
+    while time.monotonic() < deadline:
+        for address in daphne_redis_addresses(server.process.pid):
+            killed += client.client_kill_filter(_id=None, addr=address)
+        time.sleep(0.05)
+    wait_for_job(job)
+    assert killed >= len(addresses)
+    expect(page.locator("#fig-memory")).to_have_text("640 MiB")
+    assert not_reloaded(page)
+    expect(page.locator("#live-status")).to_have_text("live")
+    # The drop broke the socket's Redis connection: the server closed the socket, the page reopened it and
+    # refetched what it shows (the catch-up path), rather than relying on hints sent during the outage.
+    assert page.evaluate("window.bwLive.opens") > 1
+    # And the socket still carries hints afterwards.
+    wait_for_job(resize(foo, "700"))
+    expect(page.locator("#fig-memory")).to_have_text("700 MiB")
+    screenshot(page, "domain-after-redis-drop")
+
+
+def test_anonymous_sockets_are_refused(server, sim_hosts, foo):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    def attempt(path: str) -> str:
+        try:
+            with connect(server.ws_url + path, origin=server.url, open_timeout=5):
+                return "open"
+        except InvalidStatus as exc:
+            return str(exc.response.status_code)
+
+    for path in ("/ws/fleet/", f"/ws/hosts/{foo.host_id}/", f"/ws/domains/{foo.pk}/", "/ws/jobs/"):
+        assert off_loop(attempt, path) == "403", path

@@ -1,0 +1,129 @@
+"""The WebSocket consumers through the real ASGI application and the real channels-redis layer.
+
+Each test runs as one coroutine (a communicator belongs to one event loop); the ORM and publish() are
+synchronous, so they are called through sync_to_async as a consumer would.
+"""
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from balloonweb.asgi import application
+from balloonweb.live.publish import publish
+from domains.consumers import DomainConsumer, FleetConsumer, HostConsumer, JobsConsumer
+from domains.models import Domain
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = [(b"origin", b"http://127.0.0.1")]
+send = sync_to_async(publish)
+
+
+async def connect(consumer, user, **kwargs) -> tuple[WebsocketCommunicator, bool]:
+    """Open a socket as `user` (what the session middleware would find is put in the scope directly)."""
+    communicator = WebsocketCommunicator(consumer.as_asgi(), "/", headers=ORIGIN)
+    communicator.scope["user"] = user
+    communicator.scope["url_route"] = {"kwargs": kwargs}
+    connected, _ = await communicator.connect(timeout=5)
+    return communicator, connected
+
+
+def run(scenario) -> None:
+    async_to_sync(scenario)()
+
+
+def test_the_application_refuses_anonymous_sockets_on_every_route():
+    from balloonweb.routing import websocket_urlpatterns
+
+    async def scenario():
+        for route in websocket_urlpatterns:
+            path = "/" + str(route.pattern).replace("<int:host_id>", "1").replace("<int:domain_id>", "1")
+            communicator = WebsocketCommunicator(application, path, headers=ORIGIN)
+            connected, _ = await communicator.connect(timeout=5)
+            assert not connected, path
+
+    run(scenario)
+
+
+def test_a_foreign_origin_is_refused():
+    async def scenario():
+        communicator = WebsocketCommunicator(application, "/ws/fleet/", headers=[(b"origin", b"http://evil.example")])
+        connected, _ = await communicator.connect(timeout=5)
+        assert not connected
+
+    run(scenario)
+
+
+def test_outsiders_and_missing_objects_are_refused(people, small_fleet):
+    foo, hv1 = small_fleet["foo"], small_fleet["hv1"]
+
+    async def scenario():
+        assert not (await connect(HostConsumer, people["outsider"], host_id=hv1.pk))[1]
+        assert not (await connect(DomainConsumer, people["outsider"], domain_id=foo.pk))[1]
+        assert not (await connect(DomainConsumer, people["viewer"], domain_id=999999))[1]
+        assert not (await connect(HostConsumer, AnonymousUser(), host_id=hv1.pk))[1]
+
+    run(scenario)
+
+
+def test_members_get_their_hosts_hints_and_outsiders_see_nothing(people, small_fleet, team):
+    foo, hv1 = small_fleet["foo"], small_fleet["hv1"]
+
+    async def scenario():
+        viewer, _ = await connect(HostConsumer, people["viewer"], host_id=hv1.pk)
+        fleet_viewer, _ = await connect(FleetConsumer, people["viewer"])
+        fleet_outsider, ok = await connect(FleetConsumer, people["outsider"])
+        assert ok  # the fleet page is open to everyone logged in; it shows only their teams' hosts
+        await send("host", hv1.pk, {"type": "domains", "domains": [foo.pk]})
+        await send("fleet", team.pk, {"type": "host", "host": hv1.pk, "status": "online"})
+        assert await viewer.receive_json_from(timeout=5) == {"type": "domains", "domains": [foo.pk]}
+        assert await fleet_viewer.receive_json_from(timeout=5) == {"type": "host", "host": hv1.pk, "status": "online"}
+        assert await fleet_outsider.receive_nothing(timeout=0.3)
+        for communicator in (viewer, fleet_viewer, fleet_outsider):
+            await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_the_domain_socket_forwards_only_its_domain_and_follows_a_migration(people, small_fleet):
+    foo, hv1, hv2 = small_fleet["foo"], small_fleet["hv1"], small_fleet["hv2"]
+
+    async def scenario():
+        socket, ok = await connect(DomainConsumer, people["viewer"], domain_id=foo.pk)
+        assert ok
+        await send("host", hv1.pk, {"type": "domains", "domains": [foo.pk + 1000]})
+        assert await socket.receive_nothing(timeout=0.3)
+        await send("host", hv1.pk, {"type": "job", "job": 1, "state": "running", "progress": 10, "domain": foo.pk})
+        assert (await socket.receive_json_from(timeout=5))["progress"] == 10
+        await sync_to_async(Domain.objects.filter(pk=foo.pk).update)(host=hv2)
+        await send("host", hv1.pk, {"type": "job", "job": 1, "state": "succeeded", "progress": 100, "domain": foo.pk})
+        assert (await socket.receive_json_from(timeout=5))["state"] == "succeeded"
+        await send("host", hv2.pk, {"type": "domain", "domain": foo.pk})
+        assert await socket.receive_json_from(timeout=5) == {"type": "domain", "domain": foo.pk}
+        await send("host", hv1.pk, {"type": "domains", "domains": [foo.pk]})
+        assert await socket.receive_nothing(timeout=0.3)  # no longer listening on the old host
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_the_jobs_socket_hears_its_teams_jobs(people, small_fleet, team, other_team):
+    async def scenario():
+        socket, ok = await connect(JobsConsumer, people["operator"])
+        assert ok
+        await send("jobs", other_team.pk, {"type": "job", "job": 2, "state": "queued", "progress": 0, "domain": None})
+        await send("jobs", team.pk, {"type": "job", "job": 1, "state": "queued", "progress": 0, "domain": None})
+        assert (await socket.receive_json_from(timeout=5))["job"] == 1
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_a_close_hint_closes_the_users_sockets(people, small_fleet):
+    async def scenario():
+        socket, _ = await connect(FleetConsumer, people["viewer"])
+        await send("user", people["viewer"].pk, {"type": "close", "reason": "logged out"})
+        assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4001}
+
+    run(scenario)

@@ -1,0 +1,240 @@
+"""The pages with Django's test client: who may see what, the controls' answers, and the custom error pages."""
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from domains import urls as page_urls
+from domains.models import Job
+
+from .conftest import GIB, make_fleet
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def page_routes(ids: dict) -> list[tuple[str, str]]:
+    """Every route of the console (domains/urls.py), as (name, url), with the ids of existing objects."""
+    kwargs = {"host_id": ids["host"], "domain_id": ids["domain"], "job_id": ids["job"], "part": "figures"}
+    routes = []
+    for pattern in page_urls.urlpatterns:
+        names = pattern.pattern.converters.keys()
+        routes.append((pattern.name, reverse(pattern.name, kwargs={k: kwargs[k] for k in names})))
+    return routes
+
+
+@pytest.fixture
+def ids(small_fleet) -> dict:
+    foo = small_fleet["foo"]
+    job = Job.objects.create(kind=Job.Kind.RESIZE, domain=foo, host=foo.host, params={"target_kib": GIB}, actor_kind="cli", actor_label="command line")
+    return {"host": foo.host_id, "domain": foo.pk, "job": job.pk}
+
+
+def test_every_page_refuses_anonymous_users(client, ids):
+    routes = page_routes(ids) + [("password_change", reverse("password_change"))]
+    assert len(routes) >= 12
+    for name, url in routes:
+        for method in (client.get, client.post):
+            response = method(url)
+            assert response.status_code == 302, (name, method)
+            assert response.url.startswith(reverse("login") + "?next="), name
+
+
+def test_login_page_and_logging_in(client, people):
+    page = client.get(reverse("login"))
+    assert page.status_code == 200 and b"Log in" in page.content
+    refused = client.post(reverse("login"), {"username": "blue-viewer", "password": "wrong"})
+    assert refused.status_code == 200 and b'id="login-error"' in refused.content
+    accepted = client.post(reverse("login"), {"username": "blue-viewer", "password": "correct horse battery"})
+    assert accepted.status_code == 302 and accepted.url == reverse("fleet")
+
+
+def test_logout_is_a_post(client, people):
+    client.force_login(people["viewer"])
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert client.get(reverse("fleet")).status_code == 302
+
+
+def test_a_superuser_sees_every_page(admin_client, ids):
+    for name, url in page_routes(ids):
+        if name in {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel"}:
+            continue
+        response = admin_client.get(url)
+        assert response.status_code == 200, name
+
+
+def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
+    html = admin_client.get(reverse("fleet")).content.decode()
+    assert "host0000" in html and "host0001" in html
+    # foo runs with 1024 MiB on host0000 (64 GiB, 1 GiB reserved).
+    assert "1,024 MiB running" in html and "1,024 MiB reserved" in html and "64,512 MiB free" in html
+    assert "2 of 2 hosts online" in html and "1 of 1 domain running" in html
+
+
+def test_the_fleet_shows_an_offline_host_with_its_error(admin_client, small_fleet):
+    hv2 = small_fleet["hv2"]
+    hv2.status, hv2.last_error = "offline", "host unreachable: cannot connect to the libvirt socket"
+    hv2.save()
+    html = admin_client.get(reverse("fleet")).content.decode()
+    assert "Offline" in html and "cannot connect to the libvirt socket" in html
+
+
+def test_outsiders_get_404_and_members_see_their_team(client, people, ids):
+    client.force_login(people["outsider"])
+    for name, url in page_routes(ids):
+        if name in {"fleet", "jobs"}:
+            continue
+        method = client.post if name in {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel"} else client.get
+        assert method(url).status_code == 404, name
+    assert b"host0000" not in client.get(reverse("fleet")).content
+    assert b"foo" not in client.get(reverse("jobs")).content
+    client.force_login(people["viewer"])
+    assert b"host0000" in client.get(reverse("fleet")).content
+    assert client.get(reverse("domain", args=[ids["domain"]])).status_code == 200
+
+
+def test_a_viewer_sees_the_controls_disabled_and_gets_403(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["viewer"])
+    html = client.get(reverse("domain", args=[foo.pk])).content.decode()
+    assert "Your role does not allow resizing this domain." in html and 'id="resize-memory"' not in html
+    response = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "512"}, **HTMX)
+    assert response.status_code == 403
+    assert b"does not allow &#x27;resize&#x27;" in response.content
+    assert not Job.objects.exists()
+
+
+def test_resize_through_the_control(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["operator"])
+    response = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "512"}, **HTMX)
+    assert response.status_code == 200, response.content
+    job = Job.objects.get()
+    assert (job.kind, job.params, job.actor_label) == ("resize", {"target_kib": 512 * 1024}, "blue-operator")
+    assert f"Job {job.pk} queued: balloon foo to 512 MiB.".encode() in response.content
+
+
+@pytest.mark.parametrize(
+    "typed, status, message",
+    [
+        ("5000", 400, "5000 MiB is above the maxmem of foo (4096 MiB); raise maxmem first"),
+        ("64", 400, "64 MiB is below the floor of foo (128 MiB); allowed: 128 MiB to 4096 MiB"),
+        ("lots", 400, "&#x27;lots&#x27; is not a memory size"),
+        ("", 400, "Enter a size, e.g. 512 (MiB) or 2G."),
+        ("9" * 30, 400, "Ensure this value has at most 20 characters"),
+    ],
+)
+def test_bad_sizes_are_refused_next_to_the_control(client, people, small_fleet, typed, status, message):
+    foo = small_fleet["foo"]
+    client.force_login(people["operator"])
+    response = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": typed}, **HTMX)
+    assert response.status_code == status
+    html = response.content.decode()
+    assert 'id="resize-error"' in html and message in html, html
+    assert 'aria-invalid="true"' in html
+    assert not Job.objects.exists()
+
+
+def test_without_javascript_a_refusal_renders_the_whole_page(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["operator"])
+    response = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "5000"})
+    assert response.status_code == 400
+    assert b"<title>foo" in response.content and b"above the maxmem of foo (4096 MiB)" in response.content
+    accepted = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "2G"})
+    assert accepted.status_code == 302 and accepted.url == reverse("domain", args=[foo.pk])
+
+
+def test_maxmem_floor_and_migrate_controls(client, people, small_fleet):
+    foo, hv2 = small_fleet["foo"], small_fleet["hv2"]
+    client.force_login(people["admin"])
+    maxmem = client.post(reverse("domain-maxmem", args=[foo.pk]), {"memory": "8G"}, **HTMX)
+    assert maxmem.status_code == 200 and b"maxmem 8192 MiB in the config; foo takes it at its next boot" in maxmem.content
+    floor = client.post(reverse("domain-floor", args=[foo.pk]), {"memory": "256"}, **HTMX)
+    assert floor.status_code == 200 and b"Floor set to 256 MiB." in floor.content
+    foo.refresh_from_db()
+    assert foo.floor_kib == 256 * 1024
+    page = client.get(reverse("domain", args=[foo.pk])).content.decode()
+    assert f'<option value="{hv2.pk}" >host0001 — 64,512 MiB free</option>' in page
+    moved = client.post(reverse("domain-migrate", args=[foo.pk]), {"target": hv2.pk}, **HTMX)
+    assert moved.status_code == 200 and b"queued: migrate foo to host0001" in moved.content
+    same = client.post(reverse("domain-migrate", args=[foo.pk]), {"target": foo.host_id}, **HTMX)
+    assert same.status_code == 400 and b"foo already runs on host0000; pick another host" in same.content
+    nowhere = client.post(reverse("domain-migrate", args=[foo.pk]), {"target": "x"}, **HTMX)
+    assert nowhere.status_code == 400 and b"Pick a host from the list." in nowhere.content
+
+
+def test_an_operator_may_not_set_maxmem(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["operator"])
+    assert b"Only a team admin sets maxmem." in client.get(reverse("domain", args=[foo.pk])).content
+    response = client.post(reverse("domain-maxmem", args=[foo.pk]), {"memory": "8G"}, **HTMX)
+    assert response.status_code == 403 and b'id="maxmem-error"' in response.content
+
+
+def test_the_jobs_page_filters_and_cancels(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["operator"])
+    queued = Job.objects.create(kind="resize", domain=foo, host=foo.host, params={"target_kib": GIB}, actor_kind="cli", actor_label="cli")
+    done = Job.objects.create(kind="resize", domain=foo, host=foo.host, params={"target_kib": GIB}, actor_kind="cli", actor_label="cli", state="succeeded", progress=100)
+    listing = client.get(reverse("jobs"), {"state": "queued"}).content.decode()
+    assert f'id="job-{queued.pk}"' in listing and f'id="job-{done.pk}"' not in listing
+    assert f'id="job-{done.pk}"' in client.get(reverse("jobs"), {"domain": "foo", "host": "host0000"}).content.decode()
+    assert 'id="job-' not in client.get(reverse("jobs"), {"domain": "nosuch"}).content.decode()
+    cancelled = client.post(reverse("job-cancel", args=[queued.pk]), **HTMX)
+    assert cancelled.status_code == 200 and b'class="job-cancelled"' in cancelled.content
+    again = client.post(reverse("job-cancel", args=[done.pk]), **HTMX)
+    assert again.status_code == 409 and b"only a queued job can be cancelled" in again.content
+
+
+def test_the_host_page_sorts_and_paginates(admin_client, team):
+    host = make_fleet(1, 250, team)[0]
+    first = admin_client.get(reverse("host", args=[host.pk])).content.decode()
+    assert "Page 1 of 3 (250 domains)" in first and "host0000-vm0000" in first and "host0000-vm0100" not in first
+    by_time = admin_client.get(reverse("host", args=[host.pk]), {"sort": "time", "dir": "desc"}).content.decode()
+    assert by_time.index("host0000-vm0249") < by_time.index("host0000-vm0248")
+    assert 'href="?sort=time&amp;dir=desc&amp;page=2"' in by_time or 'href="?sort=time&dir=desc&page=2"' in by_time
+    partial = admin_client.get(reverse("host", args=[host.pk]), {"page": 3}, **HTMX).content.decode()
+    assert "<html" not in partial and "host0000-vm0249" in partial
+    bogus = admin_client.get(reverse("host", args=[host.pk]), {"sort": "nonsense", "page": "x"})
+    assert bogus.status_code == 200
+
+
+@pytest.mark.parametrize("make_url", [lambda ids: reverse("fleet"), lambda ids: reverse("host", args=[ids[0]])])
+def test_fleet_and_host_pages_run_a_constant_number_of_queries(admin_client, team, django_assert_max_num_queries, make_url):
+    """The same number of queries for 20 domains as for 2,000 (and 2 hosts as for 40)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for hosts, per_host in ((2, 10), (40, 50)):
+        made = make_fleet(hosts, per_host, team)
+        url = make_url([h.pk for h in made])
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        counts.append(len(queries))
+        from hosts.models import Host
+
+        Host.objects.all().delete()
+    assert counts[0] == counts[1], counts
+    made = make_fleet(40, 50, team)
+    with django_assert_max_num_queries(12):  # session, user, the page's own, the audit history beside it
+        admin_client.get(make_url([h.pk for h in made]))
+
+
+@override_settings(DEBUG=False)
+def test_error_pages_are_the_consoles(client, people, small_fleet):
+    client.force_login(people["outsider"])
+    missing = client.get(reverse("domain", args=[small_fleet["foo"].pk]))
+    assert missing.status_code == 404 and b"404 \xc2\xb7 Not found" in missing.content and b"BalloonWeb" in missing.content
+    client.force_login(people["viewer"])
+    forbidden = client.post(reverse("job-cancel", args=[999999]))
+    assert forbidden.status_code == 404
+
+
+@override_settings(DEBUG=False)
+def test_the_500_page_renders_without_a_request_context():
+    from django.template import loader
+
+    html = loader.get_template("500.html").render()
+    assert "500 · Something went wrong on our side" in html and "console.css" in html
