@@ -1,0 +1,55 @@
+"""What is recorded outside the services: hosts added, changed and removed; teams, members and roles changed
+from any path (our pages, Django's admin), with the acting user, the request id and the client address."""
+
+from django.urls import reverse
+
+from balloonweb.access.actors import Actor, acting_as
+from balloonweb.access.models import Membership, Team
+from balloonweb.audit.models import AuditEntry
+from hosts.models import Host
+from tests.access.conftest import MiB, World, build_world
+
+
+def actions() -> list[tuple[str, str, str]]:
+    return list(AuditEntry.objects.order_by("id").values_list("action", "actor_label", "result"))
+
+
+def test_hosts_added_changed_and_removed(db):
+    team = Team.objects.create(name="T")
+    with acting_as(Actor.command_line()):
+        host = Host.objects.create(name="hvx", uri="test:///default", capacity_kib=4096 * MiB)
+        host.status = Host.Status.ONLINE
+        host.save()  # status is the poller's, not an admin's: not recorded
+        host.team = team
+        host.reserved_kib = 256 * MiB
+        host.save()
+        host.delete()
+    entries = AuditEntry.objects.filter(action__startswith="host.").order_by("id")
+    assert [(e.action, e.actor_kind) for e in entries] == [("host.add", "cli"), ("host.update", "cli"), ("host.remove", "cli")]
+    update = entries[1]
+    assert update.before == {"team_id": None, "reserved_kib": 0} and update.after == {"team_id": team.pk, "reserved_kib": 262144}
+    assert update.team_id == team.pk and update.host_id == entries[0].host_id == entries[2].host_id
+
+
+def test_team_changes_on_our_pages_and_in_djangos_admin(db):
+    world: World = build_world()
+    start = AuditEntry.objects.order_by("-id").values_list("id", flat=True).first()  # after the world's own entries
+    admin = world.client("admin")
+    admin.post(reverse("team-add-member", args=[world.team_a.pk]), {"username": "root", "role": "viewer"})
+    root_membership = Membership.objects.get(user=world.users["superuser"], team=world.team_a)
+    admin.post(reverse("team-member-role", args=[world.team_a.pk, root_membership.pk]), {"role": "operator"})
+    admin.post(reverse("team-member-remove", args=[world.team_a.pk, root_membership.pk]))
+    # The last admin stays.
+    response = admin.post(reverse("team-member-remove", args=[world.team_a.pk, world.memberships["admin"].pk]), follow=True)
+    assert "last admin" in response.content.decode() and Membership.objects.filter(pk=world.memberships["admin"].pk).exists()
+    root = world.client("superuser")
+    root.post(reverse("admin:access_team_change", args=[world.team_b.pk]), {
+        "name": "B2", "operator_max_kib": "", "quota_kib": "1048576",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+    })
+    recent = AuditEntry.objects.filter(id__gt=start, action__in=["membership.add", "membership.role", "membership.remove", "team.update"]).order_by("id")
+    got = [(e.action, e.actor_label, e.team_id) for e in recent]
+    assert got[:3] == [("membership.add", "admin", world.team_a.pk), ("membership.role", "admin", world.team_a.pk), ("membership.remove", "admin", world.team_a.pk)]
+    assert recent[1].before["role"] == "viewer" and recent[1].after["role"] == "operator"
+    assert all(e.request_id and e.client_ip == "127.0.0.1" for e in recent[:3])
+    assert got[3] == ("team.update", "root", world.team_b.pk) and recent[3].after == {"name": "B2", "quota_kib": 1048576}
