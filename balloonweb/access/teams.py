@@ -18,9 +18,13 @@ def role_change_refusal(membership: Membership, new_role: str | None) -> str | N
     return f"{membership.user} is the last admin of {membership.team}: make someone else admin first"
 
 
-def limits_change_refusal(actor: Actor, team: Team, changes: dict) -> str | None:
+def may_set_quota(actor: Actor) -> bool:
     """The quota is what the fleet's owner grants a team; its admins delegate within it (operator_max_kib).
     So a team admin may set the operator limit but not the quota (see services.check_delegation)."""
-    if "quota_kib" in changes and changes["quota_kib"] != team.quota_kib and not actor.is_privileged:
+    return actor.is_privileged
+
+
+def limits_change_refusal(actor: Actor, team: Team, changes: dict) -> str | None:
+    if "quota_kib" in changes and changes["quota_kib"] != team.quota_kib and not may_set_quota(actor):
         return f"only a superuser changes the quota of team {team.name}"
     return None

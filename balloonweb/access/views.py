@@ -1,6 +1,6 @@
 """Pages for managing teams: members and their roles, and the team's limits. Team admins manage their own
 teams; superusers create teams and manage all. Every change is audited by the model signals (signals.py);
-views that change something run in one transaction (@atomic), so the change and its entry commit together."""
+a change runs in one transaction with its entry (@atomic, or `with atomic()` where the view also shows a page)."""
 
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -16,7 +16,7 @@ from .actors import Actor
 from .forms import AddMemberForm, RoleForm, TeamCreateForm, TeamLimitsForm
 from .models import Membership, Team
 from .sessions import end_all_sessions
-from .teams import role_change_refusal
+from .teams import may_set_quota, role_change_refusal
 
 
 def actor_of(request: HttpRequest) -> Actor:
@@ -36,7 +36,6 @@ def managed_team(request: HttpRequest, team_id: int, action: str = "manage_team"
 
 
 @login_required
-@atomic
 def teams(request: HttpRequest) -> HttpResponse:
     actor = actor_of(request)
     roles = rules.roles_of(actor)
@@ -47,7 +46,8 @@ def teams(request: HttpRequest) -> HttpResponse:
             raise PermissionDenied("only a superuser creates teams")
         form = TeamCreateForm(request.POST)
         if form.is_valid():
-            team = form.save()
+            with atomic():  # the team and its audit entry together
+                team = form.save()
             messages.success(request, f"Team {team.name} created.")
             return redirect("team", team_id=team.pk)
     rows = [{"team": t, "role": "superuser" if actor.is_privileged else roles.get(t.pk), "manages": rules.allows(actor, "manage_team", t.pk)} for t in visible]
@@ -55,15 +55,15 @@ def teams(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@atomic
 def team(request: HttpRequest, team_id: int) -> HttpResponse:
     team = managed_team(request, team_id)
-    quota = request.user.is_superuser
+    quota = may_set_quota(actor_of(request))
     limits = TeamLimitsForm(instance=team, may_set_quota=quota)
     if request.method == "POST":
         limits = TeamLimitsForm(request.POST, instance=team, may_set_quota=quota)
         if limits.is_valid():
-            limits.save()
+            with atomic():
+                limits.save()
             messages.success(request, f"Limits of {team.name} saved.")
             return redirect("team", team_id=team.pk)
     return render(request, "access/team.html", team_context(request, team, limits=limits), status=400 if limits.errors else 200)
@@ -76,7 +76,7 @@ def team_context(request: HttpRequest, team: Team, **forms) -> dict:
         "members": members,
         "hosts": team.hosts.order_by("name"),
         "roles": Membership.Role.choices,
-        "limits": forms.get("limits") or TeamLimitsForm(instance=team, may_set_quota=request.user.is_superuser),
+        "limits": forms.get("limits") or TeamLimitsForm(instance=team, may_set_quota=may_set_quota(actor_of(request))),
         "add": forms.get("add") or AddMemberForm(team=team),
         "nav": "teams",
     }
