@@ -2,6 +2,7 @@
 
 import re
 import threading
+import time
 from xml.sax.saxutils import escape
 
 import libvirt
@@ -53,6 +54,8 @@ UNREACHABLE_CODES = {
     libvirt.VIR_ERR_AUTH_FAILED,
 }
 MIGRATION_POLL_S = 0.5
+BALLOON_SETTLE_TIMEOUT_S = 10.0
+BALLOON_SETTLE_POLL_S = 0.2
 _XML_MEMORY = re.compile(r"<(memory|currentMemory)(?: unit='(\w+)')?>(\d+)</\1>")
 _UNIT_TO_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1024**2, "G": 1024**2}
 
@@ -299,6 +302,7 @@ class LibvirtDriver:
         keeps there (without it, the destination keeps the source's config, file paths and all).
         The call blocks; meanwhile this thread reads libvirt's job info and reports progress.
         """
+        self.wait_for_balloon_to_settle(uuid)
         dom = self._lookup(uuid)
         params = {}
         if migrate_uri:
@@ -333,6 +337,29 @@ class LibvirtDriver:
         if progress:
             progress(MigrationProgress(100))
         return MigrationResult(simulated=False)
+
+    def wait_for_balloon_to_settle(self, uuid: str, timeout_s: float = BALLOON_SETTLE_TIMEOUT_S) -> None:
+        """Return once the balloon has stopped moving and libvirt's own figure has caught up with it.
+
+        QEMU tells libvirt of balloon moves by BALLOON_CHANGE events, at most one a second, so libvirt's figure
+        (info(), bulk stats, the XML's currentMemory) lags the guest by up to a second. A migration started in
+        that window carries the stale figure to the destination, whose libvirt then keeps it until the balloon
+        next moves (seen in the lab: 511 MiB reported for a guest at 384 MiB). memoryStats() asks QEMU itself.
+        On timeout it returns anyway: a stale figure is no reason to refuse a migration.
+        """
+        dom = self._lookup(uuid)
+        deadline = time.monotonic() + timeout_s
+        previous = None
+        while time.monotonic() < deadline:
+            try:
+                actual = dom.memoryStats().get("actual") if dom.isActive() else None
+                believed = dom.info()[2]
+            except libvirt.libvirtError as exc:
+                raise self._translate(exc, dom.name()) from exc
+            if actual is None or actual == previous == believed:
+                return  # no live balloon figure here (test driver, shut off), or settled
+            previous = actual
+            time.sleep(BALLOON_SETTLE_POLL_S)
 
     @staticmethod
     def _migration_progress(dom: libvirt.virDomain) -> MigrationProgress | None:
