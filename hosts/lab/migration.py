@@ -5,7 +5,8 @@
 - `destination_xml` and `persistent_xml`: the definition the guest runs with, and keeps, on the destination.
   They are the source's (`--migratable` for the live one: same UUID, or libvirt refuses with "Target domain
   uuid ... does not match source") with the source host's directory replaced by the destination's, so that
-  the destination writes its console to a file of its own.
+  the destination writes its console to a file of its own. They are taken once the balloon has settled, since
+  the destination's libvirt believes the XML's currentMemory until the balloon next moves.
 """
 
 from pathlib import Path
@@ -33,6 +34,8 @@ def migration_options(source_uri: str, destination_uri: str, uuid: str) -> dict[
     if source is None or destination is None:
         return {}
     driver = driver_for(source_uri)
+    # The live XML's currentMemory is libvirt's figure, which may lag a balloon still moving.
+    driver.wait_for_balloon_to_settle(uuid)
     live_xml = driver.domain_xml(uuid, migratable=True)
     config_xml = driver.domain_xml(uuid)
     return {

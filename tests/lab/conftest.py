@@ -20,9 +20,16 @@ QUIET_DEMAND = "3600:32"
 FULL_KIB = MAXMEM_MIB * 1024
 
 
+# Each guest's MemTotal at its full 512 MiB, as it reported it after booting.
+FULL_MEMTOTAL_KIB: dict[str, int] = {}
+
+
 @pytest.fixture(scope="session")
 def lab():
+    setup.stop()  # a fresh lab, whatever an interrupted run left behind
     hosts = setup.start(demand=QUIET_DEMAND)
+    for guest in setup.guests(QUIET_DEMAND):
+        FULL_MEMTOTAL_KIB[guest.name] = console.last_report(setup.guest_console(guest.uuid)).memtotal_kib
     yield hosts
     setup.stop()
 
@@ -36,9 +43,11 @@ def put_guests_home(hosts) -> None:
             options = migration_options(now_on.uri, home.uri, guest.uuid)
             driver_for(now_on.uri).migrate(guest.uuid, driver_for(home.uri), **options)
         driver = driver_for(home.uri)
-        if driver.domain(guest.uuid).memory_kib != FULL_KIB:
-            driver.set_memory(guest.uuid, FULL_KIB, live=True, config=False)
-            console.wait_for_report(setup.guest_console(guest.uuid), lambda r: r.memtotal_kib > 400 * 1024, 30)
+        driver.set_memory(guest.uuid, FULL_KIB, live=True, config=False)
+        driver.wait_for_balloon_to_settle(guest.uuid)
+        # Every guest runs the same kernel: at full size they all report the MemTotal they booted with.
+        full = FULL_MEMTOTAL_KIB[guest.name]
+        console.wait_for_report(setup.guest_console(guest.uuid), lambda r, full=full: r.memtotal_kib == full, 30)
 
 
 @pytest.fixture
