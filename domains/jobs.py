@@ -28,7 +28,7 @@ class Claim:
     SKIP = "skip"  # not queued any more (done, cancelled, or claimed by another worker)
 
 
-def claim(job_id: int) -> str:
+def claim(job_id: int, worker: str = "") -> str:
     """queued -> running, only if no other job of the same domain runs. The domain row lock serialises claims."""
     with transaction.atomic():
         job = Job.objects.filter(pk=job_id).first()
@@ -44,7 +44,7 @@ def claim(job_id: int) -> str:
                 return Claim.SKIP
         now = timezone.now()
         claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
-            state=Job.State.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1
+            state=Job.State.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1, worker=worker
         )
         return Claim.RUN if claimed else Claim.SKIP
 
@@ -61,25 +61,28 @@ def _newer_resize(job: Job) -> int | None:
     )
 
 
-def run_job(job_id: int) -> str:
-    outcome = claim(job_id)
+def run_job(job_id: int, worker: str = "") -> str:
+    outcome = claim(job_id, worker)
     if outcome != Claim.RUN:
         return outcome
     job = Job.objects.select_related("domain", "host", "target_host").get(pk=job_id)
     announce(job)
+    failure: tuple[str, str, str] | None = None
     try:
         HANDLERS[job.kind](job)
     except HostUnreachable as exc:
-        _fail(job, exc.code, f"host unreachable: {job.host.name} does not answer", exc.detail or exc.message)
+        failure = (exc.code, f"host unreachable: {job.host.name} does not answer", exc.detail or exc.message)
     except DriverError as exc:
-        _fail(job, exc.code, exc.message, exc.detail)
+        failure = (exc.code, exc.message, exc.detail)
     except Exception as exc:  # noqa: BLE001 - a job must end, whatever went wrong
         log.exception("job %s failed unexpectedly", job_id)
-        _fail(job, "internal_error", f"internal error: {exc.__class__.__name__}: {exc}")
+        failure = ("internal_error", f"internal error: {exc.__class__.__name__}: {exc}", "")
+    # The row must say what the hypervisor says before the job stops counting as pending in booked_kib().
+    _refresh_domain(job)
+    if failure:
+        _fail(job, *failure)
     else:
         _succeed(job)
-    finally:
-        _refresh_domain(job)
     return job.state
 
 

@@ -116,6 +116,7 @@ class Job(models.Model):
     error_code = models.CharField(max_length=40, blank=True, default="")
     error = models.TextField(blank=True, default="")
     queue = models.CharField(max_length=60, default="jobs")
+    worker = models.CharField(max_length=200, blank=True, default="")  # the Celery worker that ran it
     attempts = models.PositiveIntegerField(default=0)
 
     created = models.DateTimeField(auto_now_add=True)

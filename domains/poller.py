@@ -11,9 +11,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from balloonweb.bulk import update_rows
 from balloonweb.live.publish import publish_many
 from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUnreachable, driver_for
-from hosts.models import Host
+from hosts.models import Host, queue_name
 
 from . import inventory
 from .models import Domain
@@ -101,18 +102,21 @@ def write_readings(readings: list[HostReading]) -> tuple[list[tuple[str, object,
         changed.append(domain)
         if _shown(domain) != before:
             changed_by_host.setdefault(host.pk, []).append(domain.pk)
+    # A host that answers again after being offline (a restarted daemon) gets one cycle before its missing
+    # domains count as gone: whoever restarted it may still be defining them again.
+    returning = {r.host.pk for r in answered if r.host.status != Host.Status.ONLINE}
     for uuid, domain in existing.items():
-        if uuid not in seen and domain.state != Domain.State.GONE:
+        if uuid not in seen and domain.state != Domain.State.GONE and domain.host_id not in returning:
             domain.state, domain.hv_id = Domain.State.GONE, None
             changed.append(domain)
             changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
 
     hosts_changed = [r.host for r in readings if _apply_host(r, now)]
     with transaction.atomic():
-        Domain.objects.bulk_update(changed, POLLED_FIELDS, batch_size=2000)
+        update_rows(changed, POLLED_FIELDS)
         Domain.objects.bulk_create(created, batch_size=2000)
         record_samples(changed + created, now)  # the charts' history: one bulk insert
-        Host.objects.bulk_update([r.host for r in readings], HOST_FIELDS, batch_size=2000)
+        update_rows([r.host for r in readings], HOST_FIELDS)
     for domain in created:
         changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
     messages = [("host", host_id, {"type": "domains", "domains": ids}) for host_id, ids in changed_by_host.items()]
@@ -173,6 +177,5 @@ def dispatch_polls() -> list[str]:
     """One poll task per host group, on that group's queue, so that each group is polled near its hosts."""
     groups = sorted(set(Host.objects.values_list("queue_group", flat=True)))
     for group in groups:
-        queue = f"jobs.{group}" if group else "jobs"
-        current_app.send_task("domains.tasks.poll_group", args=[group], queue=queue)
+        current_app.send_task("domains.tasks.poll_group", args=[group], queue=queue_name("poll", group))
     return groups

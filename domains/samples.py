@@ -39,18 +39,19 @@ class MemorySample(models.Model):
         return f"{self.domain_id} at {self.at:%H:%M:%S}: {self.memory_kib // 1024} MiB"
 
 
+SAMPLE_FIELDS = ["domain", "at", "resolution", "memory_kib", "actual_kib", "used_kib", "available_kib"]
+
+
 def record_samples(domains, at: datetime) -> int:
     """One raw sample per running domain, in one bulk insert; called by the poller inside its write."""
+    from balloonweb.bulk import insert_rows
+
     rows = [
-        MemorySample(
-            domain_id=d.pk, at=at, memory_kib=d.memory_kib, actual_kib=d.actual_kib,
-            used_kib=d.used_kib, available_kib=d.available_kib,
-        )
+        (d.pk, at, RAW, d.memory_kib, d.actual_kib, d.used_kib, d.available_kib)
         for d in domains
         if d.pk is not None and d.is_running
     ]
-    MemorySample.objects.bulk_create(rows, batch_size=2000)
-    return len(rows)
+    return insert_rows(MemorySample, SAMPLE_FIELDS, rows)
 
 
 def compact(now: datetime | None = None) -> dict:

@@ -10,7 +10,7 @@ BUSY_RETRY_S = 0.5
 
 @shared_task(bind=True, acks_late=True, max_retries=None, time_limit=settings.MIGRATE_TIME_LIMIT + 30)
 def run_job(self, job_id: int) -> str:
-    outcome = jobs.run_job(job_id)
+    outcome = jobs.run_job(job_id, worker=self.request.hostname or "")
     if outcome == jobs.Claim.BUSY:
         raise self.retry(countdown=BUSY_RETRY_S)
     return outcome

@@ -19,18 +19,25 @@ def group_name(topic: str, key: object) -> str:
 
 def publish(topic: str, key: object, payload: dict) -> None:
     """Send after the current transaction commits (at once outside one); a lost message is logged, not raised."""
-    transaction.on_commit(lambda: _send(group_name(topic, key), payload))
+    publish_many([(topic, key, payload)])
 
 
 def publish_many(messages: list[tuple[str, object, dict]]) -> None:
-    transaction.on_commit(lambda: [_send(group_name(t, k), p) for t, k, p in messages])
+    if messages:
+        transaction.on_commit(lambda: _send([(group_name(t, k), p) for t, k, p in messages]))
 
 
-def _send(group: str, payload: dict) -> None:
+def _send(messages: list[tuple[str, dict]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "live.update", "payload": payload})
+        # One event loop (and so one Redis connection) for the whole batch: each async_to_sync call opens its own.
+        async_to_sync(_send_all)(layer, messages)
     except Exception:  # noqa: BLE001 - a live update is a hint; the database already holds the truth
-        log.warning("live update to %s not sent", group, exc_info=True)
+        log.warning("%d live updates not sent", len(messages), exc_info=True)
+
+
+async def _send_all(layer, messages: list[tuple[str, dict]]) -> None:
+    for group, payload in messages:
+        await layer.group_send(group, {"type": "live.update", "payload": payload})

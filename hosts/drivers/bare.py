@@ -55,3 +55,24 @@ def qemu_balloon_kib(uri: str, uuid: str) -> int:
     dom = pool.connection(uri).lookupByUUIDString(uuid)
     reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, '{"execute": "query-balloon"}', 0))
     return reply["return"]["actual"] // 1024
+
+
+def time_bulk_reads(uris: list[str], threads: int) -> float:
+    """Seconds to read every domain's memory on every host with the fewest libvirt calls, in `threads` threads:
+    one getAllDomainStats per host, plus info() per domain where the bulk call carries no balloon figures (as
+    the libvirt test driver). The floor under one poll cycle (bench/poll.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .libvirt_driver import BULK_STATS_GROUPS
+
+    def read(uri: str) -> int:
+        records = pool.connection(uri).getAllDomainStats(BULK_STATS_GROUPS)
+        for dom, record in records:
+            if "balloon.current" not in record:
+                dom.info()
+        return len(records)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        list(executor.map(read, uris))
+    return time.perf_counter() - started

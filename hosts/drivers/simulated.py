@@ -2,11 +2,16 @@
 migration done as a move (define on the destination, undefine on the source), since the test driver has none.
 """
 
+import json
 import time
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from hosts.simulation.demand import Demand, demand_for, guest_figures
+from hosts.simulation.fleet import node_file_for
 
-from .base import DomainStats, MigrationProgress, MigrationResult, ProgressCallback
+from .base import DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback
 from .errors import DriverError, NotSupported
 from .libvirt_driver import ACTIVE_STATES, LibvirtDriver
 
@@ -22,6 +27,14 @@ class SimulatedDriver(LibvirtDriver):
             description = _description(self.domain_xml(uuid))
             demand = self._demands[uuid] = demand_for(uuid, maxmem_kib, description)
         return demand
+
+    def host_info(self) -> HostInfo:
+        """libvirt's test node is always 3 GiB and 16 CPUs; a simulated host says its own size in node.json."""
+        info = super().host_info()
+        size = _node_size(self.uri)
+        if not size:
+            return info
+        return replace(info, total_kib=size["memory_kib"], cpus=size["cpus"])
 
     def bulk_stats(self) -> list[DomainStats]:
         now = time.time()
@@ -63,6 +76,18 @@ class SimulatedDriver(LibvirtDriver):
             detail=f"simulated move: the test driver cannot migrate, so {moved.name} was defined and started on "
             f"{destination.uri} with the same UUID, config and {moved.memory_kib // 1024} MiB, then undefined here",
         )
+
+
+def _node_size(uri: str) -> dict | None:
+    """The size a simulated host was started with (hosts.simulation.fleet writes it beside the socket)."""
+    query = parse_qs(urlsplit(uri).query)
+    socket = query.get("socket", [None])[0]
+    if not socket:
+        return None
+    try:
+        return json.loads(node_file_for(Path(socket)).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _description(xml: str) -> str:

@@ -12,6 +12,8 @@ Profiles, with base B (KiB) and t in seconds:
 - diurnal: B * (1 + 0.5 sin(2 pi t / 1 day)).
 - idle:    B / 8.
 - exceed:  3B: more than the host can give (the case for a migration).
+
+The model is documented, with what the autoscaler's simulation harness builds on it, in docs/simulation.md.
 """
 
 import hashlib
@@ -33,6 +35,10 @@ class Demand:
 
     def used_kib(self, t: float) -> int:
         return int(self.base_kib * _shape(self.profile, t + self.seed % 600))
+
+    def in_spike(self, t: float) -> bool:
+        """Whether a spike profile is in one of its 60 s spikes at t (a transient peak, not a trend)."""
+        return self.profile == "spike" and (t + self.seed % 600) % 600 < 60
 
 
 def _wobble(t: float) -> float:

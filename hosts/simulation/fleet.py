@@ -4,6 +4,7 @@ Each host lives in STATE_DIR/simhosts/NAME: the daemon's config, its socket and 
 keeper process that holds the connection which keeps the daemon's test driver state alive.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,11 @@ class SimHost:
     def uri(self) -> str:
         return f"test+unix:///default?socket={self.socket}"
 
+    def describe(self, *, memory_mib: int, cpus: int) -> None:
+        """The simulated machine's size; the simulated driver reads it next to the socket (see node_file_for)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        node_file_for(self.socket).write_text(json.dumps({"memory_kib": memory_mib * 1024, "cpus": cpus}))
+
     @property
     def daemon_pid_file(self) -> Path:
         return self.directory / "libvirtd.pid"
@@ -55,6 +61,10 @@ class SimHost:
     @property
     def running(self) -> bool:
         return self.pid(self.daemon_pid_file) is not None and self.socket.exists()
+
+
+def node_file_for(socket: Path) -> Path:
+    return socket.parent / "node.json"
 
 
 def root() -> Path:

@@ -9,6 +9,7 @@ from . import fleet
 
 DEFAULT_MEMORY_MIB = 16384
 DEFAULT_RESERVE_MIB = 512
+DEFAULT_CPUS = 16
 
 # The demo fleet of the run command: the seed's `foo` and a few neighbours with different demand profiles.
 DEMO_HOSTS = {"hv1": 8192, "hv2": 8192}
@@ -21,10 +22,11 @@ DEMO_DOMAINS = [
 ]
 
 
-def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int = DEFAULT_RESERVE_MIB, cpus: int | None = None, team=None) -> Host:
+def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int = DEFAULT_RESERVE_MIB, cpus: int = DEFAULT_CPUS, team=None) -> Host:
     """Start (or restart) a simulated host and register it. Domains the database knows on it are defined again,
     since a restarted daemon starts empty."""
     sim = fleet.simhost(name)
+    sim.describe(memory_mib=memory_mib, cpus=cpus)
     fleet.start_daemon(sim)
     driver = driver_for(sim.uri)
     for domain in driver.list_domains():
@@ -33,10 +35,8 @@ def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int =
     with transaction.atomic():
         host, _ = Host.objects.update_or_create(
             name=name,
-            defaults={"uri": sim.uri, "capacity_kib": memory_mib * 1024, "reserved_kib": reserve_mib * 1024},
+            defaults={"uri": sim.uri, "reserved_kib": reserve_mib * 1024},
         )
-        if cpus:
-            Host.objects.filter(pk=host.pk).update(cpus=cpus)
         if team is not None:
             Host.objects.filter(pk=host.pk).update(team=team)
     _restore_domains(host, driver)

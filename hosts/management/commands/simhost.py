@@ -12,7 +12,7 @@ class Command(BaseCommand):
         start.add_argument("name")
         start.add_argument("--memory", type=int, default=setup.DEFAULT_MEMORY_MIB, help="host memory, MiB")
         start.add_argument("--reserve", type=int, default=setup.DEFAULT_RESERVE_MIB, help="memory kept for the host, MiB")
-        start.add_argument("--cpus", type=int, default=None)
+        start.add_argument("--cpus", type=int, default=setup.DEFAULT_CPUS)
         stop = actions.add_parser("stop", help="stop a simulated host (its Host row stays, offline)")
         stop.add_argument("name", nargs="?")
         stop.add_argument("--all", action="store_true")
