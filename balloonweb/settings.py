@@ -25,17 +25,22 @@ def env_float(name: str, default: float) -> float:
 
 
 DEBUG = env_bool("DEBUG")
-SECRET_KEY = env("SECRET_KEY")
+
+# Where the simulated fleet, the lab and other run-time state live (sockets, pid files, guest images).
+STATE_DIR = Path(env("BALLOONWEB_STATE_DIR", str(BASE_DIR / "var")))
+
+# The run command writes a key to STATE_DIR/secret_key, so that other commands on the same machine find it.
+_SECRET_KEY_FILE = STATE_DIR / "secret_key"
+SECRET_KEY = env("SECRET_KEY") or (_SECRET_KEY_FILE.read_text().strip() if _SECRET_KEY_FILE.exists() else "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (DEBUG=1 uses a development key).")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be set when DEBUG is off (or written to {_SECRET_KEY_FILE}); DEBUG=1 uses a development key."
+        )
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
-
-# Where the simulated fleet, the lab and other run-time state live (sockets, pid files, guest images).
-STATE_DIR = Path(env("BALLOONWEB_STATE_DIR", str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
     "daphne",
@@ -66,14 +71,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: gives each request an id, its client address and `request.actor`.
+    "balloonweb.access.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "balloonweb.urls"
-    # After authentication: gives each request an id, its client address and `request.actor`.
-    "balloonweb.access.middleware.RequestContextMiddleware",
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "balloonweb.asgi.application"
 
@@ -165,6 +170,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
+# Periodic work has its own queue: "poll" (and "poll.<group>" for a host group's polls), "jobs" for jobs.
+CELERY_TASK_ROUTES = {"domains.tasks.poll_fleet": {"queue": "poll"}, "domains.tasks.sweep_jobs": {"queue": "poll"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest job, so that Redis does not hand a running job to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(MIGRATE_TIME_LIMIT * 2)}

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from hosts.drivers import DomainInfo, DomainStats
+from hosts.drivers.freshness import balloon_stats_stale
 from hosts.models import Host
 
 from .models import Domain
@@ -32,8 +33,7 @@ def apply_observation(domain: Domain, host: Host, seen: DomainInfo | DomainStats
         domain.config_memory_kib = seen.config_memory_kib
         domain.config_maxmem_kib = seen.config_maxmem_kib
     else:
-        # A guest that keeps reporting the same balloon timestamp has stopped updating its statistics.
-        domain.stats_stale = seen.last_update is not None and seen.last_update == domain.stats_last_update
+        domain.stats_stale = balloon_stats_stale(domain.stats_last_update, seen.last_update)
         domain.actual_kib = seen.actual_kib
         domain.unused_kib = seen.unused_kib
         domain.available_kib = seen.available_kib

@@ -3,6 +3,7 @@ hypervisor now says. The Celery task is a thin wrapper around `run_job`.
 """
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
 from balloonweb.access.actors import Actor
 from balloonweb.live.publish import publish
+from hosts.lab.migration import migration_options as lab_migration_options
 from hosts.drivers import DomainConfig, DriverError, HostUnreachable, MigrationProgress, driver_for
 
 from . import inventory
@@ -78,7 +80,7 @@ def run_job(job_id: int, worker: str = "") -> str:
         log.exception("job %s failed unexpectedly", job_id)
         failure = ("internal_error", f"internal error: {exc.__class__.__name__}: {exc}", "")
     # The row must say what the hypervisor says before the job stops counting as pending in booked_kib().
-    _refresh_domain(job)
+    _refresh_domain(job, succeeded=failure is None)
     if failure:
         _fail(job, *failure)
     else:
@@ -120,16 +122,11 @@ def _migrate(job: Job) -> None:
         job.progress = report.percent
         announce(job)
 
-    options = migration_options(source, target, uuid)
+    options = lab_migration_options(source.uri, target.uri, uuid)
     result = source_driver.migrate(uuid, target_driver, progress, **options)
     _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
     Domain.objects.filter(pk=domain.pk).update(host=target)
     domain.host = target
-
-
-def migration_options(source, target, uuid: str) -> dict:
-    """Extra libvirt migration parameters a pair of hosts needs (the lab's second daemon); none by default."""
-    return {}
 
 
 def _create(job: Job) -> None:
@@ -190,8 +187,9 @@ def _audit_outcome(job: Job) -> None:
         record(actor, f"job.{job.kind}", job.domain or job.host, result=result, message=job.error, job=job)
 
 
-def _refresh_domain(job: Job) -> None:
-    """After a job, the row says what the hypervisor says (also after a failure)."""
+def _refresh_domain(job: Job, *, succeeded: bool = False) -> None:
+    """After a job, the row says what the hypervisor says (also after a failure). After a resize the row keeps
+    the target: a real balloon takes a second to get there, and libvirt reports where it is on the way."""
     if job.domain_id is None:
         return
     domain = Domain.objects.select_related("host").get(pk=job.domain_id)
@@ -201,6 +199,8 @@ def _refresh_domain(job: Job) -> None:
         return  # the poller will catch up once the host answers
     if info is None:
         return
+    if succeeded and job.kind == Job.Kind.RESIZE:
+        info = replace(info, memory_kib=job.params["target_kib"])
     inventory.record_domain(domain.host, info)
     publish("host", domain.host_id, {"type": "domain", "domain": domain.pk})
 

@@ -5,8 +5,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$PROJECT_DIR"
 
-# libvirt: headers to build libvirt-python, the daemon for simulated hosts, virsh; chromium for browser tests.
-apt_install gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients chromium
+# libvirt: headers to build libvirt-python, the daemon for simulated hosts, virsh; QEMU and busybox for the
+# lab of real guests; chromium for the browser tests.
+apt_install gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
+  qemu-system-x86 busybox-static chromium redis-server
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv python3-dev
 command -v npm >/dev/null || apt_install nodejs npm
 # libvirtd's QEMU driver refuses to start without this system user.

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from hosts.simulation.demand import Demand, demand_for, guest_figures
 from hosts.simulation.fleet import node_file_for
 
-from .base import DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback
+from .base import DomainInfo, DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback
 from .errors import DriverError, NotSupported
 from .libvirt_driver import ACTIVE_STATES, LibvirtDriver
 
@@ -36,6 +36,16 @@ class SimulatedDriver(LibvirtDriver):
             return info
         return replace(info, total_kib=size["memory_kib"], cpus=size["cpus"])
 
+    def _info(self, dom) -> DomainInfo:
+        info = super()._info(dom)
+        return replace(info, cpu_time_ns=self._cpu_time_ns(info.cpu_time_ns))
+
+    def _cpu_time_ns(self, reported_ns: int) -> int:
+        """The test driver reports the wall clock as cpu time; count it from the host's start instead, as if
+        each guest kept one vCPU busy since then."""
+        started = _node_started_ns(self.uri)
+        return max(0, reported_ns - started) if started else reported_ns
+
     def bulk_stats(self) -> list[DomainStats]:
         now = time.time()
         result = []
@@ -51,6 +61,7 @@ class SimulatedDriver(LibvirtDriver):
                         "usable_kib": figures.usable_kib,
                         "rss_kib": figures.rss_kib,
                         "last_update": int(now),
+                        "cpu_time_ns": self._cpu_time_ns(stats.cpu_time_ns),
                     }
                 )
             result.append(stats)
@@ -78,15 +89,23 @@ class SimulatedDriver(LibvirtDriver):
         )
 
 
+def _node_file(uri: str) -> Path | None:
+    """hosts.simulation.fleet describes a simulated host in a file beside its socket."""
+    socket = parse_qs(urlsplit(uri).query).get("socket", [None])[0]
+    return node_file_for(Path(socket)) if socket else None
+
+
 def _node_size(uri: str) -> dict | None:
-    """The size a simulated host was started with (hosts.simulation.fleet writes it beside the socket)."""
-    query = parse_qs(urlsplit(uri).query)
-    socket = query.get("socket", [None])[0]
-    if not socket:
-        return None
     try:
-        return json.loads(node_file_for(Path(socket)).read_text())
-    except (OSError, ValueError):
+        return json.loads(_node_file(uri).read_text())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _node_started_ns(uri: str) -> int | None:
+    try:
+        return _node_file(uri).stat().st_mtime_ns
+    except (AttributeError, OSError):
         return None
 
 
