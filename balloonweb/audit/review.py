@@ -4,7 +4,7 @@ import json
 from datetime import datetime, time
 
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
 from balloonweb.access import rules
@@ -51,10 +51,14 @@ class AuditFilter(forms.Form):
             entries = entries.filter(action__startswith=action) if action.endswith(".") else entries.filter(action=action)
         if data.get("result"):
             entries = entries.filter(result=data["result"])
+        # Times become id bounds too: `at` is taken under the chain lock, so it grows with the id, and a page is
+        # then one range of the primary key instead of every entry of the period sorted by id.
         if data.get("since"):
-            entries = entries.filter(at__gte=data["since"])
+            first = AuditEntry.objects.filter(at__gte=data["since"]).order_by("at").values("id")[:1]
+            entries = entries.filter(at__gte=data["since"], id__gte=Subquery(first))
         if data.get("until"):
-            entries = entries.filter(at__lte=data["until"])
+            last = AuditEntry.objects.filter(at__lte=data["until"]).order_by("-at").values("id")[:1]
+            entries = entries.filter(at__lte=data["until"], id__lte=Subquery(last))
         if data.get("q"):
             q = data["q"]
             entries = entries.filter(Q(object_repr__icontains=q) | Q(message__icontains=q) | Q(actor_label__icontains=q))
