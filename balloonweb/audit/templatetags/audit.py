@@ -38,3 +38,10 @@ def pretty_change(values: dict) -> str:
         else:
             parts.append(f"{name} {value}")
     return ", ".join(parts)
+
+
+@register.filter(name="may_review")
+def may_review_filter(request) -> bool:
+    """`{% if request|may_review %}`: whether to offer the audit page (team admins and superusers)."""
+    actor = getattr(request, "actor", None)
+    return actor is not None and getattr(request.user, "is_authenticated", False) and may_review(actor)
