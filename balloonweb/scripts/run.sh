@@ -31,6 +31,7 @@ if [ "${BALLOONWEB_FLEET:-sim}" = lab ]; then manage lab up; else manage simhost
 
 "$VENV/bin/celery" -A balloonweb worker -Q jobs,poll -c 2 -l warning --logfile "$STATE_DIR/worker.log" & children+=($!)
 "$VENV/bin/celery" -A balloonweb beat -l warning -s "$STATE_DIR/celerybeat-schedule" --logfile "$STATE_DIR/beat.log" & children+=($!)
+"$VENV/bin/python" manage.py events >"$STATE_DIR/events.log" 2>&1 & children+=($!)
 say "BalloonWeb on http://127.0.0.1:8000 (logs in $STATE_DIR); Ctrl-C stops it"
 "$VENV/bin/daphne" -b 127.0.0.1 -p 8000 balloonweb.asgi:application & children+=($!)
 wait -n "${children[@]}"

@@ -161,3 +161,29 @@ def test_balloon_events_follow_a_resize_as_it_happens(labvm1):
     finally:
         subscription.close()
         driver_for(uri).set_memory(uuid, FULL_KIB, live=True, config=False)
+
+
+def test_the_events_process_records_a_moving_balloon_before_any_poll(labvm1):
+    """`manage.py events`' loop: the Domain row's actual size follows the balloon with no poll in between."""
+    import threading
+
+    from domains.events import follow_events
+
+    uri, uuid = labvm1.host.uri, str(labvm1.uuid)
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_events, args=(stop,), daemon=True)
+    follower.start()
+    try:
+        time.sleep(1)  # the subscription is made at the loop's first pass
+        driver_for(uri).set_memory(uuid, 288 * MIB, live=True, config=False)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            labvm1.refresh_from_db()
+            if labvm1.actual_kib == 288 * MIB:
+                break
+            time.sleep(0.1)
+        assert labvm1.actual_kib == 288 * MIB
+    finally:
+        stop.set()
+        follower.join(timeout=15)
+        driver_for(uri).set_memory(uuid, FULL_KIB, live=True, config=False)
