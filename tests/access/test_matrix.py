@@ -114,18 +114,28 @@ MATRIX: dict[str, list[Case]] = {
     # and an entry of team A is, for them, not there.
     "api:auditentry-list": [Case(expect=API_LIST)],
     "api:auditentry-detail": [Case(args={"pk": "extra.team_a_entry"}, expect={**API_OBJECT, "viewer": 404, "operator": 404})],
-    "api:team-list": [Case(expect=API_LIST)],
+    "api:team-list": [
+        Case(expect=API_LIST),
+        Case("post", data={"name": "C"}, json=True, expect=dict(anonymous=401, outsider=403, viewer=403, operator=403, admin=403, superuser=201)),
+    ],
     "api:team-detail": [
         Case(args={"pk": "team_a.pk"}, expect=API_OBJECT),
         Case("patch", {"pk": "team_a.pk"}, {"operator_max_mib": 2048}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True),
     ],
-    "api:membership-list": [Case(expect=API_LIST)],
+    "api:membership-list": [
+        Case(expect=API_LIST),
+        Case("post", data={"team": "team_a.pk", "username": "root", "role": "viewer"}, json=True, expect={**API_ADMIN, "admin": 201, "superuser": 201}),
+    ],
     "api:membership-detail": [
         Case(args={"pk": "memberships.viewer.pk"}, expect=API_OBJECT),
         Case("patch", {"pk": "memberships.viewer.pk"}, {"role": "operator"}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True),
+        Case("delete", {"pk": "memberships.viewer.pk"}, expect={**API_ADMIN, "admin": 204, "superuser": 204}),
     ],
     # Tokens are their owner's only: anyone else, a superuser too, finds no such token.
-    "api:token-list": [Case(expect=API_LIST)],
+    "api:token-list": [
+        Case(expect=API_LIST),
+        Case("post", data={"name": "mine"}, json=True, expect={**dict.fromkeys(ROLES, 201), "anonymous": 401}),
+    ],
     "api:token-detail": [Case(args={"pk": "extra.viewer_token"}, expect=dict(anonymous=401, outsider=404, viewer=200, operator=404, admin=404, superuser=404))],
     # The schema and its documentation page describe the API, not the fleet: public.
     "api:schema": [Case(expect=dict.fromkeys(ROLES, 200))],
