@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 
 from celery import current_app
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from balloonweb.bulk import update_rows
@@ -51,11 +50,13 @@ class PollReport:
 
 
 def read_host(host: Host, known_uuids: set[str]) -> HostReading:
-    """All the hypervisor calls of one host: host info, one bulk stats call, and the config of new domains."""
+    """All the hypervisor calls of one host: one bulk stats call, the config of new domains, and the host's own
+    figures when it was not online before (a host's memory and CPUs do not change while it runs)."""
     reading = HostReading(host)
     driver = driver_for(host.uri)
     try:
-        reading.info = driver.host_info()
+        if not host.is_online or not host.total_kib:
+            reading.info = driver.host_info()
         reading.stats = driver.bulk_stats()
         for stats in reading.stats:
             if stats.uuid not in known_uuids:
@@ -81,10 +82,11 @@ def write_readings(readings: list[HostReading]) -> tuple[list[tuple[str, object,
     now = timezone.now()
     answered = [r for r in readings if r.error is None]
     seen: dict[str, tuple[Host, DomainStats]] = {str(s.uuid): (r.host, s) for r in answered for s in r.stats}
-    existing = {
-        str(d.uuid): d
-        for d in Domain.objects.filter(Q(uuid__in=list(seen)) | Q(host__in=[r.host for r in answered], state__in=_present_states()))
-    }
+    existing = {str(d.uuid): d for d in Domain.objects.filter(host__in=[r.host for r in answered], state__in=_present_states())}
+    # Domains that arrived from a host not polled now, or came back after being gone: usually none.
+    arrived = [uuid for uuid in seen if uuid not in existing]
+    if arrived:
+        existing.update((str(d.uuid), d) for d in Domain.objects.filter(uuid__in=arrived))
     changed: list[Domain] = []
     created: list[Domain] = []
     changed_by_host: dict[int, list[int]] = {}
@@ -137,7 +139,8 @@ def _apply_host(reading: HostReading, now) -> bool:
     previous = host.status
     if reading.error is None:
         host.status, host.last_error, host.last_seen = Host.Status.ONLINE, "", now
-        host.total_kib, host.cpus = reading.info.total_kib, reading.info.cpus
+        if reading.info is not None:
+            host.total_kib, host.cpus = reading.info.total_kib, reading.info.cpus
     else:
         unreachable = isinstance(reading.error, HostUnreachable)
         host.status = Host.Status.OFFLINE if unreachable else Host.Status.ERROR
