@@ -152,3 +152,45 @@ def host_deleted(sender, instance, **kwargs):
 signals.pre_save.connect(host_saving, sender="hosts.Host", dispatch_uid="audit-host-pre")
 signals.post_save.connect(host_saved, sender="hosts.Host", dispatch_uid="audit-host-post")
 signals.post_delete.connect(host_deleted, sender="hosts.Host", dispatch_uid="audit-host-delete")
+
+
+# -- users: superuser and staff flags, deactivation, password changes ---------------------------------------------
+
+USER_FIELDS = ("is_superuser", "is_staff", "is_active")
+
+
+def user_saving(sender, instance, **kwargs):
+    _remember(sender, instance, (*USER_FIELDS, "password"))
+
+
+def user_saved(sender, instance, created, **kwargs):
+    name = {"user": instance.get_username()}
+    if created:
+        record(actors.current(), "user.create", None, result=Result.SUCCEEDED, after={**name, **_values(instance, USER_FIELDS)})
+        return
+    before, after = _changes(instance, USER_FIELDS)
+    if after:
+        # Granting superuser is the largest role change there is; losing "active" ends what the user has open.
+        record(actors.current(), "user.update", None, result=Result.SUCCEEDED, before={**name, **before}, after={**name, **after})
+        if after.get("is_active") is False or after.get("is_superuser") is False:
+            sockets.access_changed(instance.pk, reason="account changed")
+    old_password = (getattr(instance, "_audit_before", None) or {}).get("password")
+    if old_password is not None and old_password != instance.password:
+        # Never the hashes: only that it changed, and by whom.
+        record(actors.current(), "auth.password_change", None, result=Result.SUCCEEDED, after=name)
+
+
+def user_deleted(sender, instance, **kwargs):
+    record(actors.current(), "user.delete", None, result=Result.SUCCEEDED, before={"user": instance.get_username()})
+
+
+def _connect_user_signals():
+    from django.conf import settings
+
+    model = settings.AUTH_USER_MODEL
+    signals.pre_save.connect(user_saving, sender=model, dispatch_uid="audit-user-pre")
+    signals.post_save.connect(user_saved, sender=model, dispatch_uid="audit-user-post")
+    signals.post_delete.connect(user_deleted, sender=model, dispatch_uid="audit-user-delete")
+
+
+_connect_user_signals()

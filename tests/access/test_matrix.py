@@ -141,6 +141,8 @@ MATRIX: dict[str, list[Case]] = {
     "api:schema": [Case(expect=dict.fromkeys(ROLES, 200))],
     "api:docs": [Case(expect=dict.fromkeys(ROLES, 200))],
     "api:tokens": [Case(expect=ANY_SIGNED_IN)],
+    # Any other path under /api/: a JSON 404 for everyone, which reveals nothing.
+    "api:no-such-endpoint": [Case(expect=dict.fromkeys(ROLES, 404))],
     # Metrics are for the monitoring system: by network or token (METRICS_* settings), not by role.
     "api:metrics": [Case(expect=dict.fromkeys(ROLES, 200))],
 }

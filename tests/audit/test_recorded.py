@@ -53,3 +53,25 @@ def test_team_changes_on_our_pages_and_in_djangos_admin(db):
     assert recent[1].before["role"] == "viewer" and recent[1].after["role"] == "operator"
     assert all(e.request_id and e.client_ip == "127.0.0.1" for e in recent[:3])
     assert got[3] == ("team.update", "root", world.team_b.pk) and recent[3].after == {"name": "B2", "quota_kib": 1048576}
+
+
+def test_user_accounts_superuser_grants_and_password_changes(db):
+    from django.contrib.auth import get_user_model
+
+    with acting_as(Actor.command_line()):
+        user = get_user_model().objects.create_user("eve", password="first password 1")
+        user.last_login = None
+        user.save()  # nothing an admin set: not recorded
+        user.is_superuser = True
+        user.save()
+        user.set_password("second password 2")
+        user.save()
+        user.delete()
+    got = [(e.action, e.before, e.after) for e in AuditEntry.objects.filter(action__in=["user.create", "user.update", "auth.password_change", "user.delete"]).order_by("id")]
+    assert got == [
+        ("user.create", None, {"user": "eve", "is_superuser": False, "is_staff": False, "is_active": True}),
+        ("user.update", {"user": "eve", "is_superuser": False}, {"user": "eve", "is_superuser": True}),
+        ("auth.password_change", None, {"user": "eve"}),
+        ("user.delete", {"user": "eve"}, None),
+    ]
+    assert "pbkdf2" not in str(AuditEntry.objects.values_list("before", "after", "message")) and "md5" not in str(AuditEntry.objects.values_list("after", flat=True))
