@@ -4,6 +4,7 @@ import json
 from datetime import datetime, time
 
 from django import forms
+from django.apps import apps
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -21,14 +22,14 @@ EXPORT_FIELDS = (
 
 class AuditFilter(forms.Form):
     actor = forms.CharField(required=False, help_text="user name, token or command line label")
-    team = forms.IntegerField(required=False, min_value=1)
-    host = forms.IntegerField(required=False, min_value=1)
-    domain = forms.IntegerField(required=False, min_value=1)
+    team = forms.CharField(required=False, help_text="name or id")
+    host = forms.CharField(required=False, help_text="name or id")
+    domain = forms.CharField(required=False, help_text="name or id")
     action = forms.CharField(required=False, help_text="e.g. domain.resize, or domain. for all domain actions")
     result = forms.ChoiceField(required=False, choices=[("", "any"), *AuditEntry.Result.choices])
     since = forms.DateTimeField(required=False, help_text="YYYY-MM-DD [HH:MM]")
     until = forms.DateTimeField(required=False, help_text="YYYY-MM-DD [HH:MM]")
-    q = forms.CharField(required=False, label="text", help_text="in the object, the message and the actor")
+    q = forms.CharField(required=False, label="Text", help_text="in the object, the message and the actor")
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)  # keyset cursor
 
     def clean_until(self):
@@ -43,9 +44,9 @@ class AuditFilter(forms.Form):
         data = self.cleaned_data
         if data.get("actor"):
             entries = entries.filter(actor_label=data["actor"])
-        for name in ("team", "host", "domain"):
+        for name, model in (("team", "access.Team"), ("host", "hosts.Host"), ("domain", "domains.Domain")):
             if data.get(name):
-                entries = entries.filter(**{f"{name}_id": data[name]})
+                entries = entries.filter(**{f"{name}_id__in": _ids(model, data[name])})
         if data.get("action"):
             action = data["action"]
             entries = entries.filter(action__startswith=action) if action.endswith(".") else entries.filter(action=action)
@@ -63,6 +64,15 @@ class AuditFilter(forms.Form):
             q = data["q"]
             entries = entries.filter(Q(object_repr__icontains=q) | Q(message__icontains=q) | Q(actor_label__icontains=q))
         return entries.order_by("-id")
+
+
+def _ids(model: str, value: str) -> list[int]:
+    """An id as given, or the ids of the objects with that name (a domain name may be on several hosts).
+    Entries of objects since deleted are found by id."""
+    value = value.strip()
+    if value.isdigit():
+        return [int(value)]
+    return list(apps.get_model(model).objects.filter(name=value).values_list("pk", flat=True)[:100])
 
 
 def visible_entries(actor: Actor) -> QuerySet:

@@ -137,8 +137,8 @@ def test_export_with_filters(entries, audit_cmd, tmp_path):
     code, _ = audit_cmd("export", "--format", "csv", "--action", "test.action", "--output", str(target))
     lines = target.read_text().splitlines()
     assert code == 0 and lines[0].startswith("id,at,actor_kind") and len(lines) == 6
-    with pytest.raises(CommandError, match="--team"):
-        audit_cmd("export", "--team", "x")
+    with pytest.raises(CommandError, match="--since"):
+        audit_cmd("export", "--since", "yesterday-ish")
 
 
 def test_the_key_file_is_created_private(settings, tmp_path):

@@ -60,6 +60,9 @@ def test_filters(world: World):
     assert messages(since="2000-01-01", until="2000-01-02") == []
     assert len(messages(since="2000-01-01")) >= 3
     assert client.get(reverse("audit"), {"team": "nope"}).context["rows"] == []
+    # Names work as well as ids.
+    assert messages(domain="da", result="refused") == ["above the limit"]
+    assert messages(team="A", action="domain.floor") == ["floor"]
 
 
 def test_keyset_pages(world: World, django_assert_max_num_queries):
