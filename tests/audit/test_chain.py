@@ -175,3 +175,19 @@ def test_concurrent_appends_keep_one_chain(transactional_db, audit_cmd):
     ids = list(AuditEntry.objects.order_by("id").values_list("id", flat=True))
     assert len(ids) == 60 and ids == list(range(ids[0], ids[0] + 60))
     assert audit_cmd("verify")[0] == 0
+
+
+def test_verify_from_the_shell_exits_1_naming_the_entry(transactional_db):
+    """The command line contract, in a process of its own: exit 0 when whole, 1 and the entry's id when not."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, child_environment
+
+    entries = [record(Actor.command_line(), "test.action", message=f"entry {i}") for i in range(3)]
+    command = [sys.executable, "manage.py", "audit", "verify"]
+    whole = subprocess.run(command, cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=120)
+    assert whole.returncode == 0 and "OK: 3 entries verified" in whole.stdout, whole.stderr
+    raw(f"UPDATE {TABLE} SET after = %s WHERE id = %s", ['{"memory_kib": 1}', entries[1].id])
+    broken = subprocess.run(command, cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and f"audit entry {entries[1].id}:" in broken.stderr
