@@ -156,13 +156,12 @@ def locked_host(host_id: int) -> Host:
     return Host.objects.select_for_update().get(pk=host_id)
 
 
-def check_delegation(actor: Actor, domain: Domain, target_kib: int, adding_kib: int) -> None:
+def check_delegation(actor: Actor, team: Team | None, target_kib: int, adding_kib: int) -> None:
     """Range-bounded delegation, per team: an operator may grow one domain up to the team's operator_max_kib
     (set by the team's admins), and nobody but a superuser may take the team's running memory past its
     quota_kib (set by superusers). Shrinking is always allowed. Call inside the request's transaction: the
     team row lock serialises requests on different hosts of one team, which the host lock alone does not.
     """
-    team = domain.host.team
     if team is None or actor.is_privileged or adding_kib <= 0:
         return
     team = Team.objects.select_for_update().get(pk=team.pk)  # after the host lock, always in this order
@@ -247,7 +246,7 @@ def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
         check_memory_bounds(domain, target_kib)
         check_host_online(host)
         current = booked_kib(host) - booked_kib(host, exclude_domain=domain)
-        check_delegation(actor, domain, target_kib, target_kib - current)
+        check_delegation(actor, domain.host.team, target_kib, target_kib - current)
         if target_kib > current:
             check_host_room(host, target_kib, exclude_domain=domain)
         job = _new_job(actor, Job.Kind.RESIZE, host, domain=domain, target_kib=target_kib)
@@ -278,7 +277,8 @@ def set_floor(actor: Actor, domain: Domain, size: str | int) -> Domain:
     """The floor is BalloonWeb's own rule, not the hypervisor's: it changes at once, without a job."""
     floor_kib = parse_size(size)
     with transaction.atomic():
-        domain = Domain.objects.select_for_update().select_related("host__team").get(pk=domain.pk)
+        # of=self: PostgreSQL refuses to lock the nullable side of the team join.
+        domain = Domain.objects.select_for_update(of=("self",)).select_related("host__team").get(pk=domain.pk)
         check_permission(actor, "set_floor", domain)
         if floor_kib > domain.maxmem_kib:
             raise BadRequest(f"a floor of {mib(floor_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)})", "above_maxmem")
@@ -307,6 +307,8 @@ def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
         check_host_online(target)
         memory_kib = booked_kib(source) - booked_kib(source, exclude_domain=domain)
         check_host_room(target, memory_kib)
+        if target.team_id != source.team_id:  # the memory moves into another team's quota
+            check_delegation(actor, target.team, memory_kib, memory_kib)
         job = _new_job(actor, Job.Kind.MIGRATE, source, domain=domain, target_host=target, memory_kib=memory_kib)
         record(actor, "domain.migrate", domain, before={"host": source.name}, after={"host": target.name}, job=job)
     return job
@@ -327,6 +329,7 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
         if Domain.objects.present().filter(host=host, name=config.name).exists():
             raise Conflict(f"{host.name} already has a domain named {config.name}", "name_taken")
         check_host_room(host, config.memory_kib)
+        check_delegation(actor, host.team, config.memory_kib, config.memory_kib)
         job = _new_job(
             actor, Job.Kind.CREATE, host, target_host=host,
             name=config.name, memory_kib=config.memory_kib, maxmem_kib=config.maxmem_kib,
