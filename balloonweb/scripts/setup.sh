@@ -33,3 +33,5 @@ if [ -f package.json ]; then
   npm run --silent vendor
 fi
 mkdir -p "$STATE_DIR"
+# WhiteNoise serves the collected files (and says so at every start when the folder is missing).
+DEBUG=1 "$VENV/bin/python" manage.py collectstatic --noinput -v0
