@@ -4,6 +4,7 @@ Every service takes an Actor, so that permissions and the audit log see the same
 """
 
 import contextvars
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -58,16 +59,20 @@ class Actor:
 # The actor of the request or command being handled, for changes recorded by signal handlers (a team edited in
 # Django's admin, a host added by `simhost`), which are not handed an actor. Set by RequestContextMiddleware and
 # by `acting_as`; the system actor otherwise.
-_current: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("balloonweb_actor", default=None)
+# The variable holds a function returning the actor, not the actor: asgiref looks at the value of every context
+# variable when a request crosses between a worker thread and the event loop (`isinstance`), which would make
+# the request's lazy actor load its user (a database query) in async context, and the request would hang.
+_current: contextvars.ContextVar[Callable[[], Actor] | None] = contextvars.ContextVar("balloonweb_actor", default=None)
 
 
 def current() -> Actor:
-    return _current.get() or Actor.system()
+    getter = _current.get()
+    return getter() if getter is not None else Actor.system()
 
 
 @contextmanager
 def acting_as(actor: Actor):
-    token = _current.set(actor)
+    token = _current.set(lambda: actor)
     try:
         yield actor
     finally:
