@@ -38,10 +38,6 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-class SessionAuthentication(authentication.SessionAuthentication):
-    """The browser's session; DRF enforces CSRF on unsafe methods for it."""
-
-
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = BearerTokenAuthentication
     name = "bearerToken"

@@ -17,7 +17,6 @@ class SchemaView(SpectacularAPIView):
             "with a job; `GET /api/jobs/{id}/?wait=30` follows it. Errors are `{\"code\", \"message\"}`."
         ),
         "VERSION": "1",
-        "SERVE_INCLUDE_SCHEMA": False,
         "COMPONENT_SPLIT_REQUEST": True,
     }
 

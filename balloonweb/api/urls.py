@@ -1,7 +1,7 @@
 """Mounted at the site root (one include in balloonweb/urls.py): the API under /api/, the metrics at /metrics
 (where Prometheus looks by default) and the tokens page."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
 from . import docs, metrics, pages, views
@@ -19,6 +19,8 @@ api_patterns = [
     *router.urls,
     path("schema/", docs.SchemaView.as_view(), name="schema"),
     path("docs/", docs.DocsView.as_view(), name="docs"),
+    # Anything else under /api/ is a JSON 404 too, not the site's HTML page.
+    re_path(r"", views.no_such_endpoint, name="no-such-endpoint"),
 ]
 docs.SchemaView.urlconf = docs.api_only([path("api/", include((router.urls, "api")))])
 

@@ -8,23 +8,27 @@ import os
 import time
 
 from django.db.models import Count, Q, Sum
+from django.http import JsonResponse
+from django.utils.functional import SimpleLazyObject
+from django.views.decorators.csrf import csrf_exempt
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, pagination, parsers, renderers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from balloonweb.access import actors, rules
-from balloonweb.access.models import Membership, Team
+from balloonweb.access.models import Team
 from balloonweb.audit import review
 from domains import services
 from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
 
 from . import errors, filters, serializers, teams, tokens
-from .auth import BearerTokenAuthentication, SessionAuthentication, TokenScope, actor_of
+from .auth import BearerTokenAuthentication, TokenScope, actor_of
 from .models import ApiToken
 from .schema import ApiSchema
 
@@ -55,6 +59,7 @@ class NewestFirst(Pagination):
 class ApiView:
     """What every API view shares: who may call, how errors look, how lists page and filter."""
 
+    # The browser's session works too; DRF enforces CSRF on its unsafe requests.
     authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated, TokenScope]
     renderer_classes = [renderers.JSONRenderer]
@@ -67,22 +72,20 @@ class ApiView:
     def get_exception_handler(self):
         return errors.handle
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        # Changes audited by model signals (teams, memberships) name the token, not the anonymous session.
-        self._acting_as = actors.acting_as(actor_of(request))
-        self._acting_as.__enter__()
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        acting = getattr(self, "_acting_as", None)
-        if acting is not None:
-            self._acting_as = None
-            acting.__exit__(None, None, None)
-        return super().finalize_response(request, response, *args, **kwargs)
+    def dispatch(self, request, *args, **kwargs):
+        # Changes audited by model signals (teams, memberships) name the caller: a token, not the anonymous
+        # session the middleware saw. Lazy, since DRF authenticates inside dispatch.
+        with actors.acting_as(SimpleLazyObject(lambda: actor_of(self.request))):
+            return super().dispatch(request, *args, **kwargs)
 
     @property
     def actor(self):
         return actor_of(self.request)
+
+
+@csrf_exempt  # a 404 whatever the method, not a CSRF page
+def no_such_endpoint(request, *args, **kwargs) -> JsonResponse:
+    return JsonResponse({"code": "not_found", "message": f"no API endpoint at {request.path}; see /api/docs/"}, status=404)
 
 
 def job_accepted(job: Job, request) -> Response:
@@ -267,7 +270,9 @@ class MembershipViewSet(ApiView, viewsets.ModelViewSet):
         return Response(serializers.MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
-        serializer.instance = teams.change_role(self.actor, serializer.instance, serializer.validated_data["role"])
+        membership = serializer.instance
+        # A PATCH may leave the role out; then it stays as it is (and the permission check still runs).
+        serializer.instance = teams.change_role(self.actor, membership, serializer.validated_data.get("role", membership.role))
 
     def perform_destroy(self, membership):
         teams.remove_member(self.actor, membership)
@@ -282,6 +287,8 @@ class TokenViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mixi
 
     serializer_class = serializers.TokenSerializer
     pagination_class = NewestFirst
+
+    queryset = ApiToken.objects.none()  # for the schema; get_queryset is per caller
 
     def get_queryset(self):
         return ApiToken.objects.filter(user=self.request.user)

@@ -226,3 +226,20 @@ def test_teams_and_memberships(people, team, as_):
 
 def test_a_team_with_hosts_is_not_deleted(people, fleet, as_):
     assert error(as_("root").delete(f"/api/teams/{fleet['h1'].team_id}/"))[:2] == (409, "team_has_hosts")
+
+
+def test_the_schema_and_its_docs_page(client):
+    schema = client.get("/api/schema/?format=json").json()
+    assert schema["openapi"].startswith("3.") and "/api/domains/{id}/resize/" in schema["paths"]
+    resize = schema["paths"]["/api/domains/{id}/resize/"]["post"]
+    assert {"202", "400", "403", "404", "409", "503"} <= set(resize["responses"])
+    assert "/api/schema/" not in schema["paths"] and "bearerToken" in schema["components"]["securitySchemes"]
+    docs = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs and "/api/schema/" in docs
+
+
+def test_an_empty_patch_changes_nothing(people, team, as_):
+    membership = team.memberships.get(user=people["viewer"])
+    response = as_("admin").patch(f"/api/memberships/{membership.pk}/", {}, format="json")
+    assert response.status_code == 200 and response.json()["role"] == "viewer"
+    assert as_("admin").patch(f"/api/teams/{team.pk}/", {}, format="json").status_code == 200
