@@ -136,17 +136,13 @@ WHITENOISE_USE_FINDERS = True
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Live updates go through Redis pub/sub (balloonweb/live/layer.py says why, and how a gap is caught up).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [REDIS_URL],
-            "prefix": env("CHANNELS_PREFIX", "balloonweb"),
-            "capacity": 1000,
-            "expiry": 30,
-            # Sockets re-join their groups on every connect; a long day on one page must not fall out of them.
-            "group_expiry": 7 * 24 * 3600,
-        },
+        "BACKEND": "balloonweb.live.layer.LiveChannelLayer",
+        # Pub/sub channels are server-wide (not per Redis database): the prefix names the database too, so
+        # that two installations (or test runs) on one Redis never hear each other.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{env('CHANNELS_PREFIX', 'balloonweb')}.db{REDIS_URL.rsplit('/', 1)[-1] or 0}."},
     }
 }
 

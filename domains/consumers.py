@@ -67,6 +67,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if payload.get("type") == "close":
             await self.close(code=CLOSE_BY_SERVER)
             return
+        if payload.get("type") == "resync":  # hints may have been lost (balloonweb/live/layer.py)
+            await self.send_json(payload)
+            return
         if await self.concerns(payload):
             await self.send_json(payload)
 

@@ -123,9 +123,12 @@ def write_readings(readings: list[HostReading]) -> tuple[list[tuple[str, object,
         changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
     messages = [("host", host_id, {"type": "domains", "domains": ids}) for host_id, ids in changed_by_host.items()]
     touched_hosts = {h.pk: h for h in hosts_changed} | {r.host.pk: r.host for r in readings if r.host.pk in changed_by_host}
+    fleet: dict[int | None, list[int]] = {}
     for host in touched_hosts.values():
         messages.append(("host", host.pk, {"type": "host", "host": host.pk, "status": host.status}))
-        messages.append(("fleet", host.team_id, {"type": "host", "host": host.pk, "status": host.status}))
+        fleet.setdefault(host.team_id, []).append(host.pk)
+    # One hint per team and poll, whatever the number of hosts: every fleet page open gets each one.
+    messages += [("fleet", team, {"type": "hosts", "hosts": ids}) for team, ids in fleet.items()]
     return messages, len(seen), sum(len(ids) for ids in changed_by_host.values())
 
 

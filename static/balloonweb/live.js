@@ -24,6 +24,7 @@
 
   // What a hint is about: its type, and "job-finished" for a job that ended (regions that change only then).
   function kinds(message) {
+    if (message.type === "resync") return ["*"]; // the server may have missed hints: refetch everything
     const found = [message.type];
     if (message.type === "job" && FINISHED.includes(message.state)) found.push("job-finished");
     return found;

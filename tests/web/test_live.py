@@ -76,9 +76,9 @@ def test_members_get_their_hosts_hints_and_outsiders_see_nothing(people, small_f
         fleet_outsider, ok = await connect(FleetConsumer, people["outsider"])
         assert ok  # the fleet page is open to everyone logged in; it shows only their teams' hosts
         await send("host", hv1.pk, {"type": "domains", "domains": [foo.pk]})
-        await send("fleet", team.pk, {"type": "host", "host": hv1.pk, "status": "online"})
+        await send("fleet", team.pk, {"type": "hosts", "hosts": [hv1.pk]})
         assert await viewer.receive_json_from(timeout=5) == {"type": "domains", "domains": [foo.pk]}
-        assert await fleet_viewer.receive_json_from(timeout=5) == {"type": "host", "host": hv1.pk, "status": "online"}
+        assert await fleet_viewer.receive_json_from(timeout=5) == {"type": "hosts", "hosts": [hv1.pk]}
         assert await fleet_outsider.receive_nothing(timeout=0.3)
         for communicator in (viewer, fleet_viewer, fleet_outsider):
             await communicator.disconnect()
