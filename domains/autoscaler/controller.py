@@ -15,7 +15,8 @@ from .snapshot import (
     BALLOON_TOLERANCE_KIB,
     BALLOON_TOLERANCE_SHARE,
     MIN_FREE_SHARE,
-    PERSISTENT_SATURATION_CYCLES,
+    PEAK_MEMORY_S,
+    PERSISTENT_SATURATION_S,
     SATURATED_SHARE,
     STUCK_AFTER_CYCLES,
     STUCK_RETRY_BASE_S,
@@ -54,6 +55,9 @@ class Want:
     figures: dict
     watch: BalloonWatch
     retry: bool = False  # a stuck balloon due for another try at `target_kib`
+    saturated: bool = False  # out of free memory: its target is a guess (maxmem), its need is urgent
+    passing_spike: bool = False  # saturated for less than PERSISTENT_SATURATION_S
+    peak_kib: int = 0  # the larger of its known target and its peak of the last PEAK_MEMORY_S: room to plan for
 
 
 def retry_delay_s(retries: int) -> float:
@@ -71,7 +75,7 @@ def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> Balloon
     if gap <= tolerance:
         if watch.behind_cycles == 0 and watch.stuck_since is None and watch.requested_kib == requested:
             return watch  # the common case: nothing new to remember
-        return BalloonWatch(requested, gap, 0, None, 0, None, watch.saturated_cycles)
+        return BalloonWatch(requested, gap, 0, None, 0, None, watch.saturated_since, watch.peak_kib, watch.peak_at)
     if requested != watch.requested_kib:
         behind = 0  # a new target: give the balloon a cycle to get there
     elif gap > watch.last_gap_kib - tolerance:
@@ -81,12 +85,13 @@ def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> Balloon
     stuck_since, retry_at = watch.stuck_since, watch.retry_at
     if stuck_since is None and behind >= STUCK_AFTER_CYCLES:
         stuck_since, retry_at = now, now + retry_delay_s(watch.retries)
-    return BalloonWatch(requested, gap, behind, stuck_since, watch.retries, retry_at, watch.saturated_cycles)
+    return watch._replace(requested_kib=requested, last_gap_kib=gap, behind_cycles=behind, stuck_since=stuck_since,
+                          retry_at=retry_at)
 
 
 def _held(domain: DomainSnapshot, current: int, watch: BalloonWatch, code: str, figures: dict | None = None) -> Want:
     claim = max(current, domain.memory_kib, domain.actual_kib or 0)
-    return Want(domain, current, claim, claim, False, claim, code, figures or {"claim_kib": claim}, watch)
+    return Want(domain, current, claim, claim, False, claim, code, figures or {"claim_kib": claim}, watch, peak_kib=claim)
 
 
 def want_for(domain: DomainSnapshot, now: float) -> Want:
@@ -112,10 +117,10 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     actual = domain.actual_kib or current
     overhead = actual / available if actual > available else 1.0  # guest memory per KiB the guest can use
     saturated = unused < SATURATED_SHARE * available
-    saturated_cycles = watch.saturated_cycles + 1 if saturated else 0
-    if saturated_cycles != watch.saturated_cycles:
-        watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
-                             watch.retries, watch.retry_at, saturated_cycles)
+    persistent = False
+    saturated_since = (watch.saturated_since if watch.saturated_since is not None else now) if saturated else None
+    if saturated_since != watch.saturated_since:
+        watch = watch._replace(saturated_since=saturated_since)
     figures = {
         "used_kib": used, "available_kib": available, "unused_kib": unused, "actual_kib": actual,
         "current_kib": current, "floor_kib": floor, "maxmem_kib": maxmem,
@@ -124,16 +129,20 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     if saturated:
         target = maxmem
         # A passing spike takes what room there is; one that lasts is a need that a migration may serve.
-        keep = maxmem if saturated_cycles >= PERSISTENT_SATURATION_CYCLES else min(current, maxmem)
+        persistent = now - saturated_since >= PERSISTENT_SATURATION_S
+        keep = maxmem if persistent else min(current, maxmem)
         code = AT_MAXMEM if current >= maxmem else SATURATED
         figures["saturated"] = True
-        figures["saturated_cycles"] = saturated_cycles
+        figures["saturated_for_s"] = now - saturated_since
     else:
         guest_used = used * overhead
         wanted = -(-int(guest_used / (1 - policy.free_share)) // MIB) * MIB  # rounded up to a MiB
         target = maxmem if wanted > maxmem else floor if wanted < floor else wanted
         keep = -(-int(guest_used / (1 - MIN_FREE_SHARE)) // MIB) * MIB
         keep = target if keep > target else floor if keep < floor else keep
+        peak_at = watch.peak_at
+        if peak_at is None or target >= watch.peak_kib or now - peak_at > PEAK_MEMORY_S:
+            watch = watch._replace(peak_kib=target, peak_at=now)
         if wanted > maxmem:
             figures["bound"] = "maxmem"
         elif wanted < floor:
@@ -166,8 +175,13 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         retries = watch.retries + 1
         figures["retries"] = retries
         figures["stuck_for_s"] = now - watch.stuck_since
-        watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, 0, watch.stuck_since, retries,
-                             now + retry_delay_s(retries), watch.saturated_cycles)
+        watch = watch._replace(behind_cycles=0, retries=retries, retry_at=now + retry_delay_s(retries))
         # Not counted on: it holds the larger of what it has and what it is asked for.
-        return Want(domain, current, target, target, False, max(claim, target), RETRY, figures, watch, retry=True)
-    return Want(domain, current, target, keep, True, claim, code, figures, watch)
+        return Want(domain, current, target, target, False, max(claim, target), RETRY, figures, watch, retry=True,
+                    peak_kib=max(claim, target))
+    # A passing spike: urgent, but not a reason to move anything (and a guest on the move cannot grow).
+    passing_spike = saturated and not persistent
+    known = current if passing_spike else target
+    peak = watch.peak_kib if watch.peak_at is not None and now - watch.peak_at <= PEAK_MEMORY_S else 0
+    return Want(domain, current, target, keep, True, claim, code, figures, watch, False, saturated, passing_spike,
+                max(known, peak))

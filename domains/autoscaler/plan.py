@@ -61,6 +61,8 @@ class Plan:
     decisions: list[Decision] = field(default_factory=list)
     # The next BalloonWatch of every running domain the engine looked at, to be kept for the next cycle.
     watches: dict[int, BalloonWatch] = field(default_factory=dict)
+    # The next `squeezed_since` of every managed host, to be kept for the next cycle.
+    squeezed_since: dict[int, float | None] = field(default_factory=dict)
 
     @property
     def resizes(self) -> list[Step]:

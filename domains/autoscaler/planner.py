@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .controller import Want, want_for
 from .plan import MIGRATE, RESIZE, Decision, Plan, Step
-from .snapshot import MODE_OFF, HostSnapshot, Snapshot
+from .snapshot import MODE_OFF, SUSTAINED_SQUEEZE_S, HostSnapshot, Snapshot
 
 MIB = 1024
 
@@ -24,7 +24,9 @@ HOST_OFFLINE = "host_offline"
 HOST_SHORT = "host_short"
 NO_DESTINATION = "no_destination"
 BUDGET_REACHED = "budget_reached"
+NOTHING_TO_MOVE = "nothing_to_move"
 WAITING_FOR_MIGRATIONS = "waiting_for_migrations"
+SUSTAINED_SQUEEZE = "sustained_squeeze"
 SQUEEZED = "squeezed"
 STARVED = "starved"
 
@@ -39,10 +41,22 @@ class Balance:
     shortfall_kib: int  # keep that cannot be found on this host
     room_kib: int  # capacity left after every planned size (0 when squeezed)
     squeezed: bool
+    excess_kib: int = 0  # what its planning level (below) lacks in capacity
+    # The planning level: the known targets (a passing spike's maxmem target is a guess: counted at what it has)
+    # plus room for the largest recent excursion above target of any one domain: spikes come one at a time,
+    # and trends show in the targets themselves.
+    planning_kib: int = 0
 
 
-def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0, pinned: frozenset[int] = frozenset()) -> Balance:
-    """Share a host's capacity among its domains. `pinned` domains keep what they hold (they are leaving)."""
+def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0, pinned: frozenset[int] = frozenset(),
+                 spike_room_kib: int = 0) -> Balance:
+    """Share a host's capacity among its domains. `pinned` domains keep what they hold (they are leaving).
+
+    When the targets do not fit: everyone gets the least of keep and what it has (never forced below its working
+    set), then up to keep; then saturated guests (out of memory now) up to their target, and they alone may also
+    use `spike_room_kib` (the usable memory above the planning capacity, kept for this); then the others'
+    headroom, by priority.
+    """
     fixed = extra_fixed_kib
     movable: list[Want] = []
     total_target = 0
@@ -55,16 +69,41 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
         else:
             fixed += want.claim_kib
     budget = capacity_kib - fixed
+    planning = planning_level(movable)
+    excess = max(0, planning - budget)
     if total_target <= budget:
-        return Balance({w.domain.id: w.target_kib for w in movable}, fixed, total_keep, 0, budget - total_target, False)
+        return Balance({w.domain.id: w.target_kib for w in movable}, fixed, total_keep, 0, budget - total_target, False,
+                       excess, planning)
 
-    # Short: start everyone at the least of keep and what it has (never force a guest below its working set),
-    # then hand out what is left, first up to keep and then up to target, highest priority first.
     sizes = {w.domain.id: min(w.keep_kib, w.current_kib) for w in movable}
     left = budget - sum(sizes.values())
-    left = _fill(sizes, movable, left, lambda w: w.keep_kib)
-    _fill(sizes, movable, left, lambda w: w.target_kib)
-    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, True)
+    left = _fill(sizes, movable, left, _keep)
+    saturated = [w for w in movable if w.saturated]
+    if saturated:
+        # The spike room goes first, so that the others keep as much of their headroom as they can.
+        pool = _fill(sizes, saturated, left + spike_room_kib, _target)  # less spike room if already over
+        left = min(left, pool)
+    _fill(sizes, movable, left, _target)
+    squeezed = any(sizes[w.domain.id] < w.target_kib for w in movable)
+    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, excess, planning)
+
+
+def planning_level(wants: list[Want]) -> int:
+    known, excursion = 0, 0
+    for want in wants:
+        target = want.current_kib if want.passing_spike else want.target_kib
+        known += target
+        if want.peak_kib - target > excursion:
+            excursion = want.peak_kib - target
+    return known + excursion
+
+
+def _keep(want: Want) -> int:
+    return want.keep_kib
+
+
+def _target(want: Want) -> int:
+    return want.target_kib
 
 
 def _fill(sizes: dict[int, int], wants: list[Want], left: int, goal) -> int:
@@ -98,12 +137,23 @@ class RoomIndex:
         self.order = sorted((room, host_id) for host_id, room in self.rooms.items())
 
     def best_fit(self, need_kib: int, exclude: int | None = None) -> int | None:
+        """The host with the least room that is enough (packs hosts: for consolidation)."""
         at = bisect.bisect_left(self.order, (need_kib, -1))
         while at < len(self.order):
             host_id = self.order[at][1]
             if host_id != exclude:
                 return host_id
             at += 1
+        return None
+
+    def most_room(self, need_kib: int, exclude: int | None = None) -> int | None:
+        """The host with the most room, if it is enough (spreads load: a host left with room to spare does not
+        run short next, as a tightly packed one would)."""
+        for room, host_id in reversed(self.order):
+            if room < need_kib:
+                return None
+            if host_id != exclude:
+                return host_id
         return None
 
     def take(self, host_id: int, kib: int) -> None:
@@ -120,6 +170,25 @@ class RoomIndex:
         room = self.rooms.pop(host_id, None)
         if room is not None:
             self.order.pop(bisect.bisect_left(self.order, (room, host_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class Deficit:
+    """What a host must shed: keep (working sets at risk) and, when a squeeze has lasted, target."""
+
+    keep_kib: int
+    target_kib: int = 0
+
+    def __bool__(self) -> bool:
+        return self.keep_kib > 0 or self.target_kib > 0
+
+    @property
+    def largest(self) -> int:
+        return max(self.keep_kib, self.target_kib)
+
+    def without(self, want: Want) -> "Deficit":
+        """What is left once `want` has moved away: its keep from the one, its peak from the other."""
+        return Deficit(self.keep_kib - want.keep_kib, self.target_kib - want.peak_kib)
 
 
 @dataclass(slots=True)
@@ -183,7 +252,7 @@ class Planner:
 
     def run(self) -> Plan:
         self.balance()
-        short = [h for h in self.managed if self.balances[h.id].shortfall_kib > 0]
+        short = [h for h in self.managed if self.balances[h.id].shortfall_kib > 0 or self._relieving(h)]
         if short:
             self._plan_migrations(short)
         for host in self.managed:
@@ -196,7 +265,18 @@ class Planner:
         """Every domain's want and every managed host's share-out, before any migration."""
         self._want_all()
         for host in self.managed:
-            self.balances[host.id] = balance_host(host.capacity_kib, self.wants[host.id], self.incoming[host.id])
+            balance = balance_host(
+                host.capacity_kib, self.wants[host.id], self.incoming[host.id], spike_room_kib=host.spike_room_kib
+            )
+            self.balances[host.id] = balance
+            lasting = balance.excess_kib > 0
+            since = host.squeezed_since if host.squeezed_since is not None else self.now
+            self.plan.squeezed_since[host.id] = since if lasting else None
+
+    def _relieving(self, host: HostSnapshot) -> bool:
+        """Whether a host has been unable to hold its domains' recent peaks for SUSTAINED_SQUEEZE_S."""
+        since = self.plan.squeezed_since.get(host.id)
+        return since is not None and self.now - since >= SUSTAINED_SQUEEZE_S
 
     # -- wants ------------------------------------------------------------------------------------------------
 
@@ -224,45 +304,67 @@ class Planner:
     def _plan_migrations(self, short: list[HostSnapshot]) -> None:
         budget = Budget.of(self.managed)
         receivers = [h for h in self.managed if budget.can_receive(h.id)]
-        at_target = RoomIndex({h.id: self.balances[h.id].room_kib for h in receivers})
+        # Room after its own ballooning, leaving room for its own domains' recent peaks.
+        at_target = RoomIndex({h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].planning_kib for h in receivers})
         squeezed = RoomIndex({h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib for h in receivers})
         changed: set[int] = set()
-        for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, h.id)):
+        for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, -self.balances[h.id].excess_kib, h.id)):
             balance = self.balances[host.id]
-            needed = balance.shortfall_kib - self.outgoing[host.id]
-            if needed <= 0:
-                self._decide_host(host, WAITING_FOR_MIGRATIONS, shortfall_kib=balance.shortfall_kib, leaving_kib=self.outgoing[host.id])
+            # Working sets at risk come first; a lasting squeeze is relieved down to the targets.
+            deficit = Deficit(
+                balance.shortfall_kib - self.outgoing[host.id],
+                balance.excess_kib - self.outgoing[host.id] if self._relieving(host) else 0,
+            )
+            if not deficit:
+                self._decide_host(
+                    host, WAITING_FOR_MIGRATIONS, shortfall_kib=max(balance.shortfall_kib, balance.excess_kib),
+                    leaving_kib=self.outgoing[host.id],
+                )
                 continue
+            if deficit.keep_kib <= 0:
+                self._decide_host(
+                    host, SUSTAINED_SQUEEZE, excess_kib=deficit.target_kib,
+                    squeezed_for_s=self.now - self.plan.squeezed_since[host.id],
+                )
             at_target.remove(host.id)
             squeezed.remove(host.id)
-            moved = self._movers(host, needed, budget, at_target, squeezed)
+            moved = self._movers(host, deficit, budget, at_target, squeezed)
             if moved:
                 changed.add(host.id)
                 changed.update(m.destination.id for m in moved)
         for host_id in changed:
             host = self.snapshot.hosts_by_id[host_id]
             self.balances[host_id] = balance_host(
-                host.capacity_kib, self.wants[host_id], self.incoming[host_id], frozenset(self.pinned[host_id])
+                host.capacity_kib, self.wants[host_id], self.incoming[host_id], frozenset(self.pinned[host_id]),
+                host.spike_room_kib,
             )
 
-    def _movers(self, host: HostSnapshot, needed: int, budget: Budget, at_target: RoomIndex, squeezed: RoomIndex) -> list[Move]:
-        """Domains to move off a short host: the fewest bytes that cover the shortfall, each to a best fit."""
+    def _movers(self, host: HostSnapshot, deficit: "Deficit", budget: Budget, at_target: RoomIndex, squeezed: RoomIndex) -> list[Move]:
+        """Domains to move off a short host: the fewest bytes that cover the deficit, each to the host with the
+        most room."""
+        # A guest on the move cannot grow for the minutes the move takes: relief (no working set at risk yet)
+        # moves only guests that have not spiked lately; an emergency may move any.
+        emergency = deficit.keep_kib > 0
         candidates = sorted(
-            (w for w in self.wants[host.id] if w.movable and not self._recently_moved(w)),
+            (
+                w for w in self.wants[host.id]
+                if w.movable and not w.passing_spike and not self._recently_moved(w) and (emergency or not _spiky(w))
+            ),
             key=lambda w: (w.claim_kib, w.domain.id),
         )
         moves: list[Move] = []
-        remaining = needed
-        while remaining > 0 and candidates:
+        if not candidates:
+            self._decide_host(host, NOTHING_TO_MOVE, shortfall_kib=deficit.largest)
+        while deficit and candidates:
             if not budget.can_send(host.id):
                 self._decide_host(
-                    host, BUDGET_REACHED, shortfall_kib=remaining, migrations_out=host.policy.migrations_out,
+                    host, BUDGET_REACHED, shortfall_kib=deficit.largest, migrations_out=host.policy.migrations_out,
                     migrations_per_hour=host.policy.migrations_per_hour,
                 )
                 break
-            move = self._pick(host, remaining, candidates, at_target, squeezed)
+            move = self._pick(host, deficit, candidates, at_target, squeezed)
             if move is None:
-                self._decide_host(host, NO_DESTINATION, shortfall_kib=remaining)
+                self._decide_host(host, NO_DESTINATION, shortfall_kib=deficit.largest)
                 break
             candidates.remove(move.want)
             budget.spend(host.id, move.destination.id)
@@ -273,22 +375,26 @@ class Planner:
                         index.remove(move.destination.id)
             self.incoming[move.destination.id] += move.reserve_kib
             self.pinned[host.id].add(move.want.domain.id)
-            remaining -= move.want.keep_kib
+            deficit = deficit.without(move.want)
             moves.append(move)
             self.moves.append(move)
         return moves
 
-    def _pick(self, host: HostSnapshot, remaining: int, candidates: list[Want], at_target: RoomIndex, squeezed: RoomIndex) -> Move | None:
-        """The cheapest domain that alone covers `remaining` (candidates are sorted by bytes); if none does, the
-        one that frees the most. Its destination: the best fit without disturbing anyone, else with squeezing."""
-        covering = [w for w in candidates if w.keep_kib >= remaining]
-        others = sorted((w for w in candidates if w.keep_kib < remaining), key=lambda w: (-w.keep_kib, w.domain.id))
+    def _pick(self, host: HostSnapshot, deficit: "Deficit", candidates: list[Want], at_target: RoomIndex, squeezed: RoomIndex) -> Move | None:
+        """The cheapest domain that alone covers the deficit (candidates are sorted by bytes); if none does, the
+        one that frees the most. Its destination: the host with the most room after its own ballooning, else the
+        one with the most once its domains give back headroom."""
+        covering = [w for w in candidates if not deficit.without(w)]
+        others = sorted((w for w in candidates if deficit.without(w)), key=lambda w: (-w.keep_kib, -w.peak_kib, w.domain.id))
+        # Relief (no working set at risk) only goes where the guest's peak fits beside the host's own peaks:
+        # anywhere tighter, the receiver would need relief in its turn.
+        emergency = deficit.keep_kib > 0
         for want in covering + others:
-            for reserve in (want.target_kib, want.keep_kib):
-                destination = at_target.best_fit(reserve, exclude=host.id)
+            for reserve in (want.peak_kib, want.keep_kib) if emergency else (want.peak_kib,):
+                destination = at_target.most_room(reserve, exclude=host.id)
                 squeezes = False
-                if destination is None:
-                    destination = squeezed.best_fit(reserve, exclude=host.id)
+                if destination is None and emergency:
+                    destination = squeezed.most_room(reserve, exclude=host.id)
                     squeezes = True
                 if destination is not None:
                     return Move(want, host, self.snapshot.hosts_by_id[destination], reserve, squeezes)
@@ -341,13 +447,19 @@ class Planner:
                 (shrinks if size < current else grows).append(Step(RESIZE, code, domain.id, domain.name, host_id, current, size, figures))
 
 
+def _spiky(want: Want) -> bool:
+    """Whether a guest's recent peak is well above its target (beyond its own free share)."""
+    return want.peak_kib > want.target_kib * (1 + want.domain.policy.free_share)
+
+
 def _migration_step(move: Move, balance: Balance) -> Step:
     want, source, destination = move.want, move.source, move.destination
     domain = want.domain
     figures = {
         **want.figures, "host": source.name, "destination": destination.name, "domain": domain.name,
         "bytes_kib": want.claim_kib, "frees_kib": want.keep_kib, "reserve_kib": move.reserve_kib,
-        "shortfall_kib": balance.shortfall_kib, "squeezes_destination": move.squeezes_destination,
+        "shortfall_kib": balance.shortfall_kib, "excess_kib": balance.excess_kib,
+        "squeezes_destination": move.squeezes_destination,
     }
     return Step(MIGRATE, MIGRATE, domain.id, domain.name, source.id, want.claim_kib, want.claim_kib, figures, destination.id)
 

@@ -50,8 +50,8 @@ def _stays(f: dict) -> str:
 
 def _saturated(f: dict) -> str:
     return (
-        f"out of memory: {mib(f['unused_kib'])} unused of {mib(f['available_kib'])} ({f['saturated_cycles']} cycle(s) "
-        f"in a row), so its demand is unknown; offered its maxmem {mib(f['maxmem_kib'])} at once, and the next "
+        f"out of memory: {mib(f['unused_kib'])} unused of {mib(f['available_kib'])} (for "
+        f"{f['saturated_for_s']:.0f} s), so its demand is unknown; offered its maxmem {mib(f['maxmem_kib'])} at once, and the next "
         "cycle's stats say what it uses"
     )
 
@@ -101,10 +101,16 @@ def _starved(f: dict) -> str:
 
 def _migrate(f: dict) -> str:
     how = "after taking back some of its headroom" if f.get("squeezes_destination") else "after its own ballooning"
+    if f.get("shortfall_kib"):
+        why = f"{f['host']} is short by {mib(f['shortfall_kib'])} even with every domain at its working set or floor"
+    else:
+        why = (
+            f"{f['host']} has long lacked room for its domains' recent peaks ({mib(f.get('excess_kib'))} "
+            "too little)"
+        )
     return (
-        f"{f['host']} is short by {mib(f['shortfall_kib'])} even with every domain at its working set or floor: "
-        f"move {f['domain']} ({mib(f['bytes_kib'])}, the fewest bytes that help) to {f['destination']}, which has "
-        f"room for {mib(f['reserve_kib'])} {how}"
+        f"{why}: move {f['domain']} ({mib(f['bytes_kib'])}, the fewest bytes that help) to {f['destination']}, "
+        f"the host with the most room for its {mib(f['reserve_kib'])} {how}"
     )
 
 
@@ -140,6 +146,20 @@ def _budget_reached(f: dict) -> str:
     )
 
 
+def _sustained_squeeze(f: dict) -> str:
+    return (
+        f"{f['host']} has lacked room for its domains' recent peaks for {f['squeezed_for_s']:.0f} s "
+        f"({mib(f['excess_kib'])} too little): taking headroom back is a stopgap, so domains move away"
+    )
+
+
+def _nothing_to_move(f: dict) -> str:
+    return (
+        f"{f['host']} is short by {mib(f['shortfall_kib'])}, but none of its domains can move now: each is busy, "
+        "stuck, in a passing spike or was moved within the hour"
+    )
+
+
 def _waiting(f: dict) -> str:
     return (
         f"{f['host']} is short by {mib(f['shortfall_kib'])}; migrations in flight will free {mib(f['leaving_kib'])}: "
@@ -168,6 +188,8 @@ _RENDER = {
     "no_destination": _no_destination,
     "budget_reached": _budget_reached,
     "waiting_for_migrations": _waiting,
+    "nothing_to_move": _nothing_to_move,
+    "sustained_squeeze": _sustained_squeeze,
     "host_off": lambda f: f"autoscaling is off for {f['host']}",
     "host_offline": lambda f: f"{f['host']} is offline: nothing planned for it",
 }

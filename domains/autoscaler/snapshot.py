@@ -20,9 +20,17 @@ SATURATED_SHARE = 0.02
 # When a host runs short, headroom is taken from guests down to this free share, never further: below it a
 # guest would look saturated on the next poll and ask for everything back.
 MIN_FREE_SHARE = 0.06
-# A guest saturated this many cycles in a row is not a passing spike: its growth becomes a need that a
-# migration may serve.
-PERSISTENT_SATURATION_CYCLES = 3
+# A guest out of memory for this long is not a passing spike: its growth becomes a need that a migration may
+# serve. Shorter shortages are left to ballooning: a migration takes minutes (a 4 GiB guest at VDSM's 52 MiB/s
+# takes 80 s) and would end after the spike it was for.
+PERSISTENT_SATURATION_S = 120.0
+# Taking headroom back is a stopgap: a host that has not been able to give its domains their targets for this
+# long (longer than a spike, shorter than a daily trend) moves domains away until it can.
+SUSTAINED_SQUEEZE_S = 300.0
+# A domain's highest known target is remembered this long: a spike that came may come back, and a host should
+# have room for the largest recent excursion of its domains (targets themselves follow the present, so nothing
+# is held back from the guests for it).
+PEAK_MEMORY_S = 1800.0
 # A balloon that has not approached its target for this many cycles is stuck.
 STUCK_AFTER_CYCLES = 3
 STUCK_RETRY_BASE_S = 60.0
@@ -44,7 +52,7 @@ class DomainPolicy:
 @dataclass(frozen=True, slots=True)
 class HostPolicy:
     mode: str = MODE_OFF
-    target_use: float = 0.95  # share of usable memory the engine hands out; the rest absorbs spikes at once
+    target_use: float = 0.95  # share of usable memory planned as targets; the rest only for guests out of memory
     migrations_in: int = 2  # at once, as VDSM
     migrations_out: int = 2
     migrations_per_hour: int = 6  # started from or to this host in the last hour
@@ -60,7 +68,9 @@ class BalloonWatch(NamedTuple):
     stuck_since: float | None = None
     retries: int = 0
     retry_at: float | None = None
-    saturated_cycles: int = 0
+    saturated_since: float | None = None  # out of free memory since
+    peak_kib: int = 0  # the highest target known from its stats (not a saturated guess) ...
+    peak_at: float | None = None  # ... last reached then
 
     @property
     def stuck(self) -> bool:
@@ -116,11 +126,17 @@ class HostSnapshot:
     migrations_in_flight_in: int = 0
     migrations_in_flight_out: int = 0
     migrations_last_hour: int = 0
+    squeezed_since: float | None = None  # unable to give its domains their targets since (the plan says next)
 
     @property
     def capacity_kib(self) -> int:
         """What the engine may hand out as targets on this host."""
         return int(self.usable_kib * self.policy.target_use)
+
+    @property
+    def spike_room_kib(self) -> int:
+        """Usable memory above the planning capacity: only guests that are out of memory may take it."""
+        return self.usable_kib - self.capacity_kib
 
     @property
     def managed(self) -> bool:

@@ -83,7 +83,7 @@ def test_a_saturated_guest_is_offered_its_maxmem_at_once():
     step = only_domain_outcome(p, 1)
     assert step.to_kib == 8 * GiB
     assert "demand is unknown" in step.reason
-    assert p.watches[1].saturated_cycles == 1
+    assert p.watches[1].saturated_since == 1000.0
 
 
 def test_a_saturated_guest_at_maxmem_says_maxmem_must_be_raised():
