@@ -132,27 +132,27 @@ async def run_clients(url: str, cookie: str, count: int, received: list, ready: 
     errors: set[str] = set()
     origin = url.split("/ws/")[0].replace("ws://", "http://")
 
+    sockets = []
+
     async def client(index: int) -> None:
         opened = False
         try:
             async with websockets.connect(url, origin=origin, additional_headers={"Cookie": f"sessionid={cookie}"},
                                           open_timeout=30, max_queue=None) as ws:
                 opened = True
+                sockets.append(ws)
                 state["connected"] += 1
                 state["settled"] += 1
-                while not stop.is_set():
-                    try:
-                        raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-                    except asyncio.TimeoutError:
-                        continue
+                async for raw in ws:  # until the bench closes it
+                    at = time.time()
                     message = json.loads(raw)
                     if "bench_poll" in message:
-                        received.append((index, message["bench_poll"], time.time()))
+                        received.append((index, message["bench_poll"], at))
         except Exception as exc:  # noqa: BLE001 - counted, reported in the JSON
             errors.add(f"{exc.__class__.__name__}: {exc}")
-            if opened:
+            if opened and not stop.is_set():
                 state["dropped"] += 1  # closed under us after it opened: its hints are lost
-            else:
+            elif not opened:
                 state["failures"] += 1
                 state["settled"] += 1
 
@@ -163,6 +163,8 @@ async def run_clients(url: str, cookie: str, count: int, received: list, ready: 
         while state["settled"] < len(tasks) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
     ready.set()
+    await stop.wait()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     await asyncio.gather(*tasks)
     return {**state, "errors": sorted(errors)[:5]}
 
