@@ -111,12 +111,18 @@ class FleetCollector:
 
     def _jobs(self):
         jobs = _gauge("jobs", "Jobs by kind and state", ["kind", "state"])
-        counts = {(kind, state): 0 for kind in Job.Kind.values for state in Job.State.values}
-        for row in Job.objects.order_by().values("kind", "state").annotate(n=Count("id")):
-            counts[(row["kind"], row["state"])] = row["n"]
-        for (kind, state), n in counts.items():
+        # The autoscaler's applied decisions are ordinary jobs with the autoscaler as actor.
+        autoscaler = _gauge("autoscaler_jobs", "Jobs the autoscaler started, by kind and state", ["kind", "state"])
+        counts = {(kind, state): [0, 0] for kind in Job.Kind.values for state in Job.State.values}
+        for row in Job.objects.order_by().values("kind", "state", "actor_kind").annotate(n=Count("id")):
+            count = counts.setdefault((row["kind"], row["state"]), [0, 0])
+            count[0] += row["n"]
+            if row["actor_kind"] == "autoscaler":
+                count[1] += row["n"]
+        for (kind, state), (n, by_autoscaler) in counts.items():
             jobs.add_metric([kind, state], n)
-        yield jobs
+            autoscaler.add_metric([kind, state], by_autoscaler)
+        yield from (jobs, autoscaler)
 
     def _poll(self):
         groups = sorted(set(Host.objects.order_by().values_list("queue_group", flat=True).distinct()))

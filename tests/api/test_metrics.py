@@ -31,6 +31,7 @@ def test_memory_jobs_and_the_poll_cycle(fleet, client):
     assert f'balloonweb_domain_memory_current_bytes{{domain="foo",host="h1",uuid="{uuid}"}} 1.073741824e+09' in text
     assert 'balloonweb_jobs{kind="resize",state="queued"} 1.0' in text
     assert 'balloonweb_jobs{kind="migrate",state="failed"} 0.0' in text
+    assert 'balloonweb_autoscaler_jobs{kind="resize",state="queued"} 0.0' in text
     assert 'balloonweb_poll_duration_seconds{group="",phase="libvirt"} 0.25' in text
     assert 'balloonweb_poll_domains{group=""} 2.0' in text
 

@@ -90,3 +90,23 @@ def test_an_unreachable_host_answers_503(sim_hosts, blue):
     assert admin.post(f"/api/domains/{foo['id']}/migrate/", {"host": "hv1"}, format="json").status_code == 503
     host = admin.get(f"/api/hosts/{sim_hosts['hv2'].pk}/").json()
     assert host["status"] == "offline" and host["last_error"]
+
+
+def test_the_workers_poll_report_reaches_metrics(sim_hosts, client):
+    """The poll runs in the worker; its report crosses to /metrics through the shared cache."""
+    import time
+
+    from celery import current_app
+    from django.core.cache import cache
+
+    from balloonweb.api import metrics
+
+    cache.delete(metrics.POLL_KEY.format(""))
+    current_app.send_task(metrics.POLL_TASK, args=[""], queue="jobs")
+    deadline = time.monotonic() + 30
+    while cache.get(metrics.POLL_KEY.format("")) is None:
+        assert time.monotonic() < deadline, "no poll report from the worker"
+        time.sleep(0.1)
+    text = client.get("/metrics").content.decode()
+    assert 'balloonweb_poll_duration_seconds{group="",phase="total"}' in text
+    assert 'balloonweb_host_up{host="hv1",status="online"} 1.0' in text
