@@ -53,6 +53,7 @@
     clearTimeout(timer);
     timer = setTimeout(load, 300);
   });
-  setInterval(load, 60_000); // the window moves on even when no hint comes (nothing changed)
+  // The poller writes a sample every interval even when nothing changed (and then sends no hint): fetch anyway.
+  setInterval(load, 15_000);
   load();
 })();

@@ -130,14 +130,21 @@ def test_a_migration_shows_progress_and_ends_on_the_other_host(new_page, sim_hos
         off_loop(poll_hosts, [sim_hosts["hv1"], sim_hosts["hv2"]])
         time.sleep(1)
     expect(page.locator("#fig-actual")).to_have_text("768 MiB")
+    page.select_option("#chart-range", "900")  # another range: the chart fetches again, with every sample
     expect(page.locator("#memory-chart .chart-empty")).to_be_hidden()
     assert page.evaluate("document.querySelectorAll('#memory-chart canvas').length") == 1
     screenshot(page, "domain-after-migration")
+    phone = new_page(width=390, height=844)
+    phone.goto(f"/domains/{foo.pk}/")
+    expect(phone.locator("#fig-memory")).to_have_text("768 MiB")
+    screenshot(phone, "domain-phone")
 
     jobs = new_page()
     jobs.goto("/jobs/")
     expect(jobs.locator(f"#job-{job.pk}")).to_contain_text("100 %")
     screenshot(jobs, "jobs")
+    jobs.set_viewport_size({"width": 390, "height": 844})
+    screenshot(jobs, "jobs-phone")
 
 
 def test_the_host_page_sorts_and_updates_live(new_page, sim_hosts, foo):

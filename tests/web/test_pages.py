@@ -55,6 +55,20 @@ def test_logout_is_a_post(client, people):
     assert client.get(reverse("fleet")).status_code == 302
 
 
+def test_changing_the_password(client, people):
+    client.force_login(people["viewer"])
+    assert b"Change password" in client.get(reverse("password_change")).content
+    weak = client.post(reverse("password_change"), {"old_password": "correct horse battery", "new_password1": "123", "new_password2": "123"})
+    assert weak.status_code == 200 and b"This password is too short" in weak.content
+    changed = client.post(
+        reverse("password_change"),
+        {"old_password": "correct horse battery", "new_password1": "a much longer passphrase", "new_password2": "a much longer passphrase"},
+    )
+    assert changed.status_code == 302 and changed.url == reverse("password_change_done")
+    people["viewer"].refresh_from_db()
+    assert people["viewer"].check_password("a much longer passphrase")
+
+
 def test_a_superuser_sees_every_page(admin_client, ids):
     for name, url in page_routes(ids):
         if name in {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel"}:
