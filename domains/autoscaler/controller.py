@@ -120,7 +120,8 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     persistent = False
     saturated_since = (watch.saturated_since if watch.saturated_since is not None else now) if saturated else None
     if saturated_since != watch.saturated_since:
-        watch = watch._replace(saturated_since=saturated_since)
+        watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
+                             watch.retries, watch.retry_at, saturated_since, watch.peak_kib, watch.peak_at)
     figures = {
         "used_kib": used, "available_kib": available, "unused_kib": unused, "actual_kib": actual,
         "current_kib": current, "floor_kib": floor, "maxmem_kib": maxmem,
@@ -140,9 +141,14 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         target = maxmem if wanted > maxmem else floor if wanted < floor else wanted
         keep = -(-int(guest_used / (1 - MIN_FREE_SHARE)) // MIB) * MIB
         keep = target if keep > target else floor if keep < floor else keep
+        # A new peak, or an expired one, is taken now; a peak merely held again is refreshed only half-way to its
+        # expiry (a new watch for every domain on every cycle would cost more than the rest of the plan).
         peak_at = watch.peak_at
-        if peak_at is None or target >= watch.peak_kib or now - peak_at > PEAK_MEMORY_S:
-            watch = watch._replace(peak_kib=target, peak_at=now)
+        if peak_at is None or target > watch.peak_kib or now - peak_at > PEAK_MEMORY_S or (
+            target == watch.peak_kib and now - peak_at > PEAK_MEMORY_S / 2
+        ):
+            watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
+                                 watch.retries, watch.retry_at, watch.saturated_since, target, now)
         if wanted > maxmem:
             figures["bound"] = "maxmem"
         elif wanted < floor:
@@ -170,7 +176,9 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
             code = GROW if target > current else SHRINK
     figures["target_kib"] = target
     figures["keep_kib"] = keep
-    claim = max(current, domain.memory_kib, domain.actual_kib or 0)
+    claim = current if current > domain.memory_kib else domain.memory_kib
+    if domain.actual_kib is not None and domain.actual_kib > claim:
+        claim = domain.actual_kib
     if retry:
         retries = watch.retries + 1
         figures["retries"] = retries

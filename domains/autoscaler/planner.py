@@ -59,21 +59,28 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     """
     fixed = extra_fixed_kib
     movable: list[Want] = []
-    total_target = 0
-    total_keep = 0
+    sizes: dict[int, int] = {}
+    total_target = total_keep = known = excursion = 0
     for want in wants:
-        if want.movable and want.domain.id not in pinned:
+        if want.movable and (not pinned or want.domain.id not in pinned):
             movable.append(want)
-            total_target += want.target_kib
+            target = want.target_kib
+            sizes[want.domain.id] = target
+            total_target += target
             total_keep += want.keep_kib
+            # The planning level (see Balance): known targets plus the largest recent excursion of one domain.
+            if want.passing_spike:
+                target = want.current_kib
+            known += target
+            if want.peak_kib - target > excursion:
+                excursion = want.peak_kib - target
         else:
             fixed += want.claim_kib
     budget = capacity_kib - fixed
-    planning = planning_level(movable)
-    excess = max(0, planning - budget)
+    planning = known + excursion
+    excess = planning - budget if planning > budget else 0
     if total_target <= budget:
-        return Balance({w.domain.id: w.target_kib for w in movable}, fixed, total_keep, 0, budget - total_target, False,
-                       excess, planning)
+        return Balance(sizes, fixed, total_keep, 0, budget - total_target, False, excess, planning)
 
     sizes = {w.domain.id: min(w.keep_kib, w.current_kib) for w in movable}
     left = budget - sum(sizes.values())
@@ -86,16 +93,6 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     _fill(sizes, movable, left, _target)
     squeezed = any(sizes[w.domain.id] < w.target_kib for w in movable)
     return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, excess, planning)
-
-
-def planning_level(wants: list[Want]) -> int:
-    known, excursion = 0, 0
-    for want in wants:
-        target = want.current_kib if want.passing_spike else want.target_kib
-        known += target
-        if want.peak_kib - target > excursion:
-            excursion = want.peak_kib - target
-    return known + excursion
 
 
 def _keep(want: Want) -> int:
