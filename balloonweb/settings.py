@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "balloonweb.audit",
     "hosts",
     "domains",
+    "domains.autoscaler",
     "balloonweb.api", "drf_spectacular_sidecar",  # REST API, tokens, /metrics (issue 5); Swagger UI assets served locally
 ]
 

@@ -1,0 +1,349 @@
+"""The autoscaler after each poll: plan over a snapshot of the database, remember what the engine needs next
+cycle, apply the steps of hosts in automatic mode through the services (each an ordinary Job, audited with the
+autoscaler as actor and its policy version), keep those of hosts in recommend mode for a person to approve or
+dismiss, and keep every decision, including "do nothing because ...", for a while.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as tz
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
+from domains import services
+from domains.models import Domain
+from hosts.models import Host
+
+from . import snapshot as engine
+from .models import Decision, DomainPolicy, DomainState, EngineState, HostPolicy, HostState, Mode, TeamPolicy
+from .plan import MIGRATE, PLACE, RESIZE, Plan, Step
+from .planner import plan as make_plan
+from .state import SnapshotContext, build_snapshot
+from .whatif import NewDomain, WhatIf, make_room
+
+KEEP_DECISIONS_FOR = timedelta(days=7)
+# Two pollers finishing together (one per host group) make one run, not two.
+MIN_RUN_INTERVAL_S = settings.POLL_INTERVAL / 2
+
+
+@dataclass
+class RunReport:
+    ran: bool
+    note: str = ""
+    policy_version: str = ""
+    steps: int = 0
+    applied: int = 0
+    recommended: int = 0
+    waiting: int = 0
+    refused: int = 0
+    decisions_kept: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def claim_run(now: float) -> bool:
+    """Compare-and-set on the engine's row: True for the one caller that may run now."""
+    EngineState.get()
+    return bool(EngineState.objects.filter(pk=1, last_run_at__lte=now - MIN_RUN_INTERVAL_S).update(last_run_at=now))
+
+
+def run_autoscaler(now: float | None = None) -> RunReport:
+    """One cycle of the autoscaler. Call it after each poll (domains.autoscaler.tasks.autoscale does)."""
+    now = time.time() if now is None else now
+    if not claim_run(now):
+        return RunReport(False, "another run is under way or has just run")
+    started = time.perf_counter()
+    context = build_snapshot(now)
+    the_plan = make_plan(context.snapshot)
+    at = datetime.fromtimestamp(now, tz=tz.utc)
+    report = RunReport(True, policy_version=context.policy_version, steps=len(the_plan.steps))
+
+    automatic_teams = sorted({t for h, t in context.teams.items() if t is not None and context.modes[h] == Mode.AUTOMATIC})
+    actor = Actor.autoscaler(context.policy_version, automatic_teams)
+    decisions, grown = _apply_or_recommend(actor, context, the_plan, at, report)
+    notes, host_codes = _notes(context, the_plan, at)
+    decisions += notes
+    Decision.objects.bulk_create(decisions, batch_size=2000)
+    report.decisions_kept = len(decisions)
+    waiting = [d for d in decisions if d.state == Decision.State.WAITING]
+    if waiting:
+        from .tasks import apply_waiting
+
+        ids = [d.pk for d in waiting]
+        transaction.on_commit(lambda: apply_waiting.apply_async(args=[ids], countdown=WAITING_FIRST_LOOK_S))
+    _remember(context, the_plan, decisions, grown, host_codes, now)
+    Decision.objects.filter(at__lt=at - KEEP_DECISIONS_FOR).delete()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+# -- applying and recommending --------------------------------------------------------------------------------
+
+WAITING_FIRST_LOOK_S = 1.0
+
+
+def _step_decision(step: Step, mode: str, version: str, at: datetime) -> Decision:
+    return Decision(
+        at=at, kind=Decision.Kind.STEP, code=step.code, host_id=step.host_id, domain_id=step.domain_id,
+        step_kind=step.kind, from_kib=step.from_kib, to_kib=step.to_kib, to_host_id=step.to_host_id,
+        reason=step.reason, figures=step.figures, mode=mode, policy_version=version, state=Decision.State.RECOMMENDED,
+    )
+
+
+def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, at: datetime, report: RunReport):
+    decisions: list[Decision] = []
+    grown: set[int] = set()
+    shrinking_hosts: set[int] = set()
+    recommend_hosts = {h for h, mode in context.modes.items() if mode == Mode.RECOMMEND}
+    kept = _open_recommendations(recommend_hosts)
+    for step in the_plan.steps:  # shrinks, then migrations, then grows
+        mode = context.modes.get(step.host_id, Mode.OFF)
+        if mode == Mode.RECOMMEND:
+            key = (step.domain_id, step.kind, step.to_kib, step.to_host_id)
+            if kept.pop(key, None) is None:  # the same step is still on the page: leave it there
+                decisions.append(_step_decision(step, mode, context.policy_version, at))
+                report.recommended += 1
+            continue
+        decision = _step_decision(step, mode, context.policy_version, at)
+        room_coming = step.to_host_id if step.kind == MIGRATE else step.host_id
+        apply_step(actor, decision, waits_for_shrinks=room_coming in shrinking_hosts)
+        if decision.state == Decision.State.APPLIED:
+            report.applied += 1
+            if step.is_shrink:
+                shrinking_hosts.add(step.host_id)
+            if step.is_grow:
+                grown.add(step.domain_id)
+        elif decision.state == Decision.State.WAITING:
+            report.waiting += 1
+        else:
+            report.refused += 1
+        decisions.append(decision)
+    if kept:  # recommendations this plan no longer makes
+        Decision.objects.filter(pk__in=kept.values()).update(state=Decision.State.SUPERSEDED)
+    return decisions, grown
+
+
+def _open_recommendations(host_ids: set[int]) -> dict[tuple, int]:
+    if not host_ids:
+        return {}
+    rows = Decision.objects.filter(state=Decision.State.RECOMMENDED, host_id__in=host_ids).values_list(
+        "pk", "domain_id", "step_kind", "to_kib", "to_host_id"
+    )
+    return {(domain_id, kind, to_kib, to_host): pk for pk, domain_id, kind, to_kib, to_host in rows}
+
+
+def request_step(actor: Actor, decision: Decision):
+    """The step's job, from the services (which check permission, bounds and room); raises their refusal."""
+    domain = Domain(pk=decision.domain_id, host_id=decision.host_id)
+    if decision.step_kind == RESIZE:
+        return services.request_resize(actor, domain, f"{decision.to_kib}K")
+    if decision.step_kind == MIGRATE:
+        return services.request_migrate(actor, domain, Host(pk=decision.to_host_id))
+    raise services.BadRequest(f"a {decision.step_kind} step is not applied by the autoscaler")
+
+
+def apply_step(actor: Actor, decision: Decision, *, waits_for_shrinks: bool = False) -> Decision:
+    """Ask the services for the step's job. A step refused for room while shrinks of the same run are pending
+    waits for them (a pending shrink stays booked until its job ends); any other refusal is kept as it is."""
+    try:
+        job = request_step(actor, decision)
+    except services.ServiceError as exc:
+        if waits_for_shrinks and exc.code == "no_room":
+            decision.state = Decision.State.WAITING
+        else:
+            decision.state = Decision.State.REFUSED
+        decision.error = exc.message
+        return decision
+    decision.state, decision.job, decision.error = Decision.State.APPLIED, job, ""
+    return decision
+
+
+def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:
+    """Send again the steps that waited for shrinks (their jobs have ended or are about to). Returns (applied,
+    still refused); a step refused now is planned afresh by the next run."""
+    applied = refused = 0
+    version = EngineState.get().policy_version
+    waiting = Decision.objects.filter(pk__in=decision_ids, state=Decision.State.WAITING).select_related("host")
+    teams = sorted({d.host.team_id for d in waiting if d.host.team_id is not None})
+    actor = Actor.autoscaler(version, teams)
+    for decision in waiting:
+        apply_step(actor, decision)
+        decision.save(update_fields=["state", "job", "error"])
+        if decision.state == Decision.State.APPLIED:
+            applied += 1
+            if decision.to_kib and decision.from_kib and decision.to_kib > decision.from_kib:
+                DomainState.objects.filter(pk=decision.domain_id).update(last_grown_at=time.time())
+        else:
+            refused += 1
+    return applied, refused
+
+
+# -- what is kept ---------------------------------------------------------------------------------------------
+
+
+def _notes(context: SnapshotContext, the_plan: Plan, at: datetime) -> tuple[list[Decision], dict[int, str]]:
+    """Decisions to do nothing (or less), kept when they change: a domain's reason, a host's set of reasons.
+    Returns them and every host's reasons now."""
+    notes = []
+    version = context.policy_version
+    by_host: dict[int, list] = {}
+    for d in the_plan.decisions:
+        if d.domain_id is None:
+            by_host.setdefault(d.host_id, []).append(d)
+            continue
+        if context.last_codes.get(d.domain_id) == d.code:
+            continue
+        notes.append(Decision(
+            at=at, kind=Decision.Kind.NOTE, code=d.code, host_id=d.host_id, domain_id=d.domain_id, reason=d.reason,
+            figures=d.figures, mode=context.modes.get(d.host_id, Mode.OFF), policy_version=version,
+            state=Decision.State.NOTED,
+        ))
+    host_codes = {host_id: "" for host_id in context.host_codes}
+    for host_id, host_decisions in by_host.items():
+        codes = host_codes[host_id] = ",".join(sorted(d.code for d in host_decisions))
+        if context.host_codes.get(host_id) == codes:
+            continue
+        for d in host_decisions:
+            notes.append(Decision(
+                at=at, kind=Decision.Kind.NOTE, code=d.code, host_id=host_id, reason=d.reason, figures=d.figures,
+                mode=context.modes.get(host_id, Mode.OFF), policy_version=version, state=Decision.State.NOTED,
+            ))
+    return notes, host_codes
+
+
+def _remember(context: SnapshotContext, the_plan: Plan, decisions: list[Decision], grown: set[int],
+              host_codes: dict[int, str], now: float) -> None:
+    """Write what the engine needs next cycle: each domain's watch and last decision, each host's squeeze."""
+    last_code = {d.domain_id: d.code for d in decisions if d.domain_id is not None}
+    fields = [*engine.BalloonWatch._fields, "last_grown_at", "last_code"]
+    create, update = [], []
+    for domain_id, watch in the_plan.watches.items():
+        code = last_code.get(domain_id, context.last_codes.get(domain_id, ""))
+        grown_at = now if domain_id in grown else context.last_grown.get(domain_id)
+        stored = context.stored_watches.get(domain_id)
+        if stored == watch and code == context.last_codes.get(domain_id) and grown_at == context.last_grown.get(domain_id):
+            continue  # nothing new: no write
+        row = DomainState(domain_id=domain_id, last_grown_at=grown_at, last_code=code, **watch._asdict())
+        (update if stored is not None else create).append(row)
+    DomainState.objects.bulk_create(create, batch_size=2000, ignore_conflicts=True)
+    DomainState.objects.bulk_update(update, fields, batch_size=2000)
+
+    # A host's row when its squeeze or its set of reasons changed (a managed host's squeeze is in the plan).
+    host_rows = []
+    for host_id, codes in host_codes.items():
+        since = the_plan.squeezed_since.get(host_id, context.stored_squeezed.get(host_id))
+        if codes != context.host_codes.get(host_id) or since != context.stored_squeezed.get(host_id):
+            host_rows.append(HostState(host_id=host_id, squeezed_since=since, last_codes=codes))
+    HostState.objects.bulk_create(
+        host_rows, batch_size=2000, update_conflicts=True, unique_fields=["host"], update_fields=["squeezed_since", "last_codes"],
+    )
+
+
+# -- people: approving, dismissing, editing policies, the what-if -----------------------------------------------
+
+
+def approve(actor: Actor, decision: Decision) -> Decision:
+    """A person approves a recommended step: its job is created as theirs (their rights, their audit entry)."""
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().get(pk=decision.pk)
+        if decision.state != Decision.State.RECOMMENDED:
+            raise services.Conflict(f"this step is {decision.get_state_display()}: only a recommended step can be approved", "not_open")
+        # A refusal (no right, no room, out of bounds) goes to the person as it is; the step stays recommended.
+        decision.job = request_step(actor, decision)
+        decision.state, decision.error = Decision.State.APPLIED, ""
+        decision.decided_by, decision.decided_at = actor.user, timezone.now()
+        decision.save(update_fields=["state", "job", "error", "decided_by", "decided_at"])
+    return decision
+
+
+def dismiss(actor: Actor, decision: Decision) -> Decision:
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().select_related("domain__host", "host").get(pk=decision.pk)
+        services.check_permission(actor, "migrate" if decision.step_kind == MIGRATE else "resize", decision.domain or decision.host)
+        if decision.state != Decision.State.RECOMMENDED:
+            raise services.Conflict(f"this step is {decision.get_state_display()}: only a recommended step can be dismissed", "not_open")
+        decision.state, decision.decided_by, decision.decided_at = Decision.State.DISMISSED, actor.user, timezone.now()
+        decision.save(update_fields=["state", "decided_by", "decided_at"])
+        record(actor, "autoscaler.dismiss", decision.domain or decision.host, result=AuditEntry.Result.SUCCEEDED,
+               before={"step": decision.reason})
+    return decision
+
+
+POLICY_RULES = {
+    # model: (the object's permission, {field: (lowest, highest)}); modes are checked against their choices.
+    TeamPolicy: ("manage_team", {}),
+    HostPolicy: ("manage_host", {"target_use": (0.5, 1.0), "migrations_in": (0, 20), "migrations_out": (0, 20), "migrations_per_hour": (0, 1000)}),
+    DomainPolicy: ("set_floor", {"free_share": (0.0, 0.9), "deadband_share": (0.0, 0.5), "priority": (-100, 100),
+                                 "shrink_cooldown_s": (0.0, 86400.0), "migrate_cooldown_s": (0.0, 7 * 86400.0)}),
+}
+
+
+def set_policy(actor: Actor, obj, **values):
+    """Change the autoscaling policy of a team, host or domain (admins): audited, and a new policy revision, so
+    that the jobs the autoscaler creates afterwards name the rules they followed."""
+    model = {"team": TeamPolicy, "host": HostPolicy, "domain": DomainPolicy}[obj._meta.model_name]
+    action, bounds = POLICY_RULES[model]
+    for name, value in values.items():
+        if name == "mode":
+            choices = Mode.values if model is TeamPolicy else [c for c, _ in HostPolicy._meta.get_field("mode").choices]
+            if model is DomainPolicy or value not in choices:
+                raise services.BadRequest(f"mode must be one of {', '.join(choices)}", "bad_policy")
+        elif name not in bounds:
+            raise services.BadRequest(f"{name} is not a setting of this policy", "bad_policy")
+        elif not bounds[name][0] <= value <= bounds[name][1]:
+            raise services.BadRequest(f"{name} must be between {bounds[name][0]} and {bounds[name][1]}", "bad_policy")
+    with transaction.atomic():
+        services.check_permission(actor, action, obj)
+        policy, _ = model.objects.select_for_update().get_or_create(**{obj._meta.model_name: obj})
+        before = {name: getattr(policy, name) for name in values}
+        for name, value in values.items():
+            setattr(policy, name, value)
+        policy.save()
+        EngineState.get()
+        EngineState.objects.filter(pk=1).update(revision=F("revision") + 1)
+        record(actor, "autoscaler.policy", obj, result=AuditEntry.Result.SUCCEEDED, before=before, after=values)
+    return policy
+
+
+def what_if(actor: Actor, memory_kib: int, maxmem_kib: int, name: str = "new") -> WhatIf:
+    """"Make room for one more", over the hosts the actor may see."""
+    context = build_snapshot()
+    visible = set(rules.restrict(Host.objects.all(), actor, "view").values_list("pk", flat=True))
+    snapshot = context.snapshot
+    hosts = [h for h in snapshot.hosts if h.id in visible]
+    domains = [d for d in snapshot.domains if d.host_id in visible]
+    return make_room(engine.Snapshot(hosts, domains, snapshot.now, snapshot.policy_version), NewDomain(name, memory_kib, maxmem_kib))
+
+
+def apply_what_if(actor: Actor, answer: WhatIf) -> list[Decision]:
+    """Carry out a what-if's steps (not the placement itself: the caller creates the domain) as the actor."""
+    at = timezone.now()
+    version = EngineState.get().policy_version
+    decisions = []
+    shrinking: set[int] = set()
+    for step in answer.plan.steps:
+        if step.kind == PLACE:
+            continue
+        decision = _step_decision(step, Mode.AUTOMATIC, version, at)
+        apply_step(actor, decision, waits_for_shrinks=(step.to_host_id or step.host_id) in shrinking)
+        if decision.state == Decision.State.APPLIED and step.is_shrink:
+            shrinking.add(step.host_id)
+        decision.decided_by, decision.decided_at = actor.user, at
+        decisions.append(decision)
+    Decision.objects.bulk_create(decisions)
+    waiting = [d.pk for d in decisions if d.state == Decision.State.WAITING]
+    if waiting:
+        from .tasks import apply_waiting as task
+
+        transaction.on_commit(lambda: task.apply_async(args=[waiting], countdown=WAITING_FIRST_LOOK_S))
+    return decisions

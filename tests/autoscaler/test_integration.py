@@ -1,0 +1,216 @@
+"""The autoscaler on the database: snapshot queries, automatic and recommend modes, decisions kept, approvals,
+policies. Jobs are created but not run here (test_end_to_end.py runs them on simulated hosts)."""
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from balloonweb.access.actors import Actor
+from balloonweb.access.models import Membership, Team
+from balloonweb.audit.models import AuditEntry
+from domains import services
+from domains.autoscaler import run
+from domains.autoscaler.models import Decision, DomainState, EngineState, HostPolicy, TeamPolicy
+from domains.autoscaler.state import build_snapshot
+from domains.models import Domain, Job
+from hosts.models import Host
+
+pytestmark = pytest.mark.django_db
+
+MiB = 1024
+GiB = 1024 * MiB
+
+
+def make_host(name: str, team: Team | None, usable_gib: int = 16) -> Host:
+    return Host.objects.create(
+        name=name, uri=f"test:///{name}", team=team, status=Host.Status.ONLINE, total_kib=usable_gib * GiB + 512 * MiB,
+        reserved_kib=512 * MiB,
+    )
+
+
+def make_domain(host: Host, name: str, *, memory: int, used: int, maxmem: int = 8 * GiB, floor: int = 512 * MiB) -> Domain:
+    """A running domain whose guest reports like the simulated fleet's (97 % of it available)."""
+    available = memory * 97 // 100
+    return Domain.objects.create(
+        host=host, name=name, uuid=uuid.uuid4(), state=Domain.State.RUNNING, memory_kib=memory, maxmem_kib=maxmem,
+        config_memory_kib=memory, config_maxmem_kib=maxmem, floor_kib=floor, actual_kib=memory,
+        available_kib=available, unused_kib=max(0, available - used), usable_kib=max(0, available - used),
+    )
+
+
+@pytest.fixture
+def team() -> Team:
+    return Team.objects.create(name="blue")
+
+
+@pytest.fixture
+def admin(team):
+    user = get_user_model().objects.create_user("ada")
+    Membership.objects.create(user=user, team=team, role=Membership.Role.ADMIN)
+    return Actor.for_user(user)
+
+
+@pytest.fixture
+def now() -> float:
+    return EngineState.get().last_run_at + 1000.0
+
+
+def test_the_snapshot_takes_the_same_number_of_queries_for_any_fleet(team, now):
+    host = make_host("hv1", team)
+    make_domain(host, "a", memory=2 * GiB, used=1 * GiB)
+    with CaptureQueriesContext(connection) as small:
+        build_snapshot(now)
+    for h in range(2, 6):
+        other = make_host(f"hv{h}", team)
+        HostPolicy.objects.create(host=other, mode="automatic")
+        for d in range(10):
+            domain = make_domain(other, f"d{h}-{d}", memory=2 * GiB, used=1 * GiB)
+            DomainState.objects.create(domain=domain, requested_kib=2 * GiB)
+    with CaptureQueriesContext(connection) as large:
+        context = build_snapshot(now)
+    assert len(large.captured_queries) == len(small.captured_queries) <= 6
+    assert len(context.snapshot.domains) == 41
+    assert context.modes[other.pk] == "automatic" and context.modes[host.pk] == "off"
+
+
+def test_modes_come_from_the_host_else_its_team(team, now):
+    host = make_host("hv1", team)
+    loner = make_host("hv2", None)
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    assert build_snapshot(now).modes == {host.pk: "recommend", loner.pk: "off"}
+    HostPolicy.objects.create(host=host, mode="automatic")
+    assert build_snapshot(now).modes[host.pk] == "automatic"
+
+
+def test_automatic_mode_applies_steps_as_jobs_audited_with_the_autoscaler_and_its_policy_version(team, now):
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    idle = make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    report = run.run_autoscaler(now)
+    assert report.ran and report.applied == 1
+    job = Job.objects.get(domain=idle)
+    assert job.kind == Job.Kind.RESIZE and job.params["target_kib"] < 6 * GiB
+    assert job.actor_kind == "autoscaler" and job.actor_label == f"autoscaler policy {EngineState.get().policy_version}"
+    entry = AuditEntry.objects.get(action="domain.resize", domain_id=idle.pk)
+    assert entry.actor_kind == "autoscaler" and "policy" in entry.actor_label
+    step = Decision.objects.get(domain=idle, kind=Decision.Kind.STEP)
+    assert step.state == Decision.State.APPLIED and step.job == job and "shrink" in step.reason
+
+
+def test_a_run_right_after_another_does_nothing(team, now):
+    make_host("hv1", team)
+    assert run.run_autoscaler(now).ran
+    assert not run.run_autoscaler(now + 0.1).ran
+
+
+def test_recommend_mode_keeps_steps_for_a_person_and_creates_no_job(team, now):
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    idle = make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    report = run.run_autoscaler(now)
+    assert report.recommended == 1 and not Job.objects.exists()
+    recommended = Decision.objects.get(domain=idle, state=Decision.State.RECOMMENDED)
+    # The same plan next cycle: the same recommendation stays, no second one.
+    run.run_autoscaler(now + 10)
+    assert Decision.objects.filter(domain=idle, state=Decision.State.RECOMMENDED).get() == recommended
+
+
+def test_a_person_approves_or_dismisses_a_recommendation(team, admin, now):
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    make_domain(host, "idle2", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    first, second = Decision.objects.filter(state=Decision.State.RECOMMENDED).order_by("pk")
+    approved = run.approve(admin, first)
+    assert approved.state == Decision.State.APPLIED and approved.job.actor_label == "ada"
+    assert approved.decided_by.username == "ada"
+    dismissed = run.dismiss(admin, second)
+    assert dismissed.state == Decision.State.DISMISSED
+    assert AuditEntry.objects.filter(action="autoscaler.dismiss").count() == 1
+    with pytest.raises(services.Conflict):
+        run.approve(admin, dismissed)
+
+
+def test_an_outsider_cannot_approve(team, now):
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    outsider = Actor.for_user(get_user_model().objects.create_user("eve"))
+    recommended = Decision.objects.get(state=Decision.State.RECOMMENDED)
+    with pytest.raises(services.NotFound):
+        run.approve(outsider, recommended)
+    recommended.refresh_from_db()
+    assert recommended.state == Decision.State.RECOMMENDED and not Job.objects.exists()
+
+
+def test_do_nothing_decisions_are_kept_when_they_change(team, now):
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    calm = make_domain(host, "calm", memory=2 * GiB, used=1550 * MiB)  # within its deadband
+    run.run_autoscaler(now)
+    run.run_autoscaler(now + 10)
+    notes = Decision.objects.filter(domain=calm, kind=Decision.Kind.NOTE)
+    assert [n.code for n in notes] == ["within_deadband"]
+    assert "deadband" in notes[0].reason
+    Domain.objects.filter(pk=calm.pk).update(floor_kib=2 * GiB)  # now it is held at its floor
+    run.run_autoscaler(now + 20)
+    assert [n.code for n in notes.order_by("pk")] == ["within_deadband", "at_floor"]
+
+
+def test_a_host_that_is_off_is_said_once(team, now):
+    host = make_host("hv1", team)
+    make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    run.run_autoscaler(now + 10)
+    assert list(Decision.objects.filter(host=host).values_list("code", flat=True)) == ["host_off"]
+    assert not Job.objects.exists()
+
+
+def test_the_engine_remembers_watches_between_runs(team, now):
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)  # out of memory: saturated
+    run.run_autoscaler(now)
+    state = DomainState.objects.get(domain=busy)
+    assert state.saturated_since == now and state.last_grown_at == now
+
+
+def test_policy_changes_are_audited_and_change_the_policy_version(team, admin):
+    host = make_host("hv1", team)
+    domain = make_domain(host, "a", memory=2 * GiB, used=1 * GiB)
+    before = EngineState.get().policy_version
+    run.set_policy(admin, host, mode="automatic", target_use=0.9)
+    run.set_policy(admin, domain, free_share=0.3, priority=5)
+    run.set_policy(admin, team, mode="recommend")
+    assert EngineState.get().policy_version != before
+    assert HostPolicy.objects.get(host=host).target_use == 0.9
+    entries = AuditEntry.objects.filter(action="autoscaler.policy").order_by("pk")
+    assert [e.after for e in entries][:2] == [{"mode": "automatic", "target_use": 0.9}, {"free_share": 0.3, "priority": 5}]
+    with pytest.raises(services.BadRequest):
+        run.set_policy(admin, domain, free_share=1.5)
+    with pytest.raises(services.BadRequest):
+        run.set_policy(admin, host, mode="sometimes")
+
+
+def test_an_operator_may_not_change_policies(team):
+    user = get_user_model().objects.create_user("otto")
+    Membership.objects.create(user=user, team=team, role=Membership.Role.OPERATOR)
+    host = make_host("hv1", team)
+    with pytest.raises(services.Forbidden):
+        run.set_policy(Actor.for_user(user), host, mode="automatic")
+
+
+def test_what_if_sees_only_the_actors_hosts(team, admin):
+    mine = make_host("hv1", team, usable_gib=8)
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    theirs = make_host("hv2", Team.objects.create(name="red"), usable_gib=64)
+    HostPolicy.objects.create(host=theirs, mode="automatic")
+    make_domain(mine, "a", memory=4 * GiB, used=3 * GiB)
+    answer = run.what_if(admin, 2 * GiB, 4 * GiB)
+    assert answer.host_id == mine.pk
+    assert all(c.host_id == mine.pk for c in answer.candidates)
