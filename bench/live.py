@@ -90,7 +90,8 @@ def prepare_fleet(hosts: int, domains: int):
 def start_daphne(environment: dict, port: int, log: Path) -> subprocess.Popen:
     out = open(log, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "balloonweb.asgi:application"],
+        [sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []),
+         "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "balloonweb.asgi:application"],
         cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 30

@@ -62,6 +62,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong", "t": content.get("t")})
 
+    async def dispatch(self, message: dict) -> None:
+        # Channels runs close_old_connections() on the database thread before every handler: a thread hop per
+        # message, all through one thread. A live hint touches no database (follow() goes through
+        # database_sync_to_async, which closes old connections itself), and that hop was most of the time it
+        # took to fan one hint out to hundreds of sockets (bench/live.py).
+        if message["type"] == "live.update":
+            await self.live_update(message)
+        else:
+            await super().dispatch(message)
+
     async def live_update(self, event: dict) -> None:
         payload = event["payload"]
         if payload.get("type") == "close":
