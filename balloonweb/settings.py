@@ -168,7 +168,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 # Periodic work has its own queue: "poll" (and "poll.<group>" for a host group's polls), "jobs" for jobs.
-CELERY_TASK_ROUTES = {"domains.tasks.poll_fleet": {"queue": "poll"}, "domains.tasks.sweep_jobs": {"queue": "poll"}}
+# The autoscaler's cycle is on "poll" too: short, once per poll, and not to wait behind migrations on "jobs".
+CELERY_TASK_ROUTES = {
+    "domains.tasks.poll_fleet": {"queue": "poll"},
+    "domains.tasks.sweep_jobs": {"queue": "poll"},
+    "domains.autoscaler.tasks.autoscale": {"queue": "poll"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than the longest job, so that Redis does not hand a running job to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(MIGRATE_TIME_LIMIT * 2)}

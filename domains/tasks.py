@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers; the work is in domains.jobs and domains.poller."""
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
 
 from . import jobs, poller, samples
@@ -23,7 +23,10 @@ def poll_fleet() -> list[str]:
 
 @shared_task(ignore_result=True, expires=settings.POLL_INTERVAL)
 def poll_group(queue_group: str) -> dict:
-    return poller.poll_fleet(queue_group).as_dict()
+    report = poller.poll_fleet(queue_group).as_dict()
+    # The autoscaler plans over what this poll just wrote; the polls of several groups make one run (claim_run).
+    current_app.send_task("domains.autoscaler.tasks.autoscale")
+    return report
 
 
 @shared_task(ignore_result=True, expires=settings.SWEEP_INTERVAL)
