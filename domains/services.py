@@ -111,6 +111,23 @@ def check_memory_bounds(domain: Domain, target_kib: int) -> None:
         )
 
 
+def check_not_busy(domain: Domain, kind: str) -> None:
+    """One operation per domain. Resizes and maxmem changes queue behind each other (a later absolute size
+    supersedes an earlier one); a migration is refused while another job of the domain runs, and nothing else is
+    accepted while a migration is queued or running (it would act on the host the domain is leaving)."""
+    if kind == Job.Kind.MIGRATE:
+        busy = Job.objects.filter(domain=domain, state=Job.State.RUNNING)
+    else:
+        busy = Job.objects.filter(domain=domain, kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED)
+    job = busy.order_by("pk").first()
+    if job is not None:
+        raise Conflict(
+            f"{domain.name} is busy: job {job.pk} ({job.get_kind_display()}) is {job.state}; wait for it to end"
+            + (", or cancel it" if job.state == Job.State.QUEUED else ""),
+            "busy",
+        )
+
+
 def check_host_online(host: Host) -> None:
     if not host.is_online:
         since = f" since {host.status_changed:%Y-%m-%d %H:%M:%S} UTC" if host.status_changed else ""
@@ -244,6 +261,7 @@ def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
         domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
         check_permission(actor, "resize", domain)
         check_memory_bounds(domain, target_kib)
+        check_not_busy(domain, Job.Kind.RESIZE)
         check_host_online(host)
         current = booked_kib(host) - booked_kib(host, exclude_domain=domain)
         check_delegation(actor, domain.host.team, target_kib, target_kib - current)
@@ -266,6 +284,7 @@ def request_set_maxmem(actor: Actor, domain: Domain, size: str | int) -> Job:
             raise Conflict(f"{domain.name} is no longer on {host}", "domain_gone")
         if maxmem_kib < domain.floor_kib:
             raise BadRequest(f"maxmem {mib(maxmem_kib)} is below the floor of {domain.name} ({mib(domain.floor_kib)})", "below_floor")
+        check_not_busy(domain, Job.Kind.MAXMEM)
         check_host_online(host)
         job = _new_job(actor, Job.Kind.MAXMEM, host, domain=domain, maxmem_kib=maxmem_kib)
         record(actor, "domain.maxmem", domain, before={"config_maxmem_kib": domain.config_maxmem_kib}, after={"config_maxmem_kib": maxmem_kib}, job=job)
@@ -303,6 +322,7 @@ def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
             raise BadRequest(f"{domain.name} already runs on {target.name}; pick another host", "same_host")
         if not domain.is_running:
             raise BadRequest(f"{domain.name} is {domain.get_state_display()}: only a running domain migrates live", "domain_not_running")
+        check_not_busy(domain, Job.Kind.MIGRATE)
         check_host_online(source)
         check_host_online(target)
         memory_kib = booked_kib(source) - booked_kib(source, exclude_domain=domain)
