@@ -9,15 +9,18 @@ import logging
 import os
 import secrets
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.http import HttpResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from domains.autoscaler.models import Decision
 from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
 
@@ -28,6 +31,7 @@ POLL_KEY = "api:poll:{}"
 POLL_PHASES = ("libvirt", "database", "publish")
 KIB = 1024
 LOOPBACK = "127.0.0.0/8,::1/128"
+DECISION_WINDOW_S = 3600
 
 
 # -- the poll report ------------------------------------------------------------------------------------------
@@ -57,12 +61,14 @@ def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamil
 
 
 class FleetCollector:
-    """Hosts, domains, jobs and the poll cycle; five queries and one cache read, whatever the fleet's size."""
+    """Hosts, domains, jobs, autoscaler decisions and the poll cycle; six queries and one cache read, whatever the
+    fleet's size."""
 
     def collect(self):
         yield from self._hosts()
         yield from self._domains()
         yield from self._jobs()
+        yield from self._decisions()
         yield from self._poll()
 
     def _hosts(self):
@@ -123,6 +129,16 @@ class FleetCollector:
             jobs.add_metric([kind, state], n)
             autoscaler.add_metric([kind, state], by_autoscaler)
         yield from (jobs, autoscaler)
+
+    def _decisions(self):
+        # The last hour's decisions, not all of them: the table grows every cycle, a scrape must not.
+        since = timezone.now() - timedelta(seconds=DECISION_WINDOW_S)
+        decisions = _gauge("autoscaler_decisions_last_hour", "Autoscaler decisions of the last hour, by step and state",
+                           ["step", "state"])
+        rows = Decision.objects.filter(at__gte=since).order_by().values("step_kind", "state").annotate(n=Count("id"))
+        for row in rows:
+            decisions.add_metric([row["step_kind"] or "none", row["state"]], row["n"])
+        yield decisions
 
     def _poll(self):
         groups = sorted(set(Host.objects.order_by().values_list("queue_group", flat=True).distinct()))

@@ -112,9 +112,18 @@ def test_every_refusal_is_json_with_a_code(people, fleet, as_):
 
 
 def test_one_operation_at_a_time_is_a_409(people, fleet, as_):
+    foo, operator = fleet["foo"].pk, as_("operator")
     job = Job.objects.create(kind="resize", domain=fleet["foo"], host=fleet["h1"], state="running", params={"target_kib": 1024 * 1024})
-    response = as_("operator").post(f"/api/jobs/{job.pk}/cancel/")
-    assert error(response)[:2] == (409, "not_cancellable")
+    assert error(operator.post(f"/api/jobs/{job.pk}/cancel/"))[:2] == (409, "not_cancellable")
+    status, code, message = error(operator.post(f"/api/domains/{foo}/migrate/", {"host": "h2"}, format="json"))
+    assert (status, code) == (409, "busy") and f"job {job.pk} (resize) is running" in message
+    # A later absolute size supersedes a pending one: resizes queue.
+    assert operator.post(f"/api/domains/{foo}/resize/", {"size": "900"}, format="json").status_code == 202
+    Job.objects.filter(pk=job.pk).update(state="succeeded")
+    Job.objects.filter(kind="resize").update(state="succeeded")
+    moving = operator.post(f"/api/domains/{foo}/migrate/", {"host": "h2"}, format="json").json()
+    status, code, message = error(operator.post(f"/api/domains/{foo}/resize/", {"size": "900"}, format="json"))
+    assert (status, code) == (409, "busy") and f"job {moving['id']} (migrate) is queued; wait for it to end, or cancel it" in message
 
 
 def test_maxmem_floor_and_migrate(people, fleet, as_):

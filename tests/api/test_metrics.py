@@ -51,7 +51,7 @@ def test_queries_do_not_grow_with_the_fleet(fleet, client):
         fake_domain(fleet["h2"], f"d{i}")
     with CaptureQueriesContext(connection) as many:
         scrape(client)
-    assert len(few) == len(many) <= 5
+    assert len(few) == len(many) <= 6
 
 
 @override_settings(METRICS_TOKEN="s3cret", METRICS_ALLOWED_NETWORKS="")
@@ -72,3 +72,19 @@ def test_networks_guard_it(fleet, client):
 def test_by_default_only_this_machine(fleet, client):
     assert client.get("/metrics").status_code == 200
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+
+
+def test_the_autoscalers_decisions_of_the_last_hour(fleet, client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from domains.autoscaler.models import Decision
+
+    common = dict(kind="step", code="shrink", host=fleet["h1"], domain=fleet["foo"], reason="surplus", mode="recommend", policy_version="1")
+    Decision.objects.create(at=timezone.now(), step_kind="resize", state="recommended", **common)
+    Decision.objects.create(at=timezone.now() - timedelta(hours=2), step_kind="resize", state="applied", **common)
+    text = scrape(client)
+    assert 'balloonweb_autoscaler_decisions_last_hour{state="recommended",step="resize"} 1.0' in text
+    lines = [line for line in text.splitlines() if line.startswith("balloonweb_autoscaler_decisions_last_hour{")]
+    assert len(lines) == 1  # the applied one is two hours old
