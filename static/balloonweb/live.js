@@ -44,15 +44,25 @@
     if (!timer) timer = setTimeout(flush, 150);
   }
 
+  // Controls (data-live-keep-focus) are not pulled from under someone using one, nor while one shows a
+  // refusal: the person must get to read it. The next hint after they act brings the controls up to date.
+  function inUse(region) {
+    return "liveKeepFocus" in region.dataset && (region.contains(document.activeElement) || region.querySelector("[role=alert]"));
+  }
+
   function flush() {
     timer = null;
     due.forEach((region) => {
-      // Do not pull a control from under someone using it; the next hint brings it up to date.
-      if ("liveKeepFocus" in region.dataset && region.contains(document.activeElement)) return;
-      if (window.htmx) htmx.trigger(region, "live");
+      if (!inUse(region) && window.htmx) htmx.trigger(region, "live");
     });
     due = new Set();
   }
+
+  // A refetch already under way when the refusal arrived is dropped rather than swapped in over it.
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    if (trigger && trigger.type === "live" && inUse(event.detail.target)) event.detail.shouldSwap = false;
+  });
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
