@@ -4,6 +4,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("domains.autoscaler.urls")),  # /autoscaler/ page actions, /api/autoscaler/ (before the API's catch-all)
     path("", include("balloonweb.api.urls")),  # /api/ (REST API, schema, docs), /metrics, /account/tokens/
     # Django's own authentication views, with the console's templates (templates/registration/).
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -145,6 +145,26 @@ MATRIX: dict[str, list[Case]] = {
     "api:no-such-endpoint": [Case(expect=dict.fromkeys(ROLES, 404))],
     # Metrics are for the monitoring system: by network or token (METRICS_* settings), not by role.
     "api:metrics": [Case(expect=dict.fromkeys(ROLES, 200))],
+    # -- the autoscaler (issue 6): a recommended step (resize da to 512 MiB) is extra.decision -----------------
+    # Page actions answer a plain POST with a redirect back to the page and a message; approving creates the
+    # job as the person (operators and admins), dismissing needs the same right, policies are for admins.
+    "autoscaler-approve": [Case("post", {"decision_id": "extra.decision"}, expect=answers(operator=302, admin=302))],
+    "autoscaler-dismiss": [Case("post", {"decision_id": "extra.decision"}, expect=answers(operator=302, admin=302))],
+    "autoscaler-host-policy": [Case("post", {"object_id": "a1.pk"}, {"mode": "recommend", "target_use": 0.9, "migrations_in": "2",
+                                                                   "migrations_out": "2", "migrations_per_hour": "6"}, answers(admin=302))],
+    "autoscaler-domain-policy": [Case("post", {"object_id": "da.pk"}, {"free_share": 0.3, "deadband_share": 0.05, "priority": "1",
+                                                                     "shrink_cooldown_s": "60", "migrate_cooldown_s": "3600"}, answers(admin=302))],
+    "autoscaler-domain-chart": [Case(args={"domain_id": "da.pk"}, expect=TEAM_PAGE)],
+    # A what-if covers the hosts the caller sees; applying it is refused (a message) unless they are automatic.
+    "autoscaler-what-if-apply": [Case("post", data={"memory": "512"}, expect={**dict.fromkeys(ROLES, 302), "anonymous": LOGIN})],
+    "autoscaler-api-decisions": [Case(expect=API_LIST)],
+    "autoscaler-api-approve": [Case("post", {"pk": "extra.decision"}, expect=API_OPERATOR, json=True)],
+    "autoscaler-api-dismiss": [Case("post", {"pk": "extra.decision"}, expect={**API_OPERATOR, "operator": 200, "admin": 200, "superuser": 200}, json=True)],
+    "autoscaler-api-policy": [
+        Case(args={"kind": "host", "pk": "a1.pk"}, expect=API_OBJECT),
+        Case("patch", {"kind": "host", "pk": "a1.pk"}, {"mode": "recommend"}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True),
+    ],
+    "autoscaler-api-what-if": [Case("post", data={"memory": "512"}, expect=API_LIST, json=True)],
 }
 
 # Django's admin has its own staff permissions: every route under it answers alike, so one rule covers them.
@@ -206,6 +226,7 @@ def fixtures_for(world: World):
     from balloonweb.audit.models import AuditEntry
 
     world.extra = {}
+    world.extra["decision"] = _recommended_step(world)
     world.extra["team_a_entry"] = AuditEntry.objects.filter(team_id=world.team_a.pk).values_list("pk", flat=True).first()
     try:
         from balloonweb.access.actors import Actor
@@ -215,6 +236,18 @@ def fixtures_for(world: World):
         world.extra["viewer_token"] = token.pk
     except ImportError:  # the API is not there yet
         world.extra["viewer_token"] = 0
+
+
+def _recommended_step(world: World) -> int:
+    from django.utils import timezone
+
+    from domains.autoscaler.models import Decision
+
+    return Decision.objects.create(
+        at=timezone.now(), kind=Decision.Kind.STEP, code="shrink", host=world.a1, domain=world.da, step_kind="resize",
+        from_kib=1024 * 1024, to_kib=512 * 1024, reason="da has 512 MiB more than it needs", mode="recommend",
+        policy_version="1.0", state=Decision.State.RECOMMENDED,
+    ).pk
 
 
 def request(client: Client, name: str, case: Case, world: World):

@@ -1,0 +1,83 @@
+"""What the pages and the API show of the autoscaler, and the two things they both do beyond run.py: read a
+policy (its values, or the defaults when none was saved) and apply a what-if only where the hosts are automatic.
+
+Permissions are not decided here: callers find objects through balloonweb.access.rules and change them
+through run.py, which asks the services.
+"""
+
+from datetime import timedelta
+
+from django.db.models import QuerySet
+
+from domains import services
+from domains.models import Domain
+from hosts.models import Host
+
+from .models import Decision, DomainPolicy, DomainState, HostPolicy, Mode, TeamPolicy
+from .plan import PLACE
+from .run import apply_what_if
+from .state import effective_mode
+from .whatif import WhatIf
+
+HISTORY_LENGTH = 30
+CHART_SPAN = timedelta(hours=1)  # the domain page's autoscaler chart
+
+# The settings a person edits, per policy (run.set_policy checks their bounds).
+POLICY_FIELDS = {
+    "team": (TeamPolicy, ["mode"]),
+    "host": (HostPolicy, ["mode", "target_use", "migrations_in", "migrations_out", "migrations_per_hour"]),
+    "domain": (DomainPolicy, ["free_share", "deadband_share", "priority", "shrink_cooldown_s", "migrate_cooldown_s"]),
+}
+
+
+def policy_of(obj) -> dict:
+    """The policy's values now: the saved row, else the model's defaults (nothing is written by reading)."""
+    kind = obj._meta.model_name
+    model, fields = POLICY_FIELDS[kind]
+    row = model.objects.filter(**{kind: obj}).first() or model(**{kind: obj})
+    return {name: getattr(row, name) for name in fields}
+
+
+def host_mode(host: Host) -> str:
+    """The mode the autoscaler applies to this host: its own, else its team's (off for a host of no team)."""
+    own = HostPolicy.objects.filter(host=host).values_list("mode", flat=True).first()
+    team = TeamPolicy.objects.filter(team_id=host.team_id).values_list("mode", flat=True).first() if host.team_id else None
+    return effective_mode(own, team)
+
+
+def open_steps(host: Host) -> QuerySet:
+    """Steps recommended on this host, waiting for a person."""
+    return Decision.objects.filter(host=host, state=Decision.State.RECOMMENDED).select_related("domain", "to_host").order_by("at", "id")
+
+
+def host_notes(host: Host) -> QuerySet:
+    """The host's latest reasons to do nothing (or less): those of its most recent run that kept any."""
+    latest = Decision.objects.filter(host=host, domain=None, kind=Decision.Kind.NOTE).values_list("at", flat=True).first()
+    return Decision.objects.filter(host=host, domain=None, kind=Decision.Kind.NOTE, at=latest) if latest else Decision.objects.none()
+
+
+def history(domain: Domain, limit: int = HISTORY_LENGTH) -> list[Decision]:
+    return list(Decision.objects.filter(domain=domain).select_related("job", "to_host", "decided_by")[:limit])
+
+
+def stuck_since(domain: Domain) -> float | None:
+    """When the engine flagged this domain's balloon as stuck (seconds since the epoch), or None."""
+    return DomainState.objects.filter(domain=domain).values_list("stuck_since", flat=True).first()
+
+
+def apply_when_automatic(actor, answer: WhatIf) -> list[Decision]:
+    """Apply a what-if's steps, only when every host they touch is in automatic mode: in recommend mode a person
+    approves the autoscaler's own plans on the host page, and off means hands off."""
+    if answer.host_id is None:
+        raise services.Conflict(f"nothing to apply: {answer.reason}", "no_room")
+    touched = {answer.host_id} | {s.host_id for s in answer.plan.steps} | {s.to_host_id for s in answer.plan.steps if s.to_host_id}
+    for host in Host.objects.filter(pk__in=touched).order_by("name"):
+        mode = host_mode(host)
+        if mode != Mode.AUTOMATIC:
+            raise services.Conflict(f"{host.name} is in {mode} mode: a what-if is applied only on hosts in automatic mode", "not_automatic")
+    return apply_what_if(actor, answer)
+
+
+def what_if_steps(answer: WhatIf) -> list:
+    """The steps to show (the placement is said by the answer's host)."""
+    return [s for s in answer.plan.steps if s.kind != PLACE]

@@ -1,0 +1,82 @@
+"""The autoscaler's sections of the host, domain and fleet pages, one tag each, so that those pages need one
+line: `{% load autoscaler %}{% autoscaler_host host %}`. The page has already checked that the user may view
+the object; the tags only decide which controls to offer (the services check again when one is used)."""
+
+from django import template
+
+from balloonweb.access import rules
+from domains import services
+
+from .. import run, show
+from ..models import Mode
+from ..views import WhatIfForm, policy_form
+
+register = template.Library()
+
+
+def _actor(context):
+    return getattr(context.get("request"), "actor", None)
+
+
+def _allowed(context, obj) -> set[str]:
+    actor = _actor(context)
+    return rules.allowed_actions(actor, obj) if actor is not None else set()
+
+
+@register.inclusion_tag("autoscaler/_host.html", takes_context=True)
+def autoscaler_host(context, host):
+    allowed = _allowed(context, host)
+    return {
+        "host": host, "mode": show.host_mode(host), "steps": show.open_steps(host), "notes": show.host_notes(host),
+        "may_decide": bool({"resize", "migrate"} & allowed), "may_edit": "manage_host" in allowed,
+        "form": policy_form("host", initial=show.policy_of(host)), "csrf_token": context.get("csrf_token"),
+        "team_less": host.team_id is None,
+    }
+
+
+@register.inclusion_tag("autoscaler/_domain.html", takes_context=True)
+def autoscaler_domain(context, domain):
+    return {
+        "domain": domain, "mode": show.host_mode(domain.host), "history": show.history(domain),
+        "stuck_since": show.stuck_since(domain), "may_edit": "set_floor" in _allowed(context, domain),
+        "form": policy_form("domain", initial=show.policy_of(domain)), "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.inclusion_tag("autoscaler/_what_if.html", takes_context=True)
+def autoscaler_what_if(context):
+    """The what-if form; with `?room=...` in the query, its answer (reading only: nothing is applied by a GET)."""
+    request = context.get("request")
+    form = WhatIfForm(request.GET if "memory" in request.GET else None)
+    answer = error = None
+    automatic = False
+    if form.is_bound and form.is_valid():
+        try:
+            memory_kib, maxmem_kib = form.sizes()
+            answer = run.what_if(_actor(context), memory_kib, maxmem_kib)
+        except services.ServiceError as exc:
+            error = exc.message
+    if answer is not None and answer.host_id is not None:
+        touched = {answer.host_id} | {s.host_id for s in answer.plan.steps}
+        from hosts.models import Host
+
+        automatic = all(show.host_mode(h) == Mode.AUTOMATIC for h in Host.objects.filter(pk__in=touched))
+    hosts = {}
+    if answer is not None:
+        hosts = {c.host_id: c.host_name for c in answer.candidates}
+    return {
+        "form": form, "answer": answer, "error": error, "automatic": automatic, "csrf_token": context.get("csrf_token"),
+        "steps": show.what_if_steps(answer) if answer else [], "host_names": hosts,
+    }
+
+
+@register.filter
+def host_name(names: dict, host_id):
+    return names.get(host_id, f"host {host_id}") if names else f"host {host_id}"
+
+
+@register.filter
+def when(epoch: float | None):
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, tz=timezone.utc) if epoch else None

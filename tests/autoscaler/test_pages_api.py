@@ -1,0 +1,85 @@
+"""The autoscaler on the pages and in the API, on the access tests' world (team A: a1, a2, domain `da`)."""
+
+import pytest
+from django.utils import timezone
+
+from domains.autoscaler.models import Decision, EngineState, HostPolicy, TeamPolicy
+from domains.models import Job
+from tests.access.conftest import World, build_world
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world() -> World:
+    return build_world()
+
+
+def recommend(world: World, to_mib: int = 512) -> Decision:
+    return Decision.objects.create(
+        at=timezone.now(), kind=Decision.Kind.STEP, code="shrink", host=world.a1, domain=world.da, step_kind="resize",
+        from_kib=1024 * 1024, to_kib=to_mib * 1024, reason="da has more than it needs", mode="recommend",
+        policy_version="1.0", state=Decision.State.RECOMMENDED,
+    )
+
+
+def test_host_page_offers_approve_to_operators_and_the_policy_to_admins(world):
+    recommend(world)
+    operator = world.client("operator").get(f"/hosts/{world.a1.pk}/").content.decode()
+    viewer = world.client("viewer").get(f"/hosts/{world.a1.pk}/").content.decode()
+    admin = world.client("admin").get(f"/hosts/{world.a1.pk}/").content.decode()
+    assert "da has more than it needs" in viewer and "Approve" not in viewer
+    assert "Approve" in operator and "Host policy" not in operator
+    assert "Host policy" in admin
+
+
+def test_approving_on_the_page_creates_the_job_as_the_person(world):
+    step = recommend(world)
+    response = world.client("operator").post(f"/autoscaler/steps/{step.pk}/approve/")
+    assert response.status_code == 302
+    step.refresh_from_db()
+    assert step.state == Decision.State.APPLIED and step.decided_by == world.users["operator"]
+    assert Job.objects.get(pk=step.job_id).actor_kind == "user"
+
+
+def test_domain_page_shows_decisions_and_the_policy_to_admins(world):
+    recommend(world)
+    page = world.client("admin").get(f"/domains/{world.da.pk}/").content.decode()
+    assert "Decisions" in page and "da has more than it needs" in page and "Domain policy" in page
+    assert "Domain policy" not in world.client("operator").get(f"/domains/{world.da.pk}/").content.decode()
+    chart = world.client("viewer").get(f"/autoscaler/domains/{world.da.pk}/chart/").json()
+    assert chart["steps"][0][1] == 512
+
+
+def test_fleet_what_if_answers_and_apply_is_refused_outside_automatic_mode(world):
+    assert "no host is online with autoscaling on" in world.client("admin").get("/?memory=2048").content.decode()
+    TeamPolicy.objects.create(team=world.team_a, mode="recommend")
+    page = world.client("admin").get("/?memory=2048&maxmem=4096").content.decode()
+    assert "Make room for one more" in page and ("<strong>a1</strong>" in page or "<strong>a2</strong>" in page)
+    response = world.client("admin").post("/autoscaler/what-if/apply/", {"memory": "2048"}, follow=True)
+    assert "is in recommend mode" in response.content.decode()
+
+
+def test_api_policy_change_is_audited_and_bumps_the_version(world):
+    client = world.client("admin")
+    before = EngineState.get().revision
+    response = client.patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", {"mode": "automatic"}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["effective_mode"] == "automatic"
+    assert HostPolicy.objects.get(host=world.a1).mode == "automatic" and EngineState.get().revision == before + 1
+    bad = client.patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", {"target_use": 2}, content_type="application/json")
+    assert bad.status_code == 400 and bad.json()["code"] == "bad_policy"
+    assert client.get(f"/api/autoscaler/policies/team/{world.team_a.pk}/").json()["mode"] == "off"
+
+
+def test_api_decisions_approve_and_what_if_apply_in_automatic_mode(world):
+    step = recommend(world)
+    client = world.client("operator")
+    listed = client.get("/api/autoscaler/decisions/?state=recommended").json()["results"]
+    assert [d["id"] for d in listed] == [step.pk]
+    approved = client.post(f"/api/autoscaler/decisions/{step.pk}/approve/", content_type="application/json")
+    assert approved.status_code == 202 and approved.json()["state"] == "applied"
+    again = client.post(f"/api/autoscaler/decisions/{step.pk}/approve/", content_type="application/json")
+    assert again.status_code == 409
+    TeamPolicy.objects.create(team=world.team_a, mode="automatic")
+    answer = client.post("/api/autoscaler/what-if/", {"memory": "7000", "maxmem": "8G"}, content_type="application/json").json()
+    assert answer["host"] in ("a1", "a2"), answer
