@@ -75,11 +75,33 @@ def stop_all() -> list[str]:
     return names
 
 
+DEMO_TEAM = "ops"
+DEMO_ADMIN = "admin"  # the superuser that ensure_admin creates before the run command starts the demo
+
+
+def demo_team():
+    """The team "ops" owning the demo hosts, with `admin` as its admin, in recommend mode. A team, because the
+    autoscaler acts as an operator of a host's team; recommend, so that a person sees the plan (on the host page)
+    before anything changes, and `foo` stays at 1024 MiB until someone acts. A later change by a person stays."""
+    from django.contrib.auth import get_user_model
+
+    from balloonweb.access.models import Membership, Team
+    from domains.autoscaler.models import Mode, TeamPolicy
+
+    team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
+    admin = get_user_model().objects.filter(username=DEMO_ADMIN).first()
+    if admin is not None:
+        Membership.objects.get_or_create(user=admin, team=team, defaults={"role": Membership.Role.ADMIN})
+    TeamPolicy.objects.get_or_create(team=team, defaults={"mode": Mode.RECOMMEND})
+    return team
+
+
 def start_demo() -> list[Host]:
-    """hv1 and hv2 with `foo` (1024 MiB, maxmem 4096 MiB) and a few other domains."""
+    """hv1 and hv2 of the team "ops" (recommend mode) with `foo` (1024 MiB, maxmem 4096 MiB) and a few others."""
     from domains.inventory import record_domain
 
-    hosts = {name: start(name, memory_mib=memory) for name, memory in DEMO_HOSTS.items()}
+    team = demo_team()
+    hosts = {name: start(name, memory_mib=memory, team=team) for name, memory in DEMO_HOSTS.items()}
     for host_name, config in DEMO_DOMAINS:
         host = hosts[host_name]
         driver = driver_for(host.uri)
