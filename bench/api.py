@@ -183,7 +183,11 @@ def measure_over_http(token: str, domain_ids: list[int], count: int) -> dict:
         }
     finally:
         server.terminate()
-        server.wait(timeout=15)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":
