@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -179,6 +180,8 @@ def main() -> None:
     parser.add_argument("--domains", type=int, default=10, help="per host")
     args = parser.parse_args()
 
+    # A SIGTERM (e.g. from `timeout`) unwinds through `finally`, so daphne and the simulated hosts are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     state_dir = Path(tempfile.mkdtemp(prefix="bw-bench-live-"))
     environment = configure(state_dir)
     from hosts.simulation import setup
