@@ -58,6 +58,11 @@ def test_login_and_the_fleet(new_page, sim_hosts, foo):
     expect(page.locator(".totals .summary")).to_contain_text("2 of 2 hosts online")
     expect(page.locator(f"#host-{sim_hosts['hv1'].pk}")).to_contain_text("1,024 MiB running")
     wait_live(page)
+    mark_page(page)
+    wait_for_job(resize(foo, "2048"))
+    off_loop(poll_hosts, [sim_hosts["hv1"], sim_hosts["hv2"]])  # the fleet hears of it from the next poll
+    expect(page.locator(f"#host-{sim_hosts['hv1'].pk}")).to_contain_text("2,048 MiB running")
+    assert not_reloaded(page)
     screenshot(page, "fleet")
 
     phone = new_page(width=390, height=844)
