@@ -71,7 +71,7 @@ def add_member(actor: Actor, team: Team, username: str, role: str) -> Membership
 @_guarded("membership.role")
 def change_role(actor: Actor, membership: Membership, role: str) -> Membership:
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().select_related("team", "user").get(pk=membership.pk)
+        membership = Membership.objects.select_for_update(of=("self",)).select_related("team", "user").get(pk=membership.pk)
         check_permission(actor, "manage_team", membership.team)
         membership.role = role
         membership.save(update_fields=["role"])
