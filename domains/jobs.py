@@ -37,7 +37,9 @@ def claim(job_id: int, worker: str = "") -> str:
         if job is None or job.state != Job.State.QUEUED:
             return Claim.SKIP
         if job.domain_id:
-            Domain.objects.select_for_update().filter(pk=job.domain_id).first()
+            # of=self and no ordering: the model orders by host name, and a join would lock the host row as well,
+            # against the order in which requests take it (host, then domain): a deadlock.
+            Domain.objects.select_for_update(of=("self",)).filter(pk=job.domain_id).order_by().first()
             if Job.objects.filter(domain_id=job.domain_id, state=Job.State.RUNNING).exists():
                 return Claim.BUSY
             newer = _newer_resize(job)

@@ -252,14 +252,20 @@ def _guarded(action: str):
     return wrap
 
 
+def _locked_for(actor: Actor, action: str, domain: Domain) -> tuple[Host, Domain]:
+    """Lock the domain's host, read the domain afresh under that lock, and check the actor's right."""
+    host = locked_host(domain.host_id)
+    domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
+    check_permission(actor, action, domain)
+    return host, domain
+
+
 @_guarded("domain.resize")
 def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
     """Balloon a running domain to an absolute size (`xm mem-set`)."""
     target_kib = parse_size(size)
     with transaction.atomic():
-        host = locked_host(domain.host_id)
-        domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
-        check_permission(actor, "resize", domain)
+        host, domain = _locked_for(actor, "resize", domain)
         check_memory_bounds(domain, target_kib)
         check_not_busy(domain, Job.Kind.RESIZE)
         check_host_online(host)
@@ -277,9 +283,7 @@ def request_set_maxmem(actor: Actor, domain: Domain, size: str | int) -> Job:
     """Set maxmem in the persistent config (`xm mem-max`); a running domain takes it at its next boot."""
     maxmem_kib = parse_size(size)
     with transaction.atomic():
-        host = locked_host(domain.host_id)
-        domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
-        check_permission(actor, "set_maxmem", domain)
+        host, domain = _locked_for(actor, "set_maxmem", domain)
         if domain.state == Domain.State.GONE:
             raise Conflict(f"{domain.name} is no longer on {host}", "domain_gone")
         if maxmem_kib < domain.floor_kib:

@@ -268,7 +268,7 @@ def approve(actor: Actor, decision: Decision) -> Decision:
 
 def dismiss(actor: Actor, decision: Decision) -> Decision:
     with transaction.atomic():
-        decision = Decision.objects.select_for_update().select_related("domain__host", "host").get(pk=decision.pk)
+        decision = Decision.objects.select_for_update(of=("self",)).select_related("domain__host", "host").get(pk=decision.pk)
         services.check_permission(actor, "migrate" if decision.step_kind == MIGRATE else "resize", decision.domain or decision.host)
         if decision.state != Decision.State.RECOMMENDED:
             raise services.Conflict(f"this step is {decision.get_state_display()}: only a recommended step can be dismissed", "not_open")

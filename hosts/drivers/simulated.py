@@ -28,6 +28,47 @@ class SimulatedDriver(LibvirtDriver):
             demand = self._demands[uuid] = demand_for(uuid, maxmem_kib, description)
         return demand
 
+    # -- persistence: a real host keeps its domains' configs on disk and boots them again after a crash; the
+    # test driver keeps them in memory only, so a simulated host keeps them in its directory.
+
+    def _saved(self, uuid: str) -> Path | None:
+        node = _node_file(self.uri)
+        return node.parent / "domains" / f"{uuid}.xml" if node else None
+
+    def _save(self, uuid: str) -> None:
+        path = self._saved(uuid)
+        if path is not None:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(self.domain_xml(uuid))
+
+    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None) -> DomainInfo:
+        info = super().define_xml_and_start(xml, start_memory_kib=start_memory_kib)
+        self._save(info.uuid)
+        return info
+
+    def set_maxmem(self, uuid: str, kib: int) -> None:
+        super().set_maxmem(uuid, kib)
+        self._save(uuid)
+
+    def undefine(self, uuid: str) -> None:
+        super().undefine(uuid)
+        path = self._saved(uuid)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def boot_saved_domains(self) -> int:
+        """Define and start the saved domains that the daemon does not have (after a restart): at their
+        configured memory, as a real host's guests come back after it crashed."""
+        node = _node_file(self.uri)
+        saved = sorted((node.parent / "domains").glob("*.xml")) if node else []
+        present = {d.uuid for d in self.list_domains()}
+        booted = 0
+        for path in saved:
+            if path.stem not in present:
+                self.define_xml_and_start(path.read_text())
+                booted += 1
+        return booted
+
     def host_info(self) -> HostInfo:
         """libvirt's test node is always 3 GiB and 16 CPUs; a simulated host says its own size in node.json."""
         info = super().host_info()

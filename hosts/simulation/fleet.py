@@ -125,6 +125,19 @@ def start_daemon(host: SimHost) -> None:
     if keeper.stdout.readline().strip() != b"ready":
         raise RuntimeError(f"the keeper of {host.name} could not connect to {host.uri}")
     host.keeper_pid_file.write_text(str(keeper.pid))
+    _prepare_domains(host)
+
+
+def _prepare_domains(host: SimHost) -> None:
+    """Remove libvirt's sample domain (every test:///default daemon has it, with one fixed UUID, which would
+    look like one domain on many hosts) and boot the host's saved domains."""
+    from hosts.drivers import driver_for
+
+    driver = driver_for(host.uri)
+    for domain in driver.list_domains():
+        if domain.name == DEFAULT_TEST_DOMAIN:
+            driver.undefine(domain.uuid)
+    driver.boot_saved_domains()
 
 
 def stop_processes(host: SimHost) -> None:

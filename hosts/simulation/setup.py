@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from hosts.drivers import DomainConfig, DriverError, driver_for
+from hosts.drivers import DomainConfig, driver_for
 from hosts.models import Host
 
 from . import fleet
@@ -23,15 +23,10 @@ DEMO_DOMAINS = [
 
 
 def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int = DEFAULT_RESERVE_MIB, cpus: int = DEFAULT_CPUS, team=None) -> Host:
-    """Start (or restart) a simulated host and register it. Domains the database knows on it are defined again,
-    since a restarted daemon starts empty."""
+    """Start (or restart) a simulated host and register it; after a restart its saved domains boot again."""
     sim = fleet.simhost(name)
     sim.describe(memory_mib=memory_mib, cpus=cpus)
     fleet.start_daemon(sim)
-    driver = driver_for(sim.uri)
-    for domain in driver.list_domains():
-        if domain.name == fleet.DEFAULT_TEST_DOMAIN:
-            driver.undefine(domain.uuid)  # every test:///default daemon has it, with one fixed UUID
     with transaction.atomic():
         host, _ = Host.objects.update_or_create(
             name=name,
@@ -39,29 +34,11 @@ def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int =
         )
         if team is not None:
             Host.objects.filter(pk=host.pk).update(team=team)
-    _restore_domains(host, driver)
     from domains.poller import poll_hosts
 
     poll_hosts([host])
     host.refresh_from_db()
     return host
-
-
-def _restore_domains(host: Host, driver) -> None:
-    from domains.models import Domain
-
-    running = {d.uuid for d in driver.list_domains()}
-    for domain in Domain.objects.present().filter(host=host):
-        if str(domain.uuid) in running:
-            continue
-        config = DomainConfig(
-            domain.name, domain.memory_kib or domain.config_memory_kib, domain.config_maxmem_kib or domain.maxmem_kib,
-            domain.vcpus, str(domain.uuid),
-        )
-        try:
-            driver.define_and_start(config)
-        except DriverError:
-            continue  # the poller marks it gone
 
 
 def stop(name: str) -> None:
