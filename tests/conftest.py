@@ -35,8 +35,11 @@ def database_url() -> str:
 
 
 def child_environment(**extra: str) -> dict:
+    """The environment of a process a test starts: this test database, Redis and state directory. Never the
+    browser tests' async-safety switch, which is for this process only."""
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     return {
-        **os.environ,
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,

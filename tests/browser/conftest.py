@@ -16,10 +16,6 @@ from django.conf import settings
 
 from tests.conftest import ROOT, child_environment
 
-# Playwright's sync API keeps an event loop in the test's thread; the ORM calls the tests make between two
-# browser steps are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -75,16 +71,23 @@ def server(django_db_setup, django_db_blocker) -> Server:
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module. Playwright's sync API keeps an event loop in the test's thread while it
+    runs, which Django's async-safety check (and asgiref's async_to_sync) refuse: the ORM calls the tests make
+    between two browser steps are plain synchronous calls, so the check is off for as long as the browser
+    runs, and only in this process (child_environment drops it for the server and workers)."""
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: the set-up (balloonweb/scripts/setup.sh) installs it"
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture
