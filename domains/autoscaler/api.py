@@ -3,6 +3,8 @@ the what-if. The same authentication, permission classes and error answers as ba
 objects are found through rules.restrict, changes go through run.py and the services.
 """
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -67,6 +69,7 @@ class Decide(ApiView, APIView):
 
     verdict = "approve"
 
+    @extend_schema(request=None, responses=DecisionSerializer)
     def post(self, request, pk: int):
         hosts = rules.restrict(Host.objects.all(), self.actor, "view")
         decision = Decision.objects.filter(pk=pk, host__in=hosts).first()
@@ -93,6 +96,7 @@ class Policy(ApiView, APIView):
         services.check_permission(self.actor, "view", obj)
         return obj
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, kind: str, pk: int):
         obj = self.target(kind, pk)
         answer = {"kind": kind, "id": obj.pk, **show.policy_of(obj)}
@@ -100,6 +104,7 @@ class Policy(ApiView, APIView):
             answer["effective_mode"] = show.host_mode(obj if kind == "host" else obj.host)
         return Response(answer)
 
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def patch(self, request, kind: str, pk: int):
         obj = self.target(kind, pk)
         fields = show.POLICY_FIELDS[kind][1]
@@ -121,6 +126,7 @@ class WhatIfSerializer(serializers.Serializer):
 class WhatIfView(ApiView, APIView):
     """POST "make room for one more": which host can take a new domain of this size, and the plan to make it so."""
 
+    @extend_schema(request=WhatIfSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         serializer = WhatIfSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -106,11 +106,17 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
     shrinking_hosts: set[int] = set()
     recommend_hosts = {h for h, mode in context.modes.items() if mode == Mode.RECOMMEND}
     kept = _open_recommendations(recommend_hosts)
+    deadbands = {d.id: d.policy.deadband_share for d in context.snapshot.domains}
     for step in the_plan.steps:  # shrinks, then migrations, then grows
         mode = context.modes.get(step.host_id, Mode.OFF)
         if mode == Mode.RECOMMEND:
-            key = (step.domain_id, step.kind, step.to_kib, step.to_host_id)
-            if kept.pop(key, None) is None:  # the same step is still on the page: leave it there
+            key = (step.domain_id, step.kind, step.to_host_id)
+            waiting = kept.get(key)
+            # The same step is still on the page, its size within the domain's deadband of what the plan says
+            # now: leave it there, so that a person's Approve is not refused because demand crept by 1 MiB.
+            if waiting is not None and abs(waiting[1] - step.to_kib) <= deadbands.get(step.domain_id, 0.0) * step.from_kib:
+                del kept[key]
+            else:
                 decisions.append(_step_decision(step, mode, context.policy_version, at))
                 report.recommended += 1
             continue
@@ -129,17 +135,17 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
             report.refused += 1
         decisions.append(decision)
     if kept:  # recommendations this plan no longer makes
-        Decision.objects.filter(pk__in=kept.values()).update(state=Decision.State.SUPERSEDED)
+        Decision.objects.filter(pk__in=[pk for pk, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
     return decisions, grown
 
 
-def _open_recommendations(host_ids: set[int]) -> dict[tuple, int]:
+def _open_recommendations(host_ids: set[int]) -> dict[tuple, tuple[int, int]]:
     if not host_ids:
         return {}
     rows = Decision.objects.filter(state=Decision.State.RECOMMENDED, host_id__in=host_ids).values_list(
         "pk", "domain_id", "step_kind", "to_kib", "to_host_id"
     )
-    return {(domain_id, kind, to_kib, to_host): pk for pk, domain_id, kind, to_kib, to_host in rows}
+    return {(domain_id, kind, to_host): (pk, to_kib) for pk, domain_id, kind, to_kib, to_host in rows}
 
 
 def request_step(actor: Actor, decision: Decision):

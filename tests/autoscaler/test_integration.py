@@ -118,6 +118,23 @@ def test_recommend_mode_keeps_steps_for_a_person_and_creates_no_job(team, now):
     assert Decision.objects.filter(domain=idle, state=Decision.State.RECOMMENDED).get() == recommended
 
 
+def test_a_recommendation_stays_while_demand_creeps_within_the_deadband(team, now):
+    """The demo's guests creep a MiB per poll: the step on the page must stay approvable, not be replaced."""
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    idle = make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    recommended = Decision.objects.get(domain=idle, state=Decision.State.RECOMMENDED)
+    Domain.objects.filter(pk=idle.pk).update(unused_kib=idle.unused_kib - 8 * MiB, usable_kib=idle.usable_kib - 8 * MiB)
+    run.run_autoscaler(now + 10)
+    assert Decision.objects.filter(domain=idle, state=Decision.State.RECOMMENDED).get() == recommended
+    # Demand that moves the target well past the deadband replaces it.
+    Domain.objects.filter(pk=idle.pk).update(unused_kib=idle.unused_kib - 2 * GiB, usable_kib=idle.usable_kib - 2 * GiB)
+    run.run_autoscaler(now + 20)
+    replaced = Decision.objects.get(domain=idle, state=Decision.State.RECOMMENDED)
+    assert replaced != recommended and replaced.to_kib > recommended.to_kib + 1 * GiB
+
+
 def test_a_person_approves_or_dismisses_a_recommendation(team, admin, now):
     TeamPolicy.objects.create(team=team, mode="recommend")
     host = make_host("hv1", team)
