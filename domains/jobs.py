@@ -69,7 +69,7 @@ def run_job(job_id: int, worker: str = "") -> str:
     outcome = claim(job_id, worker)
     if outcome != Claim.RUN:
         return outcome
-    job = Job.objects.select_related("domain", "host", "target_host").get(pk=job_id)
+    job = Job.objects.select_related("domain__host", "host", "target_host").get(pk=job_id)
     announce(job)
     failure: tuple[str, str, str] | None = None
     try:
@@ -95,13 +95,14 @@ def run_job(job_id: int, worker: str = "") -> str:
 
 def _resize(job: Job) -> None:
     target = job.params["target_kib"]
-    driver_for(job.host.uri).set_memory(str(job.domain.uuid), target, live=True, config=False)
+    # The domain's host now, not when the job was asked for: a migration may have moved it meanwhile.
+    driver_for(job.domain.host.uri).set_memory(str(job.domain.uuid), target, live=True, config=False)
     _log(job, f"balloon target of {job.domain.name} set to {target // 1024} MiB")
 
 
 def _set_maxmem(job: Job) -> None:
     maxmem = job.params["maxmem_kib"]
-    driver_for(job.host.uri).set_maxmem(str(job.domain.uuid), maxmem)
+    driver_for(job.domain.host.uri).set_maxmem(str(job.domain.uuid), maxmem)
     when = "at its next boot" if job.domain.is_running else "at its next start"
     _log(job, f"maxmem of {job.domain.name} set to {maxmem // 1024} MiB in the persistent config; it takes effect {when}")
 

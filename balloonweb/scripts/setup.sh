@@ -23,15 +23,16 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-if [ -f package.json ]; then
-  npm_stamp="node_modules/.installed-$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16)"
+(
+  cd balloonweb/frontend
+  npm_stamp="node_modules/.installed-$(cat package.json package-lock.json | sha256sum | cut -c1-16)"
   if [ ! -f "$npm_stamp" ]; then
     say "installing front-end packages"
-    if [ -f package-lock.json ]; then npm ci --silent --no-audit --no-fund; else npm install --silent --no-audit --no-fund; fi
+    npm ci --silent --no-audit --no-fund
     touch "$npm_stamp"
   fi
   npm run --silent vendor
-fi
+)
 mkdir -p "$STATE_DIR"
 # WhiteNoise serves the collected files (and says so at every start when the folder is missing).
 DEBUG=1 "$VENV/bin/python" manage.py collectstatic --noinput -v0
