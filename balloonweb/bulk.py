@@ -1,7 +1,7 @@
 """Writing many rows at once. Django's bulk_update builds one CASE per column per batch and bulk_create
-prepares every value through the field API, which takes seconds for the poller's ten thousand rows; one
-prepared statement run with executemany takes milliseconds (SQLite runs it in a C loop, psycopg in pipeline
-mode). Only plain column types are passed through as they are; the rest go through the field's own adapter.
+prepares every value through the field API, which takes seconds for the poller's ten thousand rows. Here: one
+prepared statement run with executemany (on SQLite a C loop, on PostgreSQL psycopg's pipeline). Only plain
+column types are passed through as they are; the rest go through the field's own adapter.
 """
 
 from collections.abc import Callable
@@ -35,18 +35,22 @@ def _columns(model: type[Model], fields: list[str]) -> tuple[list[models.Field],
     return model_fields, [connection.ops.quote_name(f.column) for f in model_fields], [_adapter(f) for f in model_fields]
 
 
+def _executemany(sql: str, rows: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
 def update_rows(objects: list[Model], fields: list[str]) -> int:
     """UPDATE each object's `fields` by primary key. Objects must be of one model."""
     if not objects:
         return 0
     meta = objects[0]._meta
     model_fields, columns, adapters = _columns(type(objects[0]), fields)
-    assignments = ", ".join(f"{column} = %s" for column in columns)
-    sql = f"UPDATE {connection.ops.quote_name(meta.db_table)} SET {assignments} WHERE {connection.ops.quote_name(meta.pk.column)} = %s"
     attnames = [f.attname for f in model_fields]
     rows = [[adapt(getattr(obj, name)) for adapt, name in zip(adapters, attnames)] + [obj.pk] for obj in objects]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    assignments = ", ".join(f"{column} = %s" for column in columns)
+    table, pk = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(meta.pk.column)
+    _executemany(f"UPDATE {table} SET {assignments} WHERE {pk} = %s", rows)
     return len(rows)
 
 
@@ -55,8 +59,7 @@ def insert_rows(model: type[Model], fields: list[str], rows: list[tuple]) -> int
     if not rows:
         return 0
     _, columns, adapters = _columns(model, fields)
-    placeholders = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [[adapt(v) for adapt, v in zip(adapters, row)] for row in rows])
+    values = [[adapt(v) for adapt, v in zip(adapters, row)] for row in rows]
+    table = connection.ops.quote_name(model._meta.db_table)
+    _executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", values)
     return len(rows)

@@ -42,7 +42,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="balloonweb-bench-poll-"))
     os.environ["BALLOONWEB_STATE_DIR"] = str(work)
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{work / 'bench.sqlite3'}"
-    os.environ.setdefault("DEBUG", "1")
+    # DEBUG off, as in production: with it on, Django keeps and formats every statement it runs.
+    os.environ["DEBUG"] = "0"
+    os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("CHANNELS_PREFIX", "balloonweb-bench")
     os.environ["DJANGO_SETTINGS_MODULE"] = "balloonweb.settings"
     import django

@@ -20,6 +20,7 @@ class SimulatedDriver(LibvirtDriver):
     def __init__(self, uri: str):
         super().__init__(uri)
         self._demands: dict[str, Demand] = {}
+        self._node = _node_file(uri)
 
     def _demand(self, uuid: str, maxmem_kib: int) -> Demand:
         demand = self._demands.get(uuid)
@@ -32,8 +33,7 @@ class SimulatedDriver(LibvirtDriver):
     # test driver keeps them in memory only, so a simulated host keeps them in its directory.
 
     def _saved(self, uuid: str) -> Path | None:
-        node = _node_file(self.uri)
-        return node.parent / "domains" / f"{uuid}.xml" if node else None
+        return self._node.parent / "domains" / f"{uuid}.xml" if self._node else None
 
     def _save(self, uuid: str) -> None:
         path = self._saved(uuid)
@@ -59,8 +59,7 @@ class SimulatedDriver(LibvirtDriver):
     def boot_saved_domains(self) -> int:
         """Define and start the saved domains that the daemon does not have (after a restart): at their
         configured memory, as a real host's guests come back after it crashed."""
-        node = _node_file(self.uri)
-        saved = sorted((node.parent / "domains").glob("*.xml")) if node else []
+        saved = sorted((self._node.parent / "domains").glob("*.xml")) if self._node else []
         present = {d.uuid for d in self.list_domains()}
         booted = 0
         for path in saved:
@@ -72,38 +71,31 @@ class SimulatedDriver(LibvirtDriver):
     def host_info(self) -> HostInfo:
         """libvirt's test node is always 3 GiB and 16 CPUs; a simulated host says its own size in node.json."""
         info = super().host_info()
-        size = _node_size(self.uri)
+        size = _node_size(self._node)
         if not size:
             return info
         return replace(info, total_kib=size["memory_kib"], cpus=size["cpus"])
 
     def _info(self, dom) -> DomainInfo:
         info = super()._info(dom)
-        return replace(info, cpu_time_ns=self._cpu_time_ns(info.cpu_time_ns))
-
-    def _cpu_time_ns(self, reported_ns: int) -> int:
-        """The test driver reports the wall clock as cpu time; count it from the host's start instead, as if
-        each guest kept one vCPU busy since then."""
-        started = _node_started_ns(self.uri)
-        return max(0, reported_ns - started) if started else reported_ns
+        return replace(info, cpu_time_ns=_cpu_time_ns(info.cpu_time_ns, _node_started_ns(self._node)))
 
     def bulk_stats(self) -> list[DomainStats]:
         now = time.time()
+        started = _node_started_ns(self._node)
         result = []
         for stats in super().bulk_stats():
             if stats.state in ACTIVE_STATES and stats.actual_kib is None:
                 figures = guest_figures(self._demand(stats.uuid, stats.maxmem_kib), stats.memory_kib, now)
-                stats = DomainStats(
-                    **{
-                        **stats.__dict__,
-                        "actual_kib": figures.actual_kib,
-                        "available_kib": figures.available_kib,
-                        "unused_kib": figures.unused_kib,
-                        "usable_kib": figures.usable_kib,
-                        "rss_kib": figures.rss_kib,
-                        "last_update": int(now),
-                        "cpu_time_ns": self._cpu_time_ns(stats.cpu_time_ns),
-                    }
+                stats = replace(
+                    stats,
+                    actual_kib=figures.actual_kib,
+                    available_kib=figures.available_kib,
+                    unused_kib=figures.unused_kib,
+                    usable_kib=figures.usable_kib,
+                    rss_kib=figures.rss_kib,
+                    last_update=int(now),
+                    cpu_time_ns=_cpu_time_ns(stats.cpu_time_ns, started),
                 )
             result.append(stats)
         return result
@@ -136,18 +128,24 @@ def _node_file(uri: str) -> Path | None:
     return node_file_for(Path(socket)) if socket else None
 
 
-def _node_size(uri: str) -> dict | None:
+def _node_size(node: Path | None) -> dict | None:
     try:
-        return json.loads(_node_file(uri).read_text())
+        return json.loads(node.read_text())
     except (AttributeError, OSError, ValueError):
         return None
 
 
-def _node_started_ns(uri: str) -> int | None:
+def _node_started_ns(node: Path | None) -> int | None:
     try:
-        return _node_file(uri).stat().st_mtime_ns
+        return node.stat().st_mtime_ns
     except (AttributeError, OSError):
         return None
+
+
+def _cpu_time_ns(reported_ns: int, started_ns: int | None) -> int:
+    """The test driver reports the wall clock as cpu time; count it from the host's start instead, as if each
+    guest kept one vCPU busy since then."""
+    return max(0, reported_ns - started_ns) if started_ns else reported_ns
 
 
 def _description(xml: str) -> str:
