@@ -12,7 +12,7 @@ DEFAULT_RESERVE_MIB = 512
 DEFAULT_CPUS = 16
 
 # The demo fleet of the run command: the seed's `foo` and a few neighbours with different demand profiles.
-DEMO_HOSTS = {"hv1": 8192, "hv2": 8192}
+DEMO_HOSTS = {"hv1": 8192, "hv2": 12288}  # room on hv2 for foo at its maxmem: the walkthrough moves it there
 DEMO_DOMAINS = [
     ("hv1", DomainConfig("foo", 1024 * 1024, 4096 * 1024, 1, description="demand: steady 400M")),
     ("hv1", DomainConfig("web1", 1536 * 1024, 3072 * 1024, 2, description="demand: diurnal 900M")),
