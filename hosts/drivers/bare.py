@@ -11,6 +11,7 @@ import libvirt
 import libvirt_qemu
 
 from . import pool
+from .libvirt_driver import migration_parameters
 
 
 def time_set_memory_live(uri: str, uuid: str, kib: int) -> float:
@@ -33,14 +34,7 @@ def time_migrate(
     """Seconds that a live `migrate3` (persistent on the destination, undefined on the source) takes."""
     dom = pool.connection(source_uri).lookupByUUIDString(uuid)
     destination = pool.connection(destination_uri)
-    params = {}
-    if migrate_uri:
-        params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
-    if destination_xml:
-        params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
-    if persistent_xml:
-        params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent_xml
-    flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    params, flags = migration_parameters(migrate_uri, destination_xml, persistent_xml)
     started = time.perf_counter()
     dom.migrate3(destination, params, flags)
     return time.perf_counter() - started

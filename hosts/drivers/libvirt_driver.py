@@ -67,6 +67,18 @@ def _config_memory(xml: str) -> tuple[int, int]:
     return values.get("currentMemory", maxmem), maxmem
 
 
+def migration_parameters(migrate_uri: str | None, destination_xml: str | None, persistent_xml: str | None) -> tuple[dict, int]:
+    """migrate3's parameters and flags: live, persistent on the destination, undefined on the source."""
+    params = {}
+    if migrate_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+    if destination_xml:
+        params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
+    if persistent_xml:
+        params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent_xml
+    return params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+
+
 class LibvirtDriver:
     def __init__(self, uri: str):
         self.uri = uri
@@ -304,14 +316,7 @@ class LibvirtDriver:
         """
         self.wait_for_balloon_to_settle(uuid)
         dom = self._lookup(uuid)
-        params = {}
-        if migrate_uri:
-            params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
-        if destination_xml:
-            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = destination_xml
-        if persistent_xml:
-            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = persistent_xml
-        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        params, flags = migration_parameters(migrate_uri, destination_xml, persistent_xml)
         outcome: dict = {}
 
         def run() -> None:
