@@ -1,5 +1,4 @@
 from django.db import models
-from django.db.models import Q
 
 from balloonweb.access.models import Team
 
@@ -45,12 +44,6 @@ class Host(models.Model):
         return queue_name("jobs", self.queue_group)
 
     @property
-    def is_simulated(self) -> bool:
-        from hosts.drivers import is_simulated_uri
-
-        return is_simulated_uri(self.uri)
-
-    @property
     def is_online(self) -> bool:
         return self.status == self.Status.ONLINE
 
@@ -61,4 +54,3 @@ def queue_name(kind: str, queue_group: str) -> str:
 
 
 RUNNING_STATES = ("running", "blocked", "paused")
-running_q = Q(state__in=RUNNING_STATES)
