@@ -17,6 +17,7 @@ from .snapshot import (
     MIN_FREE_SHARE,
     PEAK_MEMORY_S,
     PERSISTENT_SATURATION_S,
+    SATURATED_MIN_KIB,
     SATURATED_SHARE,
     STUCK_AFTER_CYCLES,
     STUCK_RETRY_BASE_S,
@@ -116,7 +117,7 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     used = available - unused if available > unused else 0
     actual = domain.actual_kib or current
     overhead = actual / available if actual > available else 1.0  # guest memory per KiB the guest can use
-    saturated = unused < SATURATED_SHARE * available
+    saturated = unused < SATURATED_SHARE * available or unused < SATURATED_MIN_KIB
     persistent = False
     saturated_since = (watch.saturated_since if watch.saturated_since is not None else now) if saturated else None
     if saturated_since != watch.saturated_since:

@@ -17,6 +17,10 @@ MODES = (MODE_OFF, MODE_RECOMMEND, MODE_AUTOMATIC)
 # A guest with less than this share of its memory unused is out of memory: its real demand is unknown (the
 # stats only say "at least all it has"), so the controller offers it its maxmem rather than creeping up.
 SATURATED_SHARE = 0.02
+# ... and so is a small guest with less than this free, whatever its share: a Linux guest keeps a few MiB for its
+# watermarks and starts reclaiming and OOM-killing well before 2 % of 128 MiB is left (the lab's guests, whose
+# workload stops growing at 8 MiB available, showed it: they never looked saturated and never grew).
+SATURATED_MIN_KIB = 16 * 1024
 # When a host runs short, headroom is taken from guests down to this free share, never further: below it a
 # guest would look saturated on the next poll and ask for everything back.
 MIN_FREE_SHARE = 0.06

@@ -86,6 +86,14 @@ def test_a_saturated_guest_is_offered_its_maxmem_at_once():
     assert p.watches[1].saturated_since == 1000.0
 
 
+def test_a_small_guest_with_a_few_mib_free_is_saturated_though_they_are_over_2_percent():
+    # 128 MiB with 10 MiB free (8 %): a Linux guest this small is already reclaiming; offer it its maxmem.
+    d = guest(1, 1, used=114 * MiB, memory=128 * MiB, maxmem=512 * MiB, floor=128 * MiB)
+    step = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [d])), 1)
+    assert step.to_kib == 512 * MiB
+    assert "demand is unknown" in step.reason
+
+
 def test_a_saturated_guest_at_maxmem_says_maxmem_must_be_raised():
     d = guest(1, 1, used=10 * GiB, memory=8 * GiB, maxmem=8 * GiB)
     p = plan(snapshot([host(1, 64 * GiB)], [d]))
