@@ -7,7 +7,8 @@ systemd). Only the kernel image and the six modules are taken out of the package
 The guest has no disk and no network. Its /init loads the balloon driver, then every second:
 - holds (in a tmpfs, which cannot be reclaimed without swap) as much memory as its demand schedule says, but
   gives memory back rather than run out: it keeps at least RESERVE_MIB available, so a balloon that squeezes
-  it makes it shed load instead of OOM-killing itself (the shortfall shows as `short=` in its report);
+  it makes it shed load instead of OOM-killing itself (the shortfall shows as `short=` in its report), and a
+  demand above what it has leaves only a few MiB free, which the autoscaler reads as a guest out of memory;
 - prints one report line to the serial console, which is a file on the host:
   `LAB up=12.34 total=468548 free=... avail=... demand=64 held=64 short=0` (memory in KiB, demand/held MiB).
 
@@ -15,6 +16,7 @@ The schedule is the kernel parameter `lab.demand=SECONDS:MIB,SECONDS:MIB,...`, r
 """
 
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -39,8 +41,11 @@ BALLOON_MODULES = (
     "virtio_pci",
     "virtio_balloon",
 )
-CHUNK_MIB = 8  # the workload grows and shrinks in files of this size
-RESERVE_MIB = 24  # what the workload always leaves available, so that the guest never runs out
+CHUNK_MIB = 4  # the workload grows and shrinks in files of this size
+# What the workload always leaves available, so that the guest never runs out. Small, as an application's
+# allocator would leave: a guest short of memory must look short in its balloon statistics (a few MiB free),
+# else the autoscaler cannot tell it from a guest that is merely using what it has.
+RESERVE_MIB = 6
 
 
 @dataclass(frozen=True)
@@ -101,15 +106,35 @@ done
 
 
 def build_guest(cache_dir: Path) -> GuestImage:
-    """The cached guest, built on first use: `apt-get download` the kernel package, take what the guest needs."""
+    """The cached guest, built on first use: `apt-get download` the kernel package, take what the guest needs.
+
+    The kernel and modules are kept; the initramfs is built again whenever INIT_SCRIPT changes, so that a cache
+    left by an older checkout never runs an older workload."""
     guest_dir = cache_dir.resolve() / "guest"
     manifest = guest_dir / "guest.json"
-    if manifest.exists():
-        data = json.loads(manifest.read_text())
-        image = GuestImage(Path(data["kernel"]), Path(data["initramfs"]), data["kernel_version"])
-        if image.kernel.exists() and image.initramfs.exists():
-            return image
-    guest_dir.mkdir(parents=True, exist_ok=True)
+    module_dir = guest_dir / "modules"
+    init_sha = hashlib.sha256(INIT_SCRIPT.encode()).hexdigest()[:16]
+    data = json.loads(manifest.read_text()) if manifest.exists() else {}
+    kernel = Path(data["kernel"]) if "kernel" in data else None
+    modules = {name: module_dir / f"{name}.ko" for name in BALLOON_MODULES}
+    if kernel is None or not kernel.exists() or not all(path.exists() for path in modules.values()):
+        kernel, version = _download_kernel_and_modules(cache_dir, guest_dir, module_dir)
+    else:
+        version = data["kernel_version"]
+    image = GuestImage(kernel, guest_dir / f"initramfs-{version}-{init_sha}.cpio.gz", version)
+    if not image.initramfs.exists():
+        for stale in guest_dir.glob("initramfs-*.cpio.gz"):
+            stale.unlink()
+        image.initramfs.write_bytes(build_initramfs(modules))
+    # The daemons run QEMU as an unprivileged user: it must be able to read both files.
+    image.kernel.chmod(0o644)
+    image.initramfs.chmod(0o644)
+    manifest.write_text(json.dumps({"kernel": str(image.kernel), "initramfs": str(image.initramfs), "kernel_version": version}))
+    return image
+
+
+def _download_kernel_and_modules(cache_dir: Path, guest_dir: Path, module_dir: Path) -> tuple[Path, str]:
+    module_dir.mkdir(parents=True, exist_ok=True)
     package = kernel_package_name()
     version = package.removeprefix("linux-image-")
     with tempfile.TemporaryDirectory(prefix="lab-kernel-", dir=cache_dir) as scratch:
@@ -118,14 +143,11 @@ def build_guest(cache_dir: Path) -> GuestImage:
         subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package], cwd=scratch_dir, check=True, stdout=subprocess.DEVNULL)
         deb = next(scratch_dir.glob(f"{package}_*.deb"))
         kernel, modules = _extract_kernel_and_modules(deb, version, scratch_dir / "tree")
-        image = GuestImage(guest_dir / f"vmlinuz-{version}", guest_dir / f"initramfs-{version}.cpio.gz", version)
-        shutil.copyfile(kernel, image.kernel)
-        image.initramfs.write_bytes(build_initramfs(modules))
-    # The daemons run QEMU as an unprivileged user: it must be able to read both files.
-    image.kernel.chmod(0o644)
-    image.initramfs.chmod(0o644)
-    manifest.write_text(json.dumps({"kernel": str(image.kernel), "initramfs": str(image.initramfs), "kernel_version": version}))
-    return image
+        kept = guest_dir / f"vmlinuz-{version}"
+        shutil.copyfile(kernel, kept)
+        for name, path in modules.items():
+            shutil.copyfile(path, module_dir / f"{name}.ko")
+    return kept, version
 
 
 def kernel_package_name() -> str:
