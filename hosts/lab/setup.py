@@ -106,7 +106,7 @@ def start(*, demand: str | None = None, install: bool = True, say=log.info) -> d
         say(f"starting libvirtd of {host.name} ({host.uri})")
         daemons.start_daemon(host)
     for guest in guests(demand):
-        _start_guest(guest, by_name, image, say)
+        start_guest(guest, image, say)
     for guest in guests(demand):
         say(f"waiting for {guest.name} to boot")
         console.wait_for_report(guest_console(guest.uuid), lambda _r: True, BOOT_TIMEOUT_S)
@@ -128,7 +128,11 @@ def _installed(package: str) -> bool:
     return result.returncode == 0 and "install ok installed" in result.stdout
 
 
-def _start_guest(guest: LabGuest, by_name: dict[str, daemons.LabHost], image: GuestImage, say) -> None:
+def start_guest(guest: LabGuest, image: GuestImage | None = None, say=log.info) -> None:
+    """Start a guest on its home host unless it runs somewhere already. A guest other than the default two
+    (tests start one with a schedule of their own) is removed by `stop` like the others."""
+    image = image or build_guest(lab_dir())
+    by_name = {host.name: host for host in hosts()}
     for host in by_name.values():  # a migrated guest is wherever it went: leave it there
         info = driver_for(host.uri).domain(guest.uuid)
         if info is not None:
