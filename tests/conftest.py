@@ -190,3 +190,22 @@ def virsh(uri: str, *args: str) -> str:
 def virsh_dominfo(uri: str, name: str) -> dict[str, str]:
     lines = virsh(uri, "dominfo", name).splitlines()
     return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines) if v}
+
+
+def autoscaler_cycle(timeout: float = 60.0):
+    """What the poller and the autoscaler do every interval, done in order: poll every host, run the
+    autoscaler, wait for its jobs (and for the steps that waited for shrinks) to end. Needs a Celery worker."""
+    from domains import poller
+    from domains.autoscaler import run
+    from domains.autoscaler.models import Decision
+    from domains.models import Job
+
+    poller.poll_hosts(list(Host.objects.all()))
+    report = run.run_autoscaler()
+    assert report.ran, report
+    deadline = time.monotonic() + timeout
+    while Job.objects.filter(state__in=Job.UNFINISHED).exists() or Decision.objects.filter(state=Decision.State.WAITING).exists():
+        assert time.monotonic() < deadline, list(Job.objects.filter(state__in=Job.UNFINISHED).values("kind", "state", "log"))
+        time.sleep(0.1)
+    time.sleep(run.MIN_RUN_INTERVAL_S)  # the next cycle may run
+    return report

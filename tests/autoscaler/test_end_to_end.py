@@ -6,33 +6,17 @@ A cycle here is what the poller and the autoscaler do every interval, done by th
 autoscaler, wait for its jobs (and for the steps that waited for shrinks) to end.
 """
 
-import time
-
 import pytest
 
 from balloonweb.access.models import Team
 from balloonweb.audit.models import AuditEntry
-from domains import poller
-from domains.autoscaler import run
 from domains.autoscaler.models import Decision, TeamPolicy
 from domains.models import Domain, Job
 from hosts.models import Host
-from tests.conftest import define_domain
+from tests.conftest import autoscaler_cycle as cycle, define_domain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 MiB = 1024
-
-
-def cycle(timeout: float = 60.0) -> run.RunReport:
-    poller.poll_hosts(list(Host.objects.all()))
-    report = run.run_autoscaler()
-    assert report.ran, report
-    deadline = time.monotonic() + timeout
-    while Job.objects.filter(state__in=Job.UNFINISHED).exists() or Decision.objects.filter(state=Decision.State.WAITING).exists():
-        assert time.monotonic() < deadline, list(Job.objects.filter(state__in=Job.UNFINISHED).values("kind", "state", "log"))
-        time.sleep(0.1)
-    time.sleep(run.MIN_RUN_INTERVAL_S)  # the next cycle may run
-    return report
 
 
 def memory_mib(name: str) -> int:
