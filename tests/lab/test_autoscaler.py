@@ -1,0 +1,106 @@
+"""The autoscaler on a real guest: its workload asks for more memory than the guest has, the guest's own balloon
+statistics show it out of memory, the autoscaler grows it; when the demand has gone, it shrinks it again. All of
+it through BalloonWeb's poller, autoscaler and jobs, checked against what the guest says of itself."""
+
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from balloonweb.access.models import Team
+from domains.autoscaler.models import Decision, DomainPolicy, TeamPolicy
+from domains.models import Domain, Job
+from domains.poller import poll_hosts
+from hosts.drivers import driver_for
+from hosts.lab import console, setup
+from hosts.models import Host
+from tests.conftest import autoscaler_cycle
+from tests.lab.conftest import guest_report
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("celery_worker")]
+
+MIB = 1024
+FLOOR_MIB = 128
+HIGH_MIB = 256
+# Quiet while it boots and is shrunk to its floor, HIGH_MIB from 40 s to 100 s after boot, quiet again after.
+PRESSURED = setup.LabGuest("labvm3", "lab1", f"40:32,60:{HIGH_MIB},3600:32")
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One cycle as the test saw it: the guest's own report and BalloonWeb's figure."""
+
+    uptime_s: float
+    demand_mib: int
+    held_mib: int
+    short_mib: int
+    memfree_mib: int
+    memory_mib: int
+
+
+@pytest.fixture
+def labvm3(lab, lab_hosts):
+    setup.start_guest(PRESSURED)
+    try:
+        console.wait_for_report(setup.guest_console(PRESSURED.uuid), lambda _r: True, setup.BOOT_TIMEOUT_S)
+        yield PRESSURED
+    finally:
+        driver_for(lab["lab1"].uri).undefine(PRESSURED.uuid)
+
+
+def cycles_until(domain: Domain, done, history: list[Moment], timeout_s: float) -> None:
+    """Poll-and-autoscale cycles, as the beat schedule would run them, until `done(moment)`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        autoscaler_cycle()
+        domain.refresh_from_db()
+        report = guest_report(domain)
+        moment = Moment(report.uptime_s, report.demand_mib, report.held_mib, report.short_mib,
+                        report.memfree_kib // MIB, domain.memory_kib // MIB)
+        history.append(moment)
+        if done(moment):
+            return
+        time.sleep(1)
+    raise AssertionError(f"not done within {timeout_s} s: {history}")
+
+
+def resizes(domain: Domain) -> list[Decision]:
+    return list(Decision.objects.filter(domain=domain, kind=Decision.Kind.STEP, step_kind="resize").order_by("at", "id"))
+
+
+def test_the_autoscaler_grows_a_guest_out_of_memory_and_shrinks_it_after(labvm3, lab_hosts):
+    team = Team.objects.create(name="lab")
+    Host.objects.filter(pk__in=[h.pk for h in lab_hosts.values()]).update(team=team)
+    TeamPolicy.objects.create(team=team, mode="automatic")
+    poll_hosts(list(lab_hosts.values()))
+    Domain.objects.update(floor_kib=FLOOR_MIB * MIB)
+    domain = Domain.objects.get(name="labvm3")
+    DomainPolicy.objects.create(domain=domain, shrink_cooldown_s=15)  # 60 s by default: a shorter test
+    history: list[Moment] = []
+
+    # Quiet: it holds its 32 MiB and is shrunk from 512 MiB to its floor.
+    cycles_until(domain, lambda m: m.memory_mib == FLOOR_MIB, history, 60)
+    assert history[-1].demand_mib == 32
+
+    # The demand rises above what it has: the guest is short (its workload says so, and its balloon statistics
+    # show only a few MiB free), and the autoscaler grows it until the workload holds all it wants.
+    cycles_until(domain, lambda m: m.demand_mib == HIGH_MIB and m.held_mib == HIGH_MIB, history, 90)
+    assert any(m.demand_mib == HIGH_MIB and m.short_mib > 0 for m in history), history
+    assert history[-1].memory_mib > HIGH_MIB
+    grows = [d for d in resizes(domain) if d.to_kib > d.from_kib]
+    assert grows and all(d.state == Decision.State.APPLIED for d in grows), grows
+    # What the autoscaler saw: a guest at its floor with a few MiB free, so it offered its maxmem at once.
+    first = grows[0]
+    assert first.from_kib == FLOOR_MIB * MIB and first.figures["saturated"], first.figures
+    assert first.figures["unused_kib"] < 16 * MIB and first.to_kib == domain.maxmem_kib, first.figures
+    assert all(d.job.state == Job.State.SUCCEEDED and d.job.actor_kind == "autoscaler" for d in grows)
+    grown_to = max(d.to_kib for d in grows)
+    report = guest_report(domain)
+    assert report.memtotal_kib > HIGH_MIB * MIB  # the guest's own MemTotal grew with the balloon
+
+    # The demand falls back: the autoscaler gives the memory back, down to its floor.
+    cycles_until(domain, lambda m: m.demand_mib == 32 and m.memory_mib == FLOOR_MIB, history, 120)
+    shrinks = [d for d in resizes(domain) if d.to_kib < d.from_kib and d.from_kib > FLOOR_MIB * MIB]
+    assert shrinks and all(d.job.state == Job.State.SUCCEEDED for d in shrinks), shrinks
+    assert shrinks[-1].to_kib == FLOOR_MIB * MIB and grown_to > FLOOR_MIB * MIB
+    assert guest_report(domain, lambda r: r.memtotal_kib < FLOOR_MIB * MIB).held_mib == 32
