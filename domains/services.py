@@ -234,8 +234,9 @@ def _refused(actor: Actor, action: str, obj, error: ServiceError) -> None:
         record(actor, action, obj, result=AuditEntry.Result.REFUSED, message=error.message)
 
 
-def _guarded(action: str):
-    """Run a request; a permission refusal is audited after the failed transaction has rolled back."""
+def audit_refusals(action: str):
+    """Run a request; a permission refusal is audited after the failed transaction has rolled back. Every service
+    that changes something wears it (here and in balloonweb/api/teams.py)."""
 
     def wrap(function):
         def run(actor: Actor, obj, *args, **kwargs):
@@ -260,7 +261,7 @@ def _locked_for(actor: Actor, action: str, domain: Domain) -> tuple[Host, Domain
     return host, domain
 
 
-@_guarded("domain.resize")
+@audit_refusals("domain.resize")
 def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
     """Balloon a running domain to an absolute size (`xm mem-set`)."""
     target_kib = parse_size(size)
@@ -278,7 +279,7 @@ def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
     return job
 
 
-@_guarded("domain.maxmem")
+@audit_refusals("domain.maxmem")
 def request_set_maxmem(actor: Actor, domain: Domain, size: str | int) -> Job:
     """Set maxmem in the persistent config (`xm mem-max`); a running domain takes it at its next boot."""
     maxmem_kib = parse_size(size)
@@ -295,7 +296,7 @@ def request_set_maxmem(actor: Actor, domain: Domain, size: str | int) -> Job:
     return job
 
 
-@_guarded("domain.floor")
+@audit_refusals("domain.floor")
 def set_floor(actor: Actor, domain: Domain, size: str | int) -> Domain:
     """The floor is BalloonWeb's own rule, not the hypervisor's: it changes at once, without a job."""
     floor_kib = parse_size(size)
@@ -312,7 +313,7 @@ def set_floor(actor: Actor, domain: Domain, size: str | int) -> Domain:
     return domain
 
 
-@_guarded("domain.migrate")
+@audit_refusals("domain.migrate")
 def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
     """Live-migrate a running domain to another host (`xm migrate`)."""
     with transaction.atomic():
@@ -338,7 +339,7 @@ def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
     return job
 
 
-@_guarded("domain.create")
+@audit_refusals("domain.create")
 def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
     """Define and start a domain from a Xen-style config (`xm create`)."""
     if isinstance(config, str):
@@ -363,7 +364,7 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
     return job
 
 
-@_guarded("job.cancel")
+@audit_refusals("job.cancel")
 def cancel_job(actor: Actor, job: Job) -> Job:
     """A queued job can be cancelled; a running one is already talking to the hypervisor."""
     with transaction.atomic():

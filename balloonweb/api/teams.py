@@ -14,7 +14,8 @@ from balloonweb.access.actors import Actor
 from balloonweb.access.models import Membership, Team
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
-from domains.services import Conflict, Forbidden, NotFound, _guarded, check_permission
+from balloonweb.access.teams import limits_change_refusal, role_change_refusal
+from domains.services import Conflict, Forbidden, NotFound, audit_refusals, check_permission
 
 
 def create_team(actor: Actor, name: str, **limits) -> Team:
@@ -28,11 +29,13 @@ def create_team(actor: Actor, name: str, **limits) -> Team:
         return Team.objects.create(name=name, **limits)
 
 
-@_guarded("team.update")
+@audit_refusals("team.update")
 def update_team(actor: Actor, team: Team, **changes) -> Team:
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team.pk)
         check_permission(actor, "manage_team", team)
+        if refusal := limits_change_refusal(actor, team, changes):
+            raise Forbidden(refusal)
         if "name" in changes and changes["name"] != team.name:
             if not actor.is_privileged:
                 raise Forbidden("only a superuser renames teams")
@@ -44,7 +47,7 @@ def update_team(actor: Actor, team: Team, **changes) -> Team:
     return team
 
 
-@_guarded("team.delete")
+@audit_refusals("team.delete")
 def delete_team(actor: Actor, team: Team) -> None:
     if not actor.is_privileged:
         check_permission(actor, "view", team)  # an outsider learns nothing, not even that only superusers may
@@ -56,7 +59,7 @@ def delete_team(actor: Actor, team: Team) -> None:
         team.delete()
 
 
-@_guarded("membership.add")
+@audit_refusals("membership.add")
 def add_member(actor: Actor, team: Team, username: str, role: str) -> Membership:
     with transaction.atomic():
         check_permission(actor, "manage_team", team)
@@ -68,20 +71,25 @@ def add_member(actor: Actor, team: Team, username: str, role: str) -> Membership
         return Membership.objects.create(team=team, user=user, role=role)
 
 
-@_guarded("membership.role")
+@audit_refusals("membership.role")
 def change_role(actor: Actor, membership: Membership, role: str) -> Membership:
     with transaction.atomic():
         membership = Membership.objects.select_for_update(of=("self",)).select_related("team", "user").get(pk=membership.pk)
         check_permission(actor, "manage_team", membership.team)
+        if refusal := role_change_refusal(membership, role):
+            raise Conflict(refusal, "last_admin")
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
 
 
-@_guarded("membership.remove")
+@audit_refusals("membership.remove")
 def remove_member(actor: Actor, membership: Membership) -> None:
     with transaction.atomic():
+        membership = Membership.objects.select_for_update(of=("self",)).select_related("team", "user").get(pk=membership.pk)
         check_permission(actor, "manage_team", membership.team)
+        if refusal := role_change_refusal(membership, None):
+            raise Conflict(refusal, "last_admin")
         membership.delete()
 
 

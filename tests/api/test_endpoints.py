@@ -233,6 +233,25 @@ def test_teams_and_memberships(people, team, as_):
     assert root.delete(f"/api/teams/{green.json()['id']}/").status_code == 204
 
 
+def test_the_api_keeps_the_pages_team_rules(people, team, as_):
+    # The quota is the fleet owner's grant: a team admin sets the operator limit but not the quota.
+    status, code, message = error(as_("admin").patch(f"/api/teams/{team.pk}/", {"quota_mib": 999999}, format="json"))[:3]
+    assert (status, code) == (403, "forbidden") and "only a superuser changes the quota" in message
+    team.refresh_from_db()
+    assert team.quota_kib != 999999 * 1024
+    # A team keeps an admin: its last one can neither step down nor leave.
+    last_admin = team.memberships.get(user=people["admin"])
+    status, code, message = error(as_("admin").patch(f"/api/memberships/{last_admin.pk}/", {"role": "viewer"}, format="json"))[:3]
+    assert (status, code) == (409, "last_admin") and "last admin" in message
+    assert error(as_("admin").delete(f"/api/memberships/{last_admin.pk}/"))[:2] == (409, "last_admin")
+    last_admin.refresh_from_db()
+    assert last_admin.role == "admin"
+    # With a second admin, the first may step down.
+    other = team.memberships.get(user=people["operator"])
+    assert as_("admin").patch(f"/api/memberships/{other.pk}/", {"role": "admin"}, format="json").status_code == 200
+    assert as_("admin").patch(f"/api/memberships/{last_admin.pk}/", {"role": "viewer"}, format="json").json()["role"] == "viewer"
+
+
 def test_a_team_with_hosts_is_not_deleted(people, fleet, as_):
     assert error(as_("root").delete(f"/api/teams/{fleet['h1'].team_id}/"))[:2] == (409, "team_has_hosts")
 
