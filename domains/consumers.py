@@ -80,11 +80,24 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if payload.get("type") == "resync":  # hints may have been lost (balloonweb/live/layer.py)
             await self.send_json(payload)
             return
+        if payload.get("type") == "regroup":  # the user joined a team (balloonweb/access/sockets.py)
+            await self.regroup()
+            return
         if await self.concerns(payload):
             await self.send_json(payload)
 
     async def concerns(self, payload: dict) -> bool:
         return True
+
+    async def regroup(self) -> None:
+        """Join the groups the user may now see, and have the page refetch what it shows."""
+        self.actor = Actor.for_user(self.scope["user"])  # an actor keeps the roles it was made with
+        try:
+            groups = await database_sync_to_async(self.allowed_groups)(**self.scope["url_route"]["kwargs"])
+        except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+            return  # losing access closes the socket instead (a "close" hint)
+        await self.join([group for group in groups if group not in self.joined])
+        await self.send_json({"type": "resync", "reason": "you joined a team"})
 
 
 def visible_team_groups(actor: Actor, topic: str) -> list[str]:

@@ -111,6 +111,7 @@ def membership_saved(sender, instance, created, **kwargs):
     if created:
         record(actors.current(), "membership.add", None, team_id=instance.team_id, result=Result.SUCCEEDED,
                after={**who, "role": instance.role}, message=f"{who['user']} joined as {instance.role}")
+        sockets.team_joined(instance.user_id, instance.team_id)
         return
     before = getattr(instance, "_audit_before", None) or {}
     if before.get("role") != instance.role:

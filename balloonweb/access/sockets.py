@@ -4,7 +4,9 @@ Every consumer joins its user's group "user.<id>" besides the groups of what it 
 LiveConsumer). On a role change, a removed membership or a sign-out, `access_changed()` publishes a "close"
 there; the consumer closes, and the page's reconnect goes through the same permission check as a first
 connect, so it comes back only where the user still may look. The payload says which team or sessions the
-change was about, for a consumer that wants to close less.
+change was about, for a consumer that wants to close less. A new membership closes nothing: `team_joined()`
+publishes a "regroup" there, and the fleet and jobs sockets join the new team's groups and tell their page to
+refetch (the page shows the team's hosts without a reload).
 """
 
 from balloonweb.live.publish import group_name, publish
@@ -24,3 +26,8 @@ def access_changed(user_id: int, reason: str, *, team: int | None = None, sessio
     if sessions:
         payload["sessions"] = sessions
     publish(TOPIC, user_id, payload)
+
+
+def team_joined(user_id: int, team: int) -> None:
+    """Let the user's open sockets join the groups of a team they now see (after the transaction commits)."""
+    publish(TOPIC, user_id, {"type": "regroup", "team": team})
