@@ -206,6 +206,8 @@ def _refresh_domain(job: Job, *, succeeded: bool = False) -> None:
         info = replace(info, memory_kib=job.params["target_kib"])
     inventory.record_domain(domain.host, info)
     publish("host", domain.host_id, {"type": "domain", "domain": domain.pk})
+    # The fleet page's bars move now rather than at the next poll.
+    publish("fleet", domain.host.team_id, {"type": "hosts", "hosts": [domain.host_id]})
 
 
 def announce(job: Job) -> None:

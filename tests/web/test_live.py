@@ -9,10 +9,15 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
+from balloonweb.access.actors import Actor
+from balloonweb.access.models import Membership
 from balloonweb.asgi import application
 from balloonweb.live.publish import publish
 from domains.consumers import DomainConsumer, FleetConsumer, HostConsumer, JobsConsumer
+from domains import services
 from domains.models import Domain
+from hosts.models import Host
+from tests.conftest import define_domain, wait_for_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,6 +120,39 @@ def test_the_jobs_socket_hears_its_teams_jobs(people, small_fleet, team, other_t
         await send("jobs", other_team.pk, {"type": "job", "job": 2, "state": "queued", "progress": 0, "domain": None})
         await send("jobs", team.pk, {"type": "job", "job": 1, "state": "queued", "progress": 0, "domain": None})
         assert (await socket.receive_json_from(timeout=5))["job"] == 1
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_a_new_member_s_fleet_socket_joins_the_team_without_a_reload(people, small_fleet, team):
+    hv1 = small_fleet["hv1"]
+
+    async def scenario():
+        socket, ok = await connect(FleetConsumer, people["outsider"])
+        assert ok
+        await send("fleet", team.pk, {"type": "hosts", "hosts": [hv1.pk]})
+        assert await socket.receive_nothing(timeout=0.3)  # not theirs yet
+        await sync_to_async(Membership.objects.create)(team=team, user=people["outsider"], role="viewer")
+        assert (await socket.receive_json_from(timeout=5))["type"] == "resync"  # the page refetches: hv1 appears
+        await send("fleet", team.pk, {"type": "hosts", "hosts": [hv1.pk]})
+        assert await socket.receive_json_from(timeout=5) == {"type": "hosts", "hosts": [hv1.pk]}
+        await socket.disconnect()
+
+    run(scenario)
+
+
+def test_the_fleet_hears_of_a_finished_resize_before_any_poll(people, team, sim_hosts, celery_worker):
+    hv1 = sim_hosts["hv1"]
+    Host.objects.filter(pk=hv1.pk).update(team=team)
+    foo = define_domain(hv1, "foo", 1024, 4096)
+
+    async def scenario():
+        socket, ok = await connect(FleetConsumer, people["viewer"])
+        assert ok
+        job = await sync_to_async(services.request_resize)(Actor.command_line(), foo, "512")
+        await sync_to_async(wait_for_job)(job)
+        assert await socket.receive_json_from(timeout=5) == {"type": "hosts", "hosts": [hv1.pk]}
         await socket.disconnect()
 
     run(scenario)
