@@ -157,7 +157,9 @@ RESIZE_TIME_LIMIT = env_float("RESIZE_TIME_LIMIT", 60.0)
 MIGRATE_TIME_LIMIT = env_float("MIGRATE_TIME_LIMIT", 900.0)
 # A queued job whose message has waited this long without a worker picking it up is sent again.
 REQUEUE_AFTER = env_float("REQUEUE_AFTER", 30.0)
-# Memory samples for the charts: raw (one per poll) for this long, then one per minute, dropped after SAMPLE_KEEP_S.
+# Memory samples for the charts: raw (one per domain per SAMPLE_EVERY_S, and one whenever its balloon moves; 0: one
+# every poll) for SAMPLE_RAW_WINDOW_S, then one per minute, dropped after SAMPLE_KEEP_S.
+SAMPLE_EVERY_S = env_float("SAMPLE_EVERY_S", 15.0)
 SAMPLE_RAW_WINDOW_S = env_float("SAMPLE_RAW_WINDOW_S", 3600.0)
 SAMPLE_KEEP_S = env_float("SAMPLE_KEEP_S", 7 * 86400.0)
 
@@ -198,6 +200,9 @@ LOGGING = {
 # The audit chain's HMAC key lives outside the database: this variable, or a file (created 0600 on first use).
 AUDIT_HMAC_KEY = env("AUDIT_HMAC_KEY")
 AUDIT_HMAC_KEY_FILE = env("AUDIT_HMAC_KEY_FILE", str(STATE_DIR / "audit-hmac.key"))
+# The chain's head, appended every AUDIT_ANCHOR_INTERVAL seconds where the database cannot reach (anchors.py).
+AUDIT_ANCHOR_FILE = env("AUDIT_ANCHOR_FILE", str(Path(AUDIT_HMAC_KEY_FILE).parent / "audit-anchors.jsonl"))
+AUDIT_ANCHOR_INTERVAL = float(env("AUDIT_ANCHOR_INTERVAL", "60"))
 # Addresses or networks of reverse proxies whose X-Forwarded-For is believed; none: the peer address is the client.
 TRUSTED_PROXIES = [p.strip() for p in env("TRUSTED_PROXIES").split(",") if p.strip()]
 

@@ -28,3 +28,10 @@ def run_audit(*args) -> tuple[int, str]:
 @pytest.fixture
 def audit_cmd():
     return run_audit
+
+
+@pytest.fixture(autouse=True)
+def anchor_file(settings, tmp_path):
+    """Each test's own anchor file: an anchor names entry ids, which mean nothing to another test's table."""
+    settings.AUDIT_ANCHOR_FILE = str(tmp_path / "audit-anchors.jsonl")
+    return tmp_path / "audit-anchors.jsonl"

@@ -14,6 +14,7 @@ from balloonweb.access.actors import Actor
 from balloonweb.audit import chain
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AppendOnly, AuditEntry
+from balloonweb.audit.tasks import anchor_head
 
 TABLE = AuditEntry._meta.db_table
 on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger exists on PostgreSQL only")
@@ -72,6 +73,41 @@ def test_removing_the_oldest_entries_is_seen(entries, audit_cmd):
     raw(f"DELETE FROM {TABLE} WHERE id <= %s", [entries[1].id])
     code, out = audit_cmd("verify")
     assert code == 1 and f"audit entry {entries[2].id}:" in out and "does not start the chain" in out
+
+
+def test_entries_cut_off_the_newest_end_are_seen_through_the_anchor(entries, audit_cmd, anchor_file):
+    assert anchor_head() == entries[-1].id  # what beat runs every minute
+    assert json.loads(anchor_file.read_text().splitlines()[-1])["id"] == entries[-1].id
+    assert os.stat(anchor_file).st_mode & 0o777 == 0o600
+    raw(f"DELETE FROM {TABLE} WHERE id >= %s", [entries[3].id])
+    code, out = audit_cmd("verify")
+    assert code == 1, out
+    assert f"entry {entries[-1].id} was anchored but the chain now ends at {entries[2].id}" in out
+    assert "cut off its newest end" in out
+
+
+def test_without_an_anchor_a_cut_chain_still_verifies_but_a_kept_head_catches_it(entries, audit_cmd):
+    code, out = audit_cmd("verify")
+    kept = out.split("as --head: ")[1].split(")")[0]
+    assert kept == f"{entries[-1].id}:{entries[-1].mac}"
+    raw(f"DELETE FROM {TABLE} WHERE id = %s", [entries[-1].id])
+    assert audit_cmd("verify")[0] == 0  # the MAC chain alone cannot see the newest end go
+    code, out = audit_cmd("verify", "--head", kept)
+    assert code == 1 and "cut off its newest end" in out
+
+
+def test_an_anchor_holds_while_entries_are_added(entries, audit_cmd):
+    anchor_head()
+    record(Actor.command_line(), "test.action", message="later")
+    anchor_head()
+    anchor_head()  # an unchanged head is not written twice
+    code, out = audit_cmd("verify")
+    assert code == 0 and "anchored head" in out, out
+
+
+def test_a_malformed_head_is_refused_saying_what_a_head_looks_like(entries, audit_cmd):
+    with pytest.raises(CommandError, match="a head is ID:MAC"):
+        audit_cmd("verify", "--head", "12")
 
 
 def test_the_orm_refuses_changes(entries):

@@ -1,4 +1,5 @@
-"""`manage.py audit verify | export | archive`: check, read out and prune the audit chain (docs/audit.md)."""
+"""`manage.py audit verify | anchor | export | archive`: check, anchor, read out and prune the audit chain
+(docs/audit.md)."""
 
 import csv
 import hashlib
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from balloonweb.access.actors import Actor
-from balloonweb.audit import chain
+from balloonweb.audit import anchors, chain
 from balloonweb.audit.models import AuditEntry
 from balloonweb.audit.review import EXPORT_FIELDS, AuditFilter, as_row, csv_values, parse_date
 
@@ -40,6 +41,8 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="subcommand", required=True)
         verify = sub.add_parser("verify", help="exit 0 when the chain is whole; else name the first broken entry, exit 1")
         verify.add_argument("--archive", help="verify an archive file written by `audit archive` instead of the table")
+        verify.add_argument("--head", help="ID:MAC, a head printed by an earlier verify: check that it is still there")
+        sub.add_parser("anchor", help="append the chain's head to AUDIT_ANCHOR_FILE now (beat does it every minute)")
         export = sub.add_parser("export", help="write entries, newest first, with the review page's filters")
         export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
         export.add_argument("--output", "-o", help="file (default: standard output)")
@@ -54,7 +57,11 @@ class Command(BaseCommand):
 
     # -- verify -------------------------------------------------------------------------------------------------
 
-    def verify(self, archive=None, **options):
+    def verify(self, archive=None, head=None, **options):
+        try:
+            expected_head = anchors.Anchor.parse(head) if head else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         if archive:
             with open(archive) as lines:
                 count, broken = chain.verify(entry_from_row(json.loads(line)) for line in lines if line.strip())
@@ -63,9 +70,25 @@ class Command(BaseCommand):
         if broken:
             self.stderr.write(f"BROKEN at {broken} ({count - 1} entries before it verified)")
             sys.exit(1)
-        head = AuditEntry.objects.order_by("-id").values_list("id", "mac").first() if not archive else None
-        where = f" (head: entry {head[0]}, MAC {head[1]})" if head else ""
-        self.stdout.write(f"OK: {count} entries verified{where}")
+        if archive:
+            self.stdout.write(f"OK: {count} entries verified")
+            return
+        checked = [a for a in (anchors.latest(), expected_head) if a is not None]
+        for anchor in checked:
+            if problem := anchors.problem_with(anchor):
+                self.stderr.write(f"BROKEN: {problem} ({count} entries verified)")
+                sys.exit(1)
+        current = anchors.head()
+        where = f" (head: entry {current.entry_id}, MAC {current.mac}; as --head: {current.entry_id}:{current.mac})" if current else ""
+        anchored = f"; anchored head {checked[0].entry_id} is there" if checked else ""
+        self.stdout.write(f"OK: {count} entries verified{where}{anchored}")
+
+    def anchor(self, **options):
+        anchor = anchors.write_anchor()
+        if anchor is None:
+            self.stdout.write("nothing to anchor: the audit log is empty")
+        else:
+            self.stdout.write(f"anchored entry {anchor.entry_id} in {anchors.anchor_file()}")
 
     # -- export -------------------------------------------------------------------------------------------------
 
