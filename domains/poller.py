@@ -2,8 +2,11 @@
 live update per host that changed. A host that does not answer is marked offline with the error.
 """
 
+import gc
+import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from celery import current_app
@@ -73,16 +76,23 @@ def read_hosts(hosts: list[Host], known_uuids: set[str]) -> list[HostReading]:
         return list(pool.map(lambda h: read_host(h, known_uuids), hosts))
 
 
-def _shown(domain: Domain) -> tuple:
-    return tuple(getattr(domain, name) for name in SHOWN_FIELDS)
+_shown = operator.attrgetter(*SHOWN_FIELDS)
 
 
-def write_readings(readings: list[HostReading]) -> tuple[list[tuple[str, object, dict]], int, int]:
-    """One bulk write of everything read; returns the live updates to send, the domains seen and changed."""
+def present_domains(hosts: list[Host]) -> dict[str, Domain]:
+    """The domains the database has on these hosts (gone ones aside), by UUID. Unordered: the model's ordering
+    would join the hosts to sort 10,000 rows that end in a dict."""
+    return {str(d.uuid): d for d in Domain.objects.filter(host__in=hosts, state__in=_present_states()).order_by()}
+
+
+def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> tuple[list[tuple[str, object, dict]], int, int]:
+    """One bulk write of everything read (`present`: present_domains of the hosts read, loaded before the
+    reads); returns the live updates to send, the domains seen and changed."""
     now = timezone.now()
     answered = [r for r in readings if r.error is None]
     seen: dict[str, tuple[Host, DomainStats]] = {str(s.uuid): (r.host, s) for r in answered for s in r.stats}
-    existing = {str(d.uuid): d for d in Domain.objects.filter(host__in=[r.host for r in answered], state__in=_present_states())}
+    answered_ids = {r.host.pk for r in answered}
+    existing = {uuid: d for uuid, d in present.items() if d.host_id in answered_ids}
     # Domains that arrived from a host not polled now, or came back after being gone: usually none.
     arrived = [uuid for uuid in seen if uuid not in existing]
     if arrived:
@@ -155,18 +165,36 @@ def _apply_host(reading: HostReading, now) -> bool:
     return False
 
 
+@contextmanager
+def _cyclic_gc_paused():
+    """A poll builds some 100,000 objects (stats, rows) that live through the cycle and are freed by reference
+    counting at its end, leaving no cycles behind. The cyclic collector, started by allocation counts, would walk
+    them and the whole heap several times per poll (0.2-0.4 s of a 10,000-domain cycle) to free nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def poll_hosts(hosts: list[Host]) -> PollReport:
     report = PollReport(hosts=len(hosts))
-    started = time.perf_counter()
-    known = {str(u) for u in Domain.objects.values_list("uuid", flat=True)}
-    readings = read_hosts(hosts, known)
-    report.libvirt_s = time.perf_counter() - started
-    started = time.perf_counter()
-    messages, report.domains, report.changed = write_readings(readings)
-    report.database_s = time.perf_counter() - started
-    started = time.perf_counter()
-    publish_many(messages)
-    report.publish_s = time.perf_counter() - started
+    with _cyclic_gc_paused():
+        started = time.perf_counter()
+        # Loaded before the reads, so that only domains new to these hosts have their config read.
+        present = present_domains(hosts)
+        report.database_s = time.perf_counter() - started
+        started = time.perf_counter()
+        readings = read_hosts(hosts, set(present))
+        report.libvirt_s = time.perf_counter() - started
+        started = time.perf_counter()
+        messages, report.domains, report.changed = write_readings(readings, present)
+        report.database_s += time.perf_counter() - started
+        started = time.perf_counter()
+        publish_many(messages)
+        report.publish_s = time.perf_counter() - started
     report.online = sum(r.error is None for r in readings)
     return report
 

@@ -1,5 +1,6 @@
 """The stats poller and the inventory, against real libvirtd hosts."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -60,6 +61,17 @@ def test_one_bulk_write_per_cycle(sim_hosts, settings):
         counts.append(len(queries))
         assert report.domains == batch.stop
     assert counts[0] == counts[1] <= 12
+
+
+def test_a_poll_leaves_the_cyclic_collector_as_it_found_it(sim_hosts):
+    poller.poll_hosts([sim_hosts["hv1"]])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        poller.poll_hosts([sim_hosts["hv1"]])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_balloon_figures_follow_the_demand_model(sim_hosts):
