@@ -20,7 +20,7 @@ from hosts.models import Host, queue_name
 
 from . import inventory
 from .models import Domain
-from .samples import record_samples
+from .samples import record_samples, sample_due
 
 POLL_THREADS = 32
 HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
@@ -77,6 +77,8 @@ def read_hosts(hosts: list[Host], known_uuids: set[str]) -> list[HostReading]:
 
 
 _shown = operator.attrgetter(*SHOWN_FIELDS)
+# What a chart draws as steps: a change here is sampled at once.
+_balloon = operator.attrgetter("state", "memory_kib", "actual_kib")
 
 
 def present_domains(hosts: list[Host]) -> dict[str, Domain]:
@@ -99,6 +101,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> t
         existing.update((str(d.uuid), d) for d in Domain.objects.filter(uuid__in=arrived))
     changed: list[Domain] = []
     created: list[Domain] = []
+    sampled: list[Domain] = []
     changed_by_host: dict[int, list[int]] = {}
     for uuid, (host, stats) in seen.items():
         domain = existing.get(uuid)
@@ -109,11 +112,14 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> t
                 inventory.apply_observation(domain, host, stats, now)
                 created.append(domain)
             continue
-        before = _shown(domain)
+        before, balloon_before, last_poll = _shown(domain), _balloon(domain), domain.last_seen
         inventory.apply_observation(domain, host, stats, now)
         changed.append(domain)
         if _shown(domain) != before:
             changed_by_host.setdefault(host.pk, []).append(domain.pk)
+        # The chart shows a moving balloon at once, and otherwise takes a sample now and then (see samples.py).
+        if _balloon(domain) != balloon_before or sample_due(domain.pk, last_poll, now):
+            sampled.append(domain)
     # A host that answers again after being offline (a restarted daemon) gets one cycle before its missing
     # domains count as gone: whoever restarted it may still be defining them again.
     returning = {r.host.pk for r in answered if r.host.status != Host.Status.ONLINE}
@@ -127,7 +133,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> t
     with transaction.atomic():
         update_rows(changed, POLLED_FIELDS)
         Domain.objects.bulk_create(created, batch_size=2000)
-        record_samples(changed + created, now)  # the charts' history: one bulk insert
+        record_samples(sampled + created, now)  # the charts' history: one bulk insert
         update_rows([r.host for r in readings], HOST_FIELDS)
     for domain in created:
         changed_by_host.setdefault(domain.host_id, []).append(domain.pk)

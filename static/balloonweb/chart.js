@@ -53,7 +53,7 @@
     clearTimeout(timer);
     timer = setTimeout(load, 300);
   });
-  // The poller writes a sample every interval even when nothing changed (and then sends no hint): fetch anyway.
+  // The poller writes a sample every SAMPLE_EVERY_S (15 s) even when nothing changed (and then sends no hint): fetch anyway.
   setInterval(load, 15_000);
   load();
 })();

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from domains import poller, services
-from domains.models import Domain, Job
+from domains.models import Domain, Job, MemorySample
 from hosts.drivers import driver_for
 from hosts.models import Host
 from hosts.simulation import fleet, setup
@@ -61,6 +61,20 @@ def test_one_bulk_write_per_cycle(sim_hosts, settings):
         counts.append(len(queries))
         assert report.domains == batch.stop
     assert counts[0] == counts[1] <= 12
+
+
+def test_a_domain_is_sampled_when_its_balloon_moves_and_is_still_seen_at_every_poll(sim_hosts, settings):
+    settings.SAMPLE_EVERY_S = 10**9  # no periodic sample falls due for decades: only changes are sampled
+    hv1 = sim_hosts["hv1"]
+    domain = define_domain(hv1, "charted", 1024, 2048)
+    poller.poll_hosts([hv1])  # the first balloon figures: a sample
+    seen = Domain.objects.get(pk=domain.pk).last_seen
+    poller.poll_hosts([hv1])  # nothing moved: no sample, but the row says it was seen now
+    assert Domain.objects.get(pk=domain.pk).last_seen > seen
+    driver_for(hv1.uri).set_memory(domain.uuid, 512 * 1024, live=True, config=False)
+    poller.poll_hosts([hv1])
+    samples = MemorySample.objects.filter(domain=domain).order_by("at")
+    assert list(samples.values_list("memory_kib", "actual_kib")) == [(1024 * 1024,) * 2, (512 * 1024,) * 2]
 
 
 def test_a_poll_leaves_the_cyclic_collector_as_it_found_it(sim_hosts):

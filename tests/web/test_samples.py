@@ -1,12 +1,12 @@
 """Memory samples: written by the poller in one insert, averaged per minute, then dropped."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from domains.samples import PER_MINUTE, RAW, MemorySample, compact, record_samples, series
+from domains.samples import PER_MINUTE, RAW, MemorySample, compact, record_samples, sample_due, series
 from domains.models import Domain
 
 from .conftest import GIB
@@ -25,6 +25,20 @@ def test_record_samples_writes_running_domains_in_one_insert(foo, django_assert_
         assert record_samples([foo, stopped], timezone.now()) == 1
     sample = MemorySample.objects.get()
     assert (sample.domain_id, sample.memory_kib, sample.used_kib, sample.resolution) == (foo.pk, GIB, 600 * 1024, RAW)
+
+
+@override_settings(SAMPLE_EVERY_S=15)
+def test_periodic_samples_draw_a_flat_line_one_per_slot_and_each_poll_writes_a_third():
+    """Ten minutes of 5 s polls of 30 unchanging domains: each gets a sample exactly every 15 s (its line reaches
+    the present), and every poll writes the same share rather than all domains every third poll."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    polls = [start + timedelta(seconds=5 * i) for i in range(121)]
+    steps = list(zip(polls, polls[1:]))
+    for domain_id in range(1, 31):
+        at = [now for previous, now in steps if sample_due(domain_id, previous, now)]
+        assert len(at) == 40 and {b - a for a, b in zip(at, at[1:])} == {timedelta(seconds=15)}
+    assert {sum(sample_due(d, previous, now) for d in range(1, 31)) for previous, now in steps} == {10}
+    assert sample_due(1, None, start)  # first sight
 
 
 @override_settings(SAMPLE_RAW_WINDOW_S=3600, SAMPLE_KEEP_S=86400)
