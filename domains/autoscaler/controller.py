@@ -134,6 +134,11 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         persistent = now - saturated_since >= PERSISTENT_SATURATION_S
         keep = maxmem if persistent else min(current, maxmem)
         code = AT_MAXMEM if current >= maxmem else SATURATED
+        # Its maxmem target is a guess, but that it needs all it has (with its free share) is known: a spike that
+        # never gets room would otherwise never show in its peak, and its host would never plan for it.
+        floor_of_peak = min(maxmem, -(-int(current / (1 - policy.free_share)) // MIB) * MIB)
+        if floor_of_peak > watch.peak_kib or watch.peak_at is None or now - watch.peak_at > PEAK_MEMORY_S:
+            watch = watch._replace(peak_kib=max(floor_of_peak, watch.peak_kib if watch.peak_at is not None and now - watch.peak_at <= PEAK_MEMORY_S else 0), peak_at=now)
         figures["saturated"] = True
         figures["saturated_for_s"] = now - saturated_since
     else:
