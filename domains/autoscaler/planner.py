@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .controller import Want, want_for
 from .plan import MIGRATE, RESIZE, Decision, Plan, Step
-from .snapshot import MIN_FREE_SHARE, MODE_OFF, RELIEF_MARGIN_SHARE, SUSTAINED_SQUEEZE_S, HostSnapshot, Snapshot
+from .snapshot import MODE_OFF, RELIEF_MARGIN_SHARE, SUSTAINED_SQUEEZE_S, HostSnapshot, Snapshot
 
 MIB = 1024
 
@@ -49,7 +49,7 @@ class Balance:
     # what it has) plus room for the largest recent excursion above target of any one domain: spikes come one at
     # a time, and trends show in the targets themselves.
     planning_kib: int = 0
-    # ... and at the least: keeps instead of targets, and each domain's peak at MIN_FREE_SHARE (peak_need).
+    # ... and at the least: keeps instead of targets, and each domain's peak at MIN_FREE_SHARE (peak_need_kib).
     least_planning_kib: int = 0
 
 
@@ -82,7 +82,7 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
             if want.peak_kib - target > excursion:
                 excursion = want.peak_kib - target
             least += need
-            peak = peak_need(want)
+            peak = want.peak_need_kib
             if peak - need > least_excursion:
                 least_excursion = peak - need
         else:
@@ -103,12 +103,6 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     _fill(sizes, movable, left, _target)
     squeezed = any(sizes[w.domain.id] < w.target_kib for w in movable)
     return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, 0, planning, least_planning)
-
-
-def peak_need(want: Want) -> int:
-    """The least a domain needs at its recent peak: its peak target at MIN_FREE_SHARE free instead of its own."""
-    need = int(want.peak_kib * (1 - want.domain.policy.free_share) / (1 - MIN_FREE_SHARE))
-    return max(want.keep_kib, min(need, want.domain.maxmem_kib))
 
 
 def _keep(want: Want) -> int:
@@ -298,7 +292,7 @@ class Planner:
 
     def _peak(self, want: Want) -> int:
         """A domain's recent peak at the planning level: what it would take with it, or bring."""
-        least = peak_need(want)
+        least = want.peak_need_kib
         return least + int(self.level * max(0, want.peak_kib - least))
 
     def _relieving(self, host: HostSnapshot) -> bool:
