@@ -59,6 +59,7 @@ class Want:
     saturated: bool = False  # out of free memory: its target is a guess (maxmem), its need is urgent
     passing_spike: bool = False  # saturated for less than PERSISTENT_SATURATION_S
     peak_kib: int = 0  # the larger of its known target and its peak of the last PEAK_MEMORY_S: room to plan for
+    peak_need_kib: int = 0  # the least it needs at that peak (MIN_FREE_SHARE free instead of its own)
 
 
 def retry_delay_s(retries: int) -> float:
@@ -92,7 +93,8 @@ def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> Balloon
 
 def _held(domain: DomainSnapshot, current: int, watch: BalloonWatch, code: str, figures: dict | None = None) -> Want:
     claim = max(current, domain.memory_kib, domain.actual_kib or 0)
-    return Want(domain, current, claim, claim, False, claim, code, figures or {"claim_kib": claim}, watch, peak_kib=claim)
+    return Want(domain, current, claim, claim, False, claim, code, figures or {"claim_kib": claim}, watch, peak_kib=claim,
+                peak_need_kib=claim)
 
 
 def want_for(domain: DomainSnapshot, now: float) -> Want:
@@ -134,6 +136,15 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         persistent = now - saturated_since >= PERSISTENT_SATURATION_S
         keep = maxmem if persistent else min(current, maxmem)
         code = AT_MAXMEM if current >= maxmem else SATURATED
+        # Its maxmem target is a guess, but that it needs all it has (with its free share) is known: a spike that
+        # never gets room would otherwise never show in its peak, and its host would never plan for it.
+        at_least = -(-int(current / (1 - policy.free_share)) // MIB) * MIB
+        if at_least > maxmem:
+            at_least = maxmem
+        live_peak = watch.peak_kib if watch.peak_at is not None and now - watch.peak_at <= PEAK_MEMORY_S else 0
+        if at_least > live_peak:
+            watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
+                                 watch.retries, watch.retry_at, watch.saturated_since, at_least, now)
         figures["saturated"] = True
         figures["saturated_for_s"] = now - saturated_since
     else:
@@ -187,10 +198,19 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         watch = watch._replace(behind_cycles=0, retries=retries, retry_at=now + retry_delay_s(retries))
         # Not counted on: it holds the larger of what it has and what it is asked for.
         return Want(domain, current, target, target, False, max(claim, target), RETRY, figures, watch, retry=True,
-                    peak_kib=max(claim, target))
+                    peak_kib=max(claim, target), peak_need_kib=max(claim, target))
     # A passing spike: urgent, but not a reason to move anything (and a guest on the move cannot grow).
     passing_spike = saturated and not persistent
     known = current if passing_spike else target
     peak = watch.peak_kib if watch.peak_at is not None and now - watch.peak_at <= PEAK_MEMORY_S else 0
+    if known > peak:
+        peak = known
+    # The least it needs at that peak: the peak at MIN_FREE_SHARE free instead of its own (for the planner's
+    # planning level); plain arithmetic, as this runs for every domain on every cycle.
+    peak_need = int(peak * (1 - policy.free_share) / (1 - MIN_FREE_SHARE))
+    if peak_need > maxmem:
+        peak_need = maxmem
+    if peak_need < keep:
+        peak_need = keep
     return Want(domain, current, target, keep, True, claim, code, figures, watch, False, saturated, passing_spike,
-                max(known, peak))
+                peak, peak_need)

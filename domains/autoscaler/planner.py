@@ -6,6 +6,9 @@
    gives what is left by priority (highest first, shared in proportion within a priority).
 4. If even the `keep`s do not fit, it plans migrations: the fewest bytes moved, to hosts that have room after
    their own ballooning, within the migration budget (at once, per host, and per hour).
+5. A host that has lacked room for its domains' recent peaks for SUSTAINED_SQUEEZE_S moves domains away too, to
+   a margin below. Peaks are counted at the fleet's planning level: at targets when the fleet can hold them,
+   nearer the working sets when it cannot (`_plan_level`).
 """
 
 import bisect
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .controller import Want, want_for
 from .plan import MIGRATE, RESIZE, Decision, Plan, Step
-from .snapshot import MODE_OFF, SUSTAINED_SQUEEZE_S, HostSnapshot, Snapshot
+from .snapshot import MODE_OFF, RELIEF_MARGIN_SHARE, SUSTAINED_SQUEEZE_S, HostSnapshot, Snapshot
 
 MIB = 1024
 
@@ -41,11 +44,13 @@ class Balance:
     shortfall_kib: int  # keep that cannot be found on this host
     room_kib: int  # capacity left after every planned size (0 when squeezed)
     squeezed: bool
-    excess_kib: int = 0  # what its planning level (below) lacks in capacity
-    # The planning level: the known targets (a passing spike's maxmem target is a guess: counted at what it has)
-    # plus room for the largest recent excursion above target of any one domain: spikes come one at a time,
-    # and trends show in the targets themselves.
+    excess_kib: int = 0  # what its planning level (Planner.level) lacks in capacity
+    # The planning level at targets: the known targets (a passing spike's maxmem target is a guess: counted at
+    # what it has) plus room for the largest recent excursion above target of any one domain: spikes come one at
+    # a time, and trends show in the targets themselves.
     planning_kib: int = 0
+    # ... and at the least: keeps instead of targets, and each domain's peak at MIN_FREE_SHARE (peak_need_kib).
+    least_planning_kib: int = 0
 
 
 def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0, pinned: frozenset[int] = frozenset(),
@@ -60,7 +65,7 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     fixed = extra_fixed_kib
     movable: list[Want] = []
     sizes: dict[int, int] = {}
-    total_target = total_keep = known = excursion = 0
+    total_target = total_keep = known = excursion = least = least_excursion = 0
     for want in wants:
         if want.movable and (not pinned or want.domain.id not in pinned):
             movable.append(want)
@@ -68,19 +73,24 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
             sizes[want.domain.id] = target
             total_target += target
             total_keep += want.keep_kib
-            # The planning level (see Balance): known targets plus the largest recent excursion of one domain.
+            # The planning levels (see Balance).
             if want.passing_spike:
-                target = want.current_kib
+                target = need = want.current_kib
+            else:
+                need = want.keep_kib
             known += target
             if want.peak_kib - target > excursion:
                 excursion = want.peak_kib - target
+            least += need
+            peak = want.peak_need_kib
+            if peak - need > least_excursion:
+                least_excursion = peak - need
         else:
             fixed += want.claim_kib
     budget = capacity_kib - fixed
-    planning = known + excursion
-    excess = planning - budget if planning > budget else 0
+    planning, least_planning = known + excursion, least + least_excursion
     if total_target <= budget:
-        return Balance(sizes, fixed, total_keep, 0, budget - total_target, False, excess, planning)
+        return Balance(sizes, fixed, total_keep, 0, budget - total_target, False, 0, planning, least_planning)
 
     sizes = {w.domain.id: min(w.keep_kib, w.current_kib) for w in movable}
     left = budget - sum(sizes.values())
@@ -92,7 +102,7 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
         left = min(left, pool)
     _fill(sizes, movable, left, _target)
     squeezed = any(sizes[w.domain.id] < w.target_kib for w in movable)
-    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, excess, planning)
+    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, 0, planning, least_planning)
 
 
 def _keep(want: Want) -> int:
@@ -183,9 +193,10 @@ class Deficit:
     def largest(self) -> int:
         return max(self.keep_kib, self.target_kib)
 
-    def without(self, want: Want) -> "Deficit":
-        """What is left once `want` has moved away: its keep from the one, its peak from the other."""
-        return Deficit(self.keep_kib - want.keep_kib, self.target_kib - want.peak_kib)
+    def without(self, want: Want, peak_kib: int) -> "Deficit":
+        """What is left once `want` has moved away: its keep from the one, its peak (`peak_kib`, at the planning
+        level) from the other."""
+        return Deficit(self.keep_kib - want.keep_kib, self.target_kib - peak_kib)
 
 
 @dataclass(slots=True)
@@ -238,6 +249,7 @@ class Planner:
         self.managed = [h for h in snapshot.hosts if h.managed]
         self.wants: dict[int, list[Want]] = {h.id: [] for h in self.managed}
         self.balances: dict[int, Balance] = {}
+        self.level = 1.0  # where hosts plan between their least (0) and their targets (1): see _plan_level
         self.incoming: dict[int, int] = {h.id: h.incoming_kib for h in snapshot.hosts}
         for host_id, kib in (extra_booked or {}).items():
             self.incoming[host_id] += kib
@@ -266,9 +278,22 @@ class Planner:
                 host.capacity_kib, self.wants[host.id], self.incoming[host.id], spike_room_kib=host.spike_room_kib
             )
             self.balances[host.id] = balance
+        self.level = _plan_level(self.managed, self.balances)
+        for host in self.managed:
+            balance = self.balances[host.id]
+            planning = self._planning(balance)
+            balance.excess_kib = max(0, planning - (host.capacity_kib - balance.fixed_kib))
             lasting = balance.excess_kib > 0
             since = host.squeezed_since if host.squeezed_since is not None else self.now
             self.plan.squeezed_since[host.id] = since if lasting else None
+
+    def _planning(self, balance: Balance) -> int:
+        return balance.least_planning_kib + int(self.level * (balance.planning_kib - balance.least_planning_kib))
+
+    def _peak(self, want: Want) -> int:
+        """A domain's recent peak at the planning level: what it would take with it, or bring."""
+        least = want.peak_need_kib
+        return least + int(self.level * max(0, want.peak_kib - least))
 
     def _relieving(self, host: HostSnapshot) -> bool:
         """Whether a host has been unable to hold its domains' recent peaks for SUSTAINED_SQUEEZE_S."""
@@ -302,15 +327,19 @@ class Planner:
         budget = Budget.of(self.managed)
         receivers = [h for h in self.managed if budget.can_receive(h.id)]
         # Room after its own ballooning, leaving room for its own domains' recent peaks.
-        at_target = RoomIndex({h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].planning_kib for h in receivers})
+        # A receiver keeps the relief margin free too: filled to the brim, it would be the next to need relief.
+        at_target = RoomIndex({
+            h.id: h.capacity_kib - _relief_margin(h) - self.balances[h.id].fixed_kib - self._planning(self.balances[h.id])
+            for h in receivers
+        })
         squeezed = RoomIndex({h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib for h in receivers})
         changed: set[int] = set()
         for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, -self.balances[h.id].excess_kib, h.id)):
             balance = self.balances[host.id]
-            # Working sets at risk come first; a lasting squeeze is relieved down to the targets.
+            # Working sets at risk come first; a lasting squeeze is relieved to a margin below the planning level.
             deficit = Deficit(
                 balance.shortfall_kib - self.outgoing[host.id],
-                balance.excess_kib - self.outgoing[host.id] if self._relieving(host) else 0,
+                balance.excess_kib + _relief_margin(host) - self.outgoing[host.id] if self._relieving(host) else 0,
             )
             if not deficit:
                 self._decide_host(
@@ -372,7 +401,7 @@ class Planner:
                         index.remove(move.destination.id)
             self.incoming[move.destination.id] += move.reserve_kib
             self.pinned[host.id].add(move.want.domain.id)
-            deficit = deficit.without(move.want)
+            deficit = deficit.without(move.want, self._peak(move.want))
             moves.append(move)
             self.moves.append(move)
         return moves
@@ -381,13 +410,13 @@ class Planner:
         """The cheapest domain that alone covers the deficit (candidates are sorted by bytes); if none does, the
         one that frees the most. Its destination: the host with the most room after its own ballooning, else the
         one with the most once its domains give back headroom."""
-        covering = [w for w in candidates if not deficit.without(w)]
-        others = sorted((w for w in candidates if deficit.without(w)), key=lambda w: (-w.keep_kib, -w.peak_kib, w.domain.id))
+        covering = [w for w in candidates if not deficit.without(w, self._peak(w))]
+        others = sorted((w for w in candidates if deficit.without(w, self._peak(w))), key=lambda w: (-w.keep_kib, -w.peak_kib, w.domain.id))
         # Relief (no working set at risk) only goes where the guest's peak fits beside the host's own peaks:
         # anywhere tighter, the receiver would need relief in its turn.
         emergency = deficit.keep_kib > 0
         for want in covering + others:
-            for reserve in (want.peak_kib, want.keep_kib) if emergency else (want.peak_kib,):
+            for reserve in (self._peak(want), want.keep_kib) if emergency else (self._peak(want),):
                 destination = at_target.most_room(reserve, exclude=host.id)
                 squeezes = False
                 if destination is None and emergency:
@@ -442,6 +471,30 @@ class Planner:
                 decisions.append(Decision(code, domain.id, host_id, figures))
             else:
                 (shrinks if size < current else grows).append(Step(RESIZE, code, domain.id, domain.name, host_id, current, size, figures))
+
+
+def _plan_level(hosts: list[HostSnapshot], balances: dict[int, Balance]) -> float:
+    """Where hosts plan, between their least (keeps, peaks at MIN_FREE_SHARE: 0) and their targets (1): the
+    highest level the fleet as a whole holds with two relief margins to spare per host. Planning above what the
+    fleet holds only moves a lack of room from host to host: on a dense fleet, relief at the targets migrated
+    all the time and its moves themselves caused violations (a guest on the move cannot grow, a budget spent)."""
+    room = least = at_targets = 0
+    for host in hosts:
+        balance = balances[host.id]
+        room += host.capacity_kib - balance.fixed_kib - 2 * _relief_margin(host)
+        least += balance.least_planning_kib
+        at_targets += balance.planning_kib
+    if at_targets <= room:
+        return 1.0
+    if least >= room:
+        return 0.0
+    return (room - least) / (at_targets - least)
+
+
+def _relief_margin(host: HostSnapshot) -> int:
+    """Relief goes this far below the capacity, so that a host relieved is not short again at the next rise of
+    a trend (one move of some size, rather than many small ones that use up the hourly budget)."""
+    return int(host.capacity_kib * RELIEF_MARGIN_SHARE)
 
 
 def _spiky(want: Want) -> bool:

@@ -31,6 +31,9 @@ PERSISTENT_SATURATION_S = 120.0
 # Taking headroom back is a stopgap: a host that has not been able to give its domains their targets for this
 # long (longer than a spike, shorter than a daily trend) moves domains away until it can.
 SUSTAINED_SQUEEZE_S = 300.0
+# Relief leaves this share of a host's capacity free beside its domains' needs at their peaks, and only hosts
+# with that much to spare receive: hysteresis, against moving again at every rise of a trend.
+RELIEF_MARGIN_SHARE = 0.05
 # A domain's highest known target is remembered this long: a spike that came may come back, and a host should
 # have room for the largest recent excursion of its domains (targets themselves follow the present, so nothing
 # is held back from the guests for it).

@@ -129,3 +129,12 @@ def test_a_higher_free_share_gives_a_larger_target():
     sizes = {s.domain_id: s.to_kib for s in p.steps}
     assert sizes[1] == steady_target(1 * GiB, 4 * GiB, 0.20)
     assert sizes[2] == steady_target(1 * GiB, 4 * GiB, 0.40)
+
+
+def test_a_saturated_guest_remembers_at_least_all_it_has_as_its_peak():
+    # Its maxmem target is a guess; that it needs all of its 2 GiB with its free share is not, and its host must
+    # plan for it even if the spike never gets room (a peak never seen would never be planned for).
+    d = guest(1, 1, used=10 * GiB, memory=2 * GiB, maxmem=8 * GiB)
+    p = plan(snapshot([host(1, 3 * GiB)], [d]))
+    assert p.watches[1].peak_kib == 2560 * MiB  # 2 GiB / (1 - 20 %)
+    assert p.watches[1].peak_at == 1000.0

@@ -270,3 +270,30 @@ def test_the_room_kept_for_spikes_is_not_handed_out_twice_on_a_host_already_over
     sizes = sizes_after(p)
     total = sum(sizes.get(d.id, d.memory_kib) for d in (spiking, *others))
     assert total <= usable
+
+
+def test_relief_on_a_fleet_that_cannot_hold_every_target_plans_at_the_working_sets():
+    from domains.autoscaler.snapshot import SUSTAINED_SQUEEZE_S
+
+    # Two hosts, each squeezed at targets (about 2.6 GiB each for 4 x 2.2 GiB guests on 9 GiB) for long, but
+    # holding their working sets and margin (about 2.2 GiB each) with room to spare: neither could take the
+    # other's targets, so moving would only carry the lack of room across; nothing moves.
+    squeezed_since = 1000.0 - SUSTAINED_SQUEEZE_S
+    domains = [guest(i, 1 + i % 2, used=2 * GiB, memory=2200 * MiB) for i in range(1, 9)]
+    hosts = [host(1, 10 * GiB, squeezed_since=squeezed_since), host(2, 10 * GiB, squeezed_since=squeezed_since)]
+    p = plan(snapshot(hosts, domains, now=1000.0))
+    assert p.migrations == []
+    assert p.squeezed_since == {1: None, 2: None}
+
+
+def test_relief_moves_enough_to_leave_a_margin_in_one_move():
+    from domains.autoscaler.snapshot import SUSTAINED_SQUEEZE_S
+
+    # hv1 lacks about 0.2 GiB for its targets (four of about 2.6 GiB) and its small guest's 512 MiB would cover
+    # that, but not the relief margin (5 % of capacity) that keeps hv1 from lacking room again at the next rise:
+    # one of the larger guests goes, in one move.
+    domains = [guest(i, 1, used=2 * GiB, memory=2200 * MiB) for i in (1, 2, 3, 4)]
+    domains.append(guest(5, 1, used=400 * MiB, memory=512 * MiB))
+    hosts = [host(1, 10 * GiB + 700 * MiB, squeezed_since=1000.0 - SUSTAINED_SQUEEZE_S), host(2, 64 * GiB)]
+    p = plan(snapshot(hosts, domains, now=1000.0))
+    assert len(p.migrations) == 1 and p.migrations[0].domain_id != 5
