@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .snapshot import (
     BALLOON_TOLERANCE_KIB,
     BALLOON_TOLERANCE_SHARE,
+    MIN_FREE_KIB,
     MIN_FREE_SHARE,
     PEAK_MEMORY_S,
     PERSISTENT_SATURATION_S,
@@ -149,9 +150,14 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         figures["saturated_for_s"] = now - saturated_since
     else:
         guest_used = used * overhead
-        wanted = -(-int(guest_used / (1 - policy.free_share)) // MIB) * MIB  # rounded up to a MiB
+        # Never less than what it uses, MIN_FREE_KIB, and its kernel's part (actual - available). That part is a
+        # fixed amount in a real guest (MemTotal drops by what the balloon takes), so the share-scaled target
+        # undershoots when a real guest shrinks a lot: an idle 512 MiB lab guest would be sized under its working
+        # set, or to a few MiB free where it looks saturated and is offered everything back.
+        least = used + MIN_FREE_KIB + actual - available
+        wanted = -(-int(max(guest_used / (1 - policy.free_share), least)) // MIB) * MIB  # rounded up to a MiB
         target = maxmem if wanted > maxmem else floor if wanted < floor else wanted
-        keep = -(-int(guest_used / (1 - MIN_FREE_SHARE)) // MIB) * MIB
+        keep = -(-int(max(guest_used / (1 - MIN_FREE_SHARE), least)) // MIB) * MIB
         keep = target if keep > target else floor if keep < floor else keep
         # A new peak, or an expired one, is taken now; a peak merely held again is refreshed only half-way to its
         # expiry (a new watch for every domain on every cycle would cost more than the rest of the plan).

@@ -21,6 +21,10 @@ SATURATED_SHARE = 0.02
 # watermarks and starts reclaiming and OOM-killing well before 2 % of 128 MiB is left (the lab's guests, whose
 # workload stops growing at 8 MiB available, showed it: they never looked saturated and never grew).
 SATURATED_MIN_KIB = 16 * 1024
+# What a target, and a squeeze, always leave free: above SATURATED_MIN_KIB with a margin for the stats' jitter,
+# or a small guest sized to its 20 % free share would look saturated at that size, be offered its maxmem, be
+# shrunk again, and so on (a 128 MiB lab guest did exactly that).
+MIN_FREE_KIB = 24 * 1024
 # When a host runs short, headroom is taken from guests down to this free share, never further: below it a
 # guest would look saturated on the next poll and ask for everything back.
 MIN_FREE_SHARE = 0.06
