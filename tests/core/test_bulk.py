@@ -1,6 +1,7 @@
 """balloonweb.bulk on the test database: executemany on SQLite, COPY on PostgreSQL (run with DATABASE_URL)."""
 
-from django.db import transaction
+import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from balloonweb.bulk import insert_rows, update_rows
@@ -27,3 +28,10 @@ def test_insert_rows_keeps_nulls_and_times(db):
     at = timezone.now()
     assert insert_rows(MemorySample, SAMPLE_FIELDS, [(domain.pk, at, RAW, 1024, None, 512, None)] * 2) == 2
     assert list(MemorySample.objects.values_list("at", "memory_kib", "actual_kib", "used_kib", "available_kib")) == [(at, 1024, None, 512, None)] * 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="fillfactor is a PostgreSQL storage option")
+def test_the_domain_table_leaves_room_for_heap_only_updates(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [Domain._meta.db_table])
+        assert cursor.fetchone()[0] == ["fillfactor=60"]
