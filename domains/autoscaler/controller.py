@@ -74,7 +74,9 @@ def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> Balloon
     watch = domain.watch
     actual = domain.actual_kib if domain.actual_kib is not None else domain.memory_kib
     gap = actual - requested if actual > requested else requested - actual
-    tolerance = max(BALLOON_TOLERANCE_KIB, int(requested * BALLOON_TOLERANCE_SHARE))
+    tolerance = int(requested * BALLOON_TOLERANCE_SHARE)
+    if tolerance < BALLOON_TOLERANCE_KIB:
+        tolerance = BALLOON_TOLERANCE_KIB
     if gap <= tolerance:
         if watch.behind_cycles == 0 and watch.stuck_since is None and watch.requested_kib == requested:
             return watch  # the common case: nothing new to remember
@@ -155,9 +157,11 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         # undershoots when a real guest shrinks a lot: an idle 512 MiB lab guest would be sized under its working
         # set, or to a few MiB free where it looks saturated and is offered everything back.
         least = used + MIN_FREE_KIB + actual - available
-        wanted = -(-int(max(guest_used / (1 - policy.free_share), least)) // MIB) * MIB  # rounded up to a MiB
+        wanted = guest_used / (1 - policy.free_share)
+        wanted = -(-int(wanted if wanted > least else least) // MIB) * MIB  # rounded up to a MiB
         target = maxmem if wanted > maxmem else floor if wanted < floor else wanted
-        keep = -(-int(max(guest_used / (1 - MIN_FREE_SHARE), least)) // MIB) * MIB
+        keep = guest_used / (1 - MIN_FREE_SHARE)
+        keep = -(-int(keep if keep > least else least) // MIB) * MIB
         keep = target if keep > target else floor if keep < floor else keep
         # A new peak, or an expired one, is taken now; a peak merely held again is refreshed only half-way to its
         # expiry (a new watch for every domain on every cycle would cost more than the rest of the plan).
