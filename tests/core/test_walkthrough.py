@@ -55,6 +55,21 @@ def test_the_walkthrough(sim_hosts, tmp_path):
     assert Domain.objects.get(name="foo").host.name == "hv2"
 
 
+def test_xm_list_marks_the_domains_of_a_host_that_does_not_answer(sim_hosts, tmp_path):
+    from domains.poller import poll_hosts
+    from hosts.models import Host
+
+    config = tmp_path / "foo.cfg"
+    config.write_text('name = "foo"\nmemory = 1024\n')
+    assert xm("create", str(config), "--host", "hv1").returncode == 0
+    Host.objects.filter(name="hv1").update(uri="test+unix:///default?socket=/nonexistent/libvirt-sock")
+    poll_hosts(list(Host.objects.filter(name="hv1")))
+    listing = xm("list")
+    foo = next(line.split() for line in listing.stdout.splitlines() if line.startswith("foo "))
+    assert foo[6:] == ["1024", "hv1", "(last", "seen)"]
+    assert listing.stderr.startswith("xm: hv1 is offline (host unreachable") and "last answered" in listing.stderr
+
+
 def test_a_config_without_maxmem_cannot_grow_until_maxmem_is_raised(sim_hosts, tmp_path):
     config = tmp_path / "bar.cfg"
     config.write_text('name = "bar"\nmemory = 1024\n')

@@ -108,9 +108,18 @@ class Command(BaseCommand):
             domains = domains.filter(name__in=names)
         header = f"{'Name':<24}{'ID':>5}{'Mem(MiB)':>10}{'VCPUs':>6}  {'State':<8}{'Time(s)':>10}{'MaxMem(MiB)':>13}  Host"
         self.stdout.write(header)
+        silent_hosts = {}
         for d in domains.order_by("host__name", "name"):
             hv_id = "" if d.hv_id is None else str(d.hv_id)
+            host = d.host.name
+            if not d.host.is_online:
+                silent_hosts[d.host.pk] = d.host
+                host += " (last seen)"
             self.stdout.write(
                 f"{d.name:<24}{hv_id:>5}{d.memory_kib // 1024:>10}{d.vcpus:>6}  {d.xen_state:<8}"
-                f"{d.cpu_time_ns / 1e9:>10.1f}{d.maxmem_kib // 1024:>13}  {d.host.name}"
+                f"{d.cpu_time_ns / 1e9:>10.1f}{d.maxmem_kib // 1024:>13}  {host}"
             )
+        # Rows of a host that does not answer are what was last seen there, not what runs there now.
+        for host in silent_hosts.values():
+            seen = f"last answered {host.last_seen:%Y-%m-%d %H:%M:%S} UTC" if host.last_seen else "never answered"
+            self.stderr.write(f"xm: {host.name} is {host.status} ({host.last_error or 'no error recorded'}); {seen}")
