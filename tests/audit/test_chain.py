@@ -213,7 +213,7 @@ def test_concurrent_appends_keep_one_chain(transactional_db, audit_cmd):
     assert audit_cmd("verify")[0] == 0
 
 
-def test_verify_from_the_shell_exits_1_naming_the_entry(transactional_db):
+def test_verify_from_the_shell_exits_1_naming_the_entry(transactional_db, anchor_file):
     """The command line contract, in a process of its own: exit 0 when whole, 1 and the entry's id when not."""
     import subprocess
     import sys
@@ -222,8 +222,10 @@ def test_verify_from_the_shell_exits_1_naming_the_entry(transactional_db):
 
     entries = [record(Actor.command_line(), "test.action", message=f"entry {i}") for i in range(3)]
     command = [sys.executable, "manage.py", "audit", "verify"]
-    whole = subprocess.run(command, cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=120)
+    # This test's anchors, not those a beat in another test wrote for its own table into the shared state dir.
+    environment = {**child_environment(), "AUDIT_ANCHOR_FILE": str(anchor_file)}
+    whole = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert whole.returncode == 0 and "OK: 3 entries verified" in whole.stdout, whole.stderr
     raw(f"UPDATE {TABLE} SET after = %s WHERE id = %s", ['{"memory_kib": 1}', entries[1].id])
-    broken = subprocess.run(command, cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=120)
+    broken = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert broken.returncode == 1 and f"audit entry {entries[1].id}:" in broken.stderr
