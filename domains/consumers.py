@@ -32,9 +32,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused
             return
         self.actor = Actor.for_user(user)
-        try:
-            groups = await database_sync_to_async(self.allowed_groups)(**self.scope["url_route"]["kwargs"])
-        except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+        groups = await self.groups_now_allowed()
+        if groups is None:
             await self.close()
             return
         await self.join(groups + [group_name("user", user.pk)])
@@ -43,6 +42,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def allowed_groups(self, **kwargs) -> list[str]:
         """The groups this socket may join; raise rules.NotFound/Forbidden (via rules.require) if none."""
         raise NotImplementedError
+
+    async def groups_now_allowed(self) -> list[str] | None:
+        """allowed_groups for this socket's URL, or None if the actor may not look."""
+        try:
+            return await database_sync_to_async(self.allowed_groups)(**self.scope["url_route"]["kwargs"])
+        except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+            return None
 
     async def join(self, groups: list[str]) -> None:
         for group in groups:
@@ -92,9 +98,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def regroup(self) -> None:
         """Join the groups the user may now see, and have the page refetch what it shows."""
         self.actor = Actor.for_user(self.scope["user"])  # an actor keeps the roles it was made with
-        try:
-            groups = await database_sync_to_async(self.allowed_groups)(**self.scope["url_route"]["kwargs"])
-        except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+        groups = await self.groups_now_allowed()
+        if groups is None:
             return  # losing access closes the socket instead (a "close" hint)
         await self.join([group for group in groups if group not in self.joined])
         await self.send_json({"type": "resync", "reason": "you joined a team"})
