@@ -417,6 +417,9 @@ class Planner:
         emergency = deficit.keep_kib > 0
         for want in covering + others:
             for reserve in (self._peak(want), want.keep_kib) if emergency else (self._peak(want),):
+                # It arrives with all it holds: a destination must have room for that too, whatever it wants later.
+                if reserve < want.claim_kib:
+                    reserve = want.claim_kib
                 destination = at_target.most_room(reserve, exclude=host.id)
                 squeezes = False
                 if destination is None and emergency:
@@ -467,7 +470,10 @@ class Planner:
                 figures = {**figures, "planned_kib": size, "own_code": want.code, "host": host.name,
                            "priority": domain.policy.priority}
             # A partial grow smaller than the deadband is not worth a job; a shrink here makes room, so it is.
-            if size == current or (current < size < want.target_kib and size - current <= domain.policy.deadband_share * current):
+            # ... except for a guest out of memory, for which every MiB counts.
+            if size == current or (
+                current < size < want.target_kib and not want.saturated and size - current <= domain.policy.deadband_share * current
+            ):
                 decisions.append(Decision(code, domain.id, host_id, figures))
             else:
                 (shrinks if size < current else grows).append(Step(RESIZE, code, domain.id, domain.name, host_id, current, size, figures))

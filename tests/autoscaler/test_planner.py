@@ -82,6 +82,18 @@ def test_when_no_single_domain_covers_the_shortfall_the_largest_moves_first():
     assert all(m.to_host_id == 2 for m in p.migrations)
 
 
+def test_a_migration_goes_only_where_all_the_domain_holds_fits_on_arrival():
+    # d1 holds 8 GiB but keeps only about 4.3 GiB: a destination with room for the keep alone would be overfull
+    # for the minutes until the domain could be shrunk there.
+    domains = [guest(1, 1, used=4 * GiB, memory=8 * GiB, maxmem=16 * GiB), guest(2, 2, used=1 * GiB, memory=2 * GiB, floor=2 * GiB)]
+    p = plan(snapshot([host(1, 4 * GiB), host(2, 8 * GiB)], domains))
+    assert p.migrations == []
+    assert planner_module.NO_DESTINATION in {d.code for d in p.for_host(1)}
+    roomy = plan(snapshot([host(1, 4 * GiB), host(2, 11 * GiB)], domains))
+    assert [(m.domain_id, m.to_host_id) for m in roomy.migrations] == [(1, 2)]
+
+
+
 def test_no_destination_means_a_decision_and_no_migration():
     domains = [guest(1, 1, used=4 * GiB, memory=5 * GiB, maxmem=16 * GiB), guest(2, 2, used=2 * GiB, memory=3 * GiB)]
     p = plan(snapshot([host(1, 4 * GiB), host(2, 4 * GiB)], domains))
@@ -145,6 +157,13 @@ def test_a_passing_spike_takes_free_room_but_never_triggers_a_migration():
     assert p.migrations == []
     grown = sizes_after(p)[1]
     assert 2 * GiB < grown <= 8 * GiB - steady_target(2 * GiB, 3 * GiB) * 0.8
+
+
+def test_a_guest_out_of_memory_takes_even_a_little_room_that_a_calm_guest_would_leave_to_the_deadband():
+    spiking = guest(1, 1, used=8 * GiB, memory=8 * GiB, maxmem=16 * GiB)  # saturated
+    p = plan(snapshot([host(1, 8 * GiB + 200 * MiB)], [spiking]))
+    assert sizes_after(p) == {1: 8 * GiB + 200 * MiB}  # 2.4 %: under the 5 % deadband, but every MiB counts
+
 
 
 def test_a_passing_spike_may_use_the_room_kept_above_the_planning_capacity():
