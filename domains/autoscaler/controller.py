@@ -16,6 +16,7 @@ from .snapshot import (
     BALLOON_TOLERANCE_SHARE,
     MIN_FREE_KIB,
     MIN_FREE_SHARE,
+    BRIEF_FREE_SHARE,
     PEAK_MEMORY_S,
     PERSISTENT_SATURATION_S,
     SATURATED_MIN_KIB,
@@ -61,6 +62,7 @@ class Want:
     passing_spike: bool = False  # saturated for less than PERSISTENT_SATURATION_S
     peak_kib: int = 0  # the larger of its known target and its peak of the last PEAK_MEMORY_S: room to plan for
     peak_need_kib: int = 0  # the least it needs at that peak (MIN_FREE_SHARE free instead of its own)
+    brief_kib: int = 0  # what it may be held at while a neighbour is out of memory (BRIEF_FREE_SHARE free)
 
 
 def retry_delay_s(retries: int) -> float:
@@ -163,6 +165,9 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         keep = guest_used / (1 - MIN_FREE_SHARE)
         keep = -(-int(keep if keep > least else least) // MIB) * MIB
         keep = target if keep > target else floor if keep < floor else keep
+        brief = guest_used / (1 - BRIEF_FREE_SHARE)
+        brief = -(-int(brief if brief > least else least) // MIB) * MIB
+        brief = keep if brief > keep else floor if brief < floor else brief
         # A new peak, or an expired one, is taken now; a peak merely held again is refreshed only half-way to its
         # expiry (a new watch for every domain on every cycle would cost more than the rest of the plan).
         peak_at = watch.peak_at
@@ -188,6 +193,8 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
             target = current
             if keep > current:
                 keep = current
+            if brief > keep:
+                brief = keep
         elif target < current and domain.last_grown_at is not None and now - domain.last_grown_at < policy.shrink_cooldown_s:
             code = COOLDOWN
             figures["wanted_kib"] = target
@@ -223,4 +230,4 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     if peak_need < keep:
         peak_need = keep
     return Want(domain, current, target, keep, True, claim, code, figures, watch, False, saturated, passing_spike,
-                peak, peak_need)
+                peak, peak_need, keep if saturated else brief)

@@ -100,9 +100,23 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
         # The spike room goes first, so that the others keep as much of their headroom as they can.
         pool = _fill(sizes, saturated, left + spike_room_kib, _target)  # less spike room if already over
         left = min(left, pool)
+        if pool <= 0 and any(sizes[w.domain.id] < w.target_kib for w in saturated):
+            left = _lend_to_saturated(sizes, movable, saturated)
     _fill(sizes, movable, left, _target)
     squeezed = any(sizes[w.domain.id] < w.target_kib for w in movable)
     return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, 0, planning, least_planning)
+
+
+def _lend_to_saturated(sizes: dict[int, int], movable: list[Want], saturated: list[Want]) -> int:
+    """A guest out of memory on a host with nothing left: the others give headroom down to their brief size."""
+    lent = 0
+    others = [w for w in movable if not w.saturated]
+    for want in others:
+        size = sizes[want.domain.id]
+        if size > want.brief_kib:
+            lent += size - want.brief_kib
+            sizes[want.domain.id] = want.brief_kib
+    return _fill(sizes, others, _fill(sizes, saturated, lent, _target), _keep)
 
 
 def _keep(want: Want) -> int:

@@ -28,6 +28,9 @@ MIN_FREE_KIB = 24 * 1024
 # When a host runs short, headroom is taken from guests down to this free share, never further: below it a
 # guest would look saturated on the next poll and ask for everything back.
 MIN_FREE_SHARE = 0.06
+# ... except while a neighbour is out of memory (saturated) and the host has nothing else to give it: then the
+# others give headroom down to this share, above SATURATED_SHARE, for as long as the neighbour lacks room.
+BRIEF_FREE_SHARE = 0.03
 # A guest out of memory for this long is not a passing spike: its growth becomes a need that a migration may
 # serve. Shorter shortages are left to ballooning: a migration takes minutes (a 4 GiB guest at VDSM's 52 MiB/s
 # takes 80 s) and would end after the spike it was for.

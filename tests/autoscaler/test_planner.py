@@ -3,7 +3,7 @@ within budget), and a reason for everything."""
 
 from domains.autoscaler import planner as planner_module
 from domains.autoscaler.planner import balance_host, plan
-from domains.autoscaler.snapshot import MIN_FREE_SHARE, MODE_OFF, MODE_RECOMMEND, DomainPolicy, HostPolicy
+from domains.autoscaler.snapshot import BRIEF_FREE_SHARE, MIN_FREE_SHARE, MODE_OFF, MODE_RECOMMEND, DomainPolicy, HostPolicy
 
 from .helpers import GiB, MiB, guest, host, snapshot, steady_target
 
@@ -93,7 +93,6 @@ def test_a_migration_goes_only_where_all_the_domain_holds_fits_on_arrival():
     assert [(m.domain_id, m.to_host_id) for m in roomy.migrations] == [(1, 2)]
 
 
-
 def test_no_destination_means_a_decision_and_no_migration():
     domains = [guest(1, 1, used=4 * GiB, memory=5 * GiB, maxmem=16 * GiB), guest(2, 2, used=2 * GiB, memory=3 * GiB)]
     p = plan(snapshot([host(1, 4 * GiB), host(2, 4 * GiB)], domains))
@@ -165,7 +164,6 @@ def test_a_guest_out_of_memory_takes_even_a_little_room_that_a_calm_guest_would_
     assert sizes_after(p) == {1: 8 * GiB + 200 * MiB}  # 2.4 %: under the 5 % deadband, but every MiB counts
 
 
-
 def test_a_passing_spike_may_use_the_room_kept_above_the_planning_capacity():
     spiking = guest(1, 1, used=6 * GiB, memory=2 * GiB, maxmem=6 * GiB + 512 * MiB)  # saturated
     other = guest(2, 1, used=2 * GiB, memory=2600 * MiB)
@@ -224,12 +222,30 @@ def test_balance_host_never_hands_out_more_than_capacity():
     wants = [want_for(d, 0.0) for d in domains]
     keeps = sum(w.keep_kib for w in wants)
     targets = sum(w.target_kib for w in wants)
+    assert any(w.saturated for w in wants)
     for capacity in range(keeps, targets + 1, (targets - keeps) // 17):
         balance = balance_host(capacity, wants)
         assert balance.shortfall_kib == 0
         assert sum(balance.sizes.values()) <= capacity
+        # While a guest out of memory lacks room, the others lend headroom down to their brief size.
+        lending = any(balance.sizes[w.domain.id] < w.target_kib for w in wants if w.saturated)
         for w in wants:
-            assert w.keep_kib <= balance.sizes[w.domain.id] <= w.target_kib
+            least = w.brief_kib if lending and not w.saturated else w.keep_kib
+            assert least <= balance.sizes[w.domain.id] <= w.target_kib
+
+
+def test_a_guest_out_of_memory_on_a_full_host_borrows_headroom_down_to_a_brief_free_share():
+    spiking = guest(1, 1, used=4 * GiB, memory=4 * GiB, maxmem=8 * GiB)  # saturated: nothing unused
+    neighbours = [guest(i, 1, used=3 * GiB, memory=4 * GiB) for i in (2, 3, 4)]
+    # 16 GiB held; the neighbours' keeps (about 3.3 GiB each) leave the spiking guest only its 4 GiB.
+    p = plan(snapshot([host(1, 16 * GiB)], [spiking, *neighbours]))
+    sizes = sizes_after(p)
+    assert sizes[1] > 4 * GiB
+    for i in (2, 3, 4):
+        available = sizes[i] * 97 // 100
+        assert available * (1 - BRIEF_FREE_SHARE) >= 3 * GiB * 0.995  # never into its working set
+        assert sizes[i] < 3 * GiB / 0.97 / (1 - MIN_FREE_SHARE)  # below its keep, for the spike's sake
+    assert sum(sizes.values()) <= 16 * GiB
 
 
 def test_a_host_squeezed_for_long_moves_domains_away_to_the_host_with_most_room():
