@@ -205,6 +205,8 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
             code = GROW if target > current else SHRINK
     figures["target_kib"] = target
     figures["keep_kib"] = keep
+    if not saturated:
+        figures["brief_kib"] = brief
     claim = current if current > domain.memory_kib else domain.memory_kib
     if domain.actual_kib is not None and domain.actual_kib > claim:
         claim = domain.actual_kib

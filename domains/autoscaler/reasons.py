@@ -5,7 +5,7 @@ seconds, names); the sentence is made only when someone reads it. That keeps a 2
 stored decision can be shown again in the same words.
 """
 
-from .snapshot import STUCK_AFTER_CYCLES
+from .snapshot import BRIEF_FREE_SHARE, STUCK_AFTER_CYCLES
 
 
 def mib(kib: int | None) -> str:
@@ -85,10 +85,17 @@ def _retry(f: dict) -> str:
 
 
 def _squeezed(f: dict) -> str:
+    if f['planned_kib'] < f['keep_kib']:
+        limit = (
+            f"lent below its margin ({mib(f['keep_kib'])}) to a guest out of memory on the same host, for as long "
+            f"as that one lacks room, never below its working set with {BRIEF_FREE_SHARE * 100:.0f} % free "
+            f"({mib(f['brief_kib'])})"
+        )
+    else:
+        limit = f"never below working set and margin or floor ({mib(f['keep_kib'])})"
     return (
         f"{f['host']} is short, so {mib(f['planned_kib'])} rather than {mib(f['target_kib'])}: headroom taken back "
-        f"by priority (this one: {f['priority']}), never below working set and margin or floor "
-        f"({mib(f['keep_kib'])}). On its own: {explain(f['own_code'], f)}"
+        f"by priority (this one: {f['priority']}), {limit}. On its own: {explain(f['own_code'], f)}"
     )
 
 

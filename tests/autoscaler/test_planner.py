@@ -246,6 +246,8 @@ def test_a_guest_out_of_memory_on_a_full_host_borrows_headroom_down_to_a_brief_f
         assert available * (1 - BRIEF_FREE_SHARE) >= 3 * GiB * 0.995  # never into its working set
         assert sizes[i] < 3 * GiB / 0.97 / (1 - MIN_FREE_SHARE)  # below its keep, for the spike's sake
     assert sum(sizes.values()) <= 16 * GiB
+    lent = next(s for s in p.steps if s.domain_id == 2)
+    assert "lent below its margin" in lent.reason and "to a guest out of memory" in lent.reason
 
 
 def test_a_host_squeezed_for_long_moves_domains_away_to_the_host_with_most_room():
