@@ -630,6 +630,7 @@ def targets(fleets: dict[str, dict], reclaim: dict[str, dict]) -> dict:
     cold = {name: r["balloonweb"]["violations_in_first_30_min"] for name, r in fleets.items()}
     result["zero_violations"] = {
         "violations": violations, "avoidable": avoidable, "in_first_30_min": cold,
+        "after_first_30_min": {name: violations[name] - cold[name] for name in fleets},
         "met_per_fleet": {name: v == 0 for name, v in avoidable.items()},
         "met": not any(avoidable.values()),
     }
