@@ -135,6 +135,22 @@ def test_the_hourly_limit_is_respected():
     assert p.migrations == [] and planner_module.BUDGET_REACHED in {d.code for d in p.for_host(1)}
 
 
+def test_a_host_keeps_half_its_hourly_budget_for_sending():
+    domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
+    per_hour = HostPolicy(mode="automatic", target_use=1.0, migrations_per_hour=6)
+    # hv2 has room, but has started 3 of its 6 migrations this hour: the other 3 are for its own guests.
+    busy = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=3)
+    p = plan(snapshot([host(1, 8 * GiB), busy], domains))
+    assert p.migrations == [] and planner_module.NO_DESTINATION in {d.code for d in p.for_host(1)}
+    fresh = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=2)
+    p = plan(snapshot([host(1, 8 * GiB), fresh], domains))
+    assert [m.to_host_id for m in p.migrations] == [2]
+    # ... and it may still send them.
+    tired = host(1, 8 * GiB, policy=per_hour, migrations_last_hour=5)
+    p = plan(snapshot([tired, host(2, 64 * GiB)], domains))
+    assert len(p.migrations) == 1
+
+
 def test_a_recently_migrated_domain_is_not_moved_again():
     domains = [guest(1, 1, used=1800 * MiB, memory=2 * GiB, last_migrated_at=900.0), guest(2, 1, used=1800 * MiB, memory=2 * GiB)]
     p = plan(snapshot([host(1, 3 * GiB), host(2, 64 * GiB)], domains, now=1000.0))
