@@ -44,7 +44,9 @@ from domains.autoscaler.planner import plan  # noqa: E402
 from domains.autoscaler.snapshot import (  # noqa: E402
     MODE_AUTOMATIC,
     NEW_WATCH,
+    NO_COINCIDENCE,
     BalloonWatch,
+    Coincidence,
     DomainSnapshot,
     HostPolicy,
     HostSnapshot,
@@ -104,6 +106,7 @@ class SimHost:
     reserve_kib: int
     migration_starts: list[float] = field(default_factory=list)
     squeezed_since: float | None = None  # BalloonWeb's memory of the host between cycles
+    coincidence: Coincidence = NO_COINCIDENCE
 
     @property
     def total_kib(self) -> int:
@@ -193,6 +196,8 @@ class BalloonWeb:
             guests[guest_id].watch = watch
         for host_id, since in the_plan.squeezed_since.items():
             hosts[host_id].squeezed_since = since
+        for host_id, coincidence in the_plan.coincidences.items():
+            hosts[host_id].coincidence = coincidence
         # What the services count as booked: a pending shrink keeps its old size until its job ends.
         booked = {h.id: 0 for h in fleet.hosts}
         for g in fleet.guests:
@@ -263,7 +268,7 @@ class BalloonWeb:
         hosts = [
             HostSnapshot(
                 h.id, h.name, h.usable_kib, True, policy, incoming[h.id], moving_in[h.id], moving_out[h.id],
-                sum(1 for s in h.migration_starts if s > t - HOUR_S), h.squeezed_since,
+                sum(1 for s in h.migration_starts if s > t - HOUR_S), h.squeezed_since, h.coincidence,
             )
             for h in fleet.hosts
         ]

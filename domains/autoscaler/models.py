@@ -96,6 +96,10 @@ class DomainState(models.Model):
 class HostState(models.Model):
     host = models.OneToOneField(Host, on_delete=models.CASCADE, primary_key=True, related_name="autoscale_state")
     squeezed_since = models.FloatField(null=True, blank=True)
+    # Its engine.Coincidence: spikes of its domains that came together lately.
+    coincident_kib = models.BigIntegerField(default=0)
+    coincident_least_kib = models.BigIntegerField(default=0)
+    coincident_at = models.FloatField(null=True, blank=True)
     last_codes = models.CharField(max_length=200, blank=True, default="")
 
 

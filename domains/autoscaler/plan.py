@@ -6,7 +6,7 @@ A step or decision holds a stable `code` and the `figures` behind it; `reason` r
 from dataclasses import dataclass, field
 
 from .reasons import explain
-from .snapshot import BalloonWatch
+from .snapshot import BalloonWatch, Coincidence
 
 RESIZE = "resize"
 MIGRATE = "migrate"
@@ -63,6 +63,8 @@ class Plan:
     watches: dict[int, BalloonWatch] = field(default_factory=dict)
     # The next `squeezed_since` of every managed host, to be kept for the next cycle.
     squeezed_since: dict[int, float | None] = field(default_factory=dict)
+    # The next Coincidence of every managed host.
+    coincidences: dict[int, Coincidence] = field(default_factory=dict)
 
     @property
     def resizes(self) -> list[Step]:

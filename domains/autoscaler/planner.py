@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 
 from .controller import Want, want_for
 from .plan import MIGRATE, RESIZE, Decision, Plan, Step
-from .snapshot import MODE_OFF, RELIEF_MARGIN_SHARE, SUSTAINED_SQUEEZE_S, HostSnapshot, Snapshot
+from .snapshot import (
+    MODE_OFF,
+    NO_COINCIDENCE,
+    PEAK_MEMORY_S,
+    RELIEF_MARGIN_SHARE,
+    SUSTAINED_SQUEEZE_S,
+    Coincidence,
+    HostSnapshot,
+    Snapshot,
+)
 
 MIB = 1024
 
@@ -51,6 +60,11 @@ class Balance:
     planning_kib: int = 0
     # ... and at the least: keeps instead of targets, and each domain's peak at MIN_FREE_SHARE (peak_need_kib).
     least_planning_kib: int = 0
+    # What its domains need now, passing spikes (out of memory) at their recent peaks: at targets, and at the least
+    # (keeps, peaks at MIN_FREE_SHARE); and how many passing spikes there are.
+    now_kib: int = 0
+    least_now_kib: int = 0
+    spiking_count: int = 0
 
 
 def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0, pinned: frozenset[int] = frozenset(),
@@ -66,6 +80,7 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     movable: list[Want] = []
     sizes: dict[int, int] = {}
     total_target = total_keep = known = excursion = least = least_excursion = 0
+    now = least_now = spiking_count = 0
     for want in wants:
         if want.movable and (not pinned or want.domain.id not in pinned):
             movable.append(want)
@@ -74,6 +89,13 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
             total_target += target
             total_keep += want.keep_kib
             # The planning levels (see Balance).
+            if want.passing_spike:
+                spiking_count += 1
+                now += want.peak_kib
+                least_now += want.peak_need_kib
+            else:
+                now += target
+                least_now += want.keep_kib
             if want.passing_spike:
                 target = need = want.current_kib
             else:
@@ -90,7 +112,8 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
     budget = capacity_kib - fixed
     planning, least_planning = known + excursion, least + least_excursion
     if total_target <= budget:
-        return Balance(sizes, fixed, total_keep, 0, budget - total_target, False, 0, planning, least_planning)
+        return Balance(sizes, fixed, total_keep, 0, budget - total_target, False, 0, planning, least_planning, now,
+                       least_now, spiking_count)
 
     sizes = {w.domain.id: min(w.keep_kib, w.current_kib) for w in movable}
     left = budget - sum(sizes.values())
@@ -104,7 +127,8 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
             left = _lend_to_saturated(sizes, movable, saturated)
     _fill(sizes, movable, left, _target)
     squeezed = any(sizes[w.domain.id] < w.target_kib for w in movable)
-    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, 0, planning, least_planning)
+    return Balance(sizes, fixed, total_keep, max(0, total_keep - budget), 0, squeezed, 0, planning, least_planning,
+                   now, least_now, spiking_count)
 
 
 def _lend_to_saturated(sizes: dict[int, int], movable: list[Want], saturated: list[Want]) -> int:
@@ -277,6 +301,7 @@ class Planner:
         self.pinned: dict[int, set[int]] = defaultdict(set)
         self.shrinks: list[Step] = []
         self.grows: list[Step] = []
+        self.coincidences: dict[int, Coincidence] = {}  # as they go, per managed host
 
     def run(self) -> Plan:
         self.balance()
@@ -287,16 +312,22 @@ class Planner:
             self._emit_host(host)
         # Shrinks first, then migrations, then grows: each step finds the room the ones before it made.
         self.plan.steps = self.shrinks + self.plan.steps + self.grows
+        for host_id, coincidence in self.coincidences.items():
+            self.plan.coincidences[host_id] = coincidence if coincidence.kib > 0 or coincidence.least_kib > 0 else NO_COINCIDENCE
         return self.plan
 
     def balance(self) -> None:
         """Every domain's want and every managed host's share-out, before any migration."""
         self._want_all()
+        now = self.now
         for host in self.managed:
             balance = balance_host(
                 host.capacity_kib, self.wants[host.id], self.incoming[host.id], spike_room_kib=host.spike_room_kib
             )
             self.balances[host.id] = balance
+            coincidence = self.coincidences[host.id] = _coincidence(host.coincidence, balance, now)
+            balance.planning_kib += coincidence.kib
+            balance.least_planning_kib += coincidence.least_kib
         self.level = _plan_level(self.managed, self.balances)
         for host in self.managed:
             balance = self.balances[host.id]
@@ -351,7 +382,11 @@ class Planner:
             h.id: h.capacity_kib - _relief_margin(h) - self.balances[h.id].fixed_kib - self._planning(self.balances[h.id])
             for h in receivers
         })
-        squeezed = RoomIndex({h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib for h in receivers})
+        # ... and in an emergency, room at its keeps, less what its spikes needed together lately.
+        squeezed = RoomIndex({
+            h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib - self.coincidences[h.id].least_kib
+            for h in receivers
+        })
         changed: set[int] = set()
         for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, -self.balances[h.id].excess_kib, h.id)):
             balance = self.balances[host.id]
@@ -370,6 +405,7 @@ class Planner:
                 self._decide_host(
                     host, SUSTAINED_SQUEEZE, excess_kib=deficit.target_kib,
                     squeezed_for_s=self.now - self.plan.squeezed_since[host.id],
+                    together_kib=self.coincidences[host.id].kib,
                 )
             at_target.remove(host.id)
             squeezed.remove(host.id)
@@ -420,7 +456,16 @@ class Planner:
                         index.remove(move.destination.id)
             self.incoming[move.destination.id] += move.reserve_kib
             self.pinned[host.id].add(move.want.domain.id)
-            deficit = deficit.without(move.want, self._peak(move.want))
+            peak = self._peak(move.want)
+            deficit = deficit.without(move.want, peak)
+            coincidence = self.coincidences[host.id]
+            if (coincidence.kib > 0 or coincidence.least_kib > 0) and _spiky(move.want):
+                # A spike that came with others leaves with it.
+                want = move.want
+                self.coincidences[host.id] = coincidence._replace(
+                    kib=max(0, coincidence.kib - (want.peak_kib - want.target_kib)),
+                    least_kib=max(0, coincidence.least_kib - (want.peak_need_kib - want.keep_kib)),
+                )
             moves.append(move)
             self.moves.append(move)
         return moves
@@ -514,6 +559,20 @@ def _plan_level(hosts: list[HostSnapshot], balances: dict[int, Balance]) -> floa
     if least >= room:
         return 0.0
     return (room - least) / (at_targets - least)
+
+
+def _coincidence(remembered: Coincidence, balance: Balance, now: float) -> Coincidence:
+    """A host's Coincidence after this cycle: planning holds room for one domain's excursion at a time, so when
+    several domains are in a passing spike at once, remember by how much more they needed together."""
+    if remembered.at is None or now - remembered.at > PEAK_MEMORY_S:
+        remembered = NO_COINCIDENCE
+    if balance.spiking_count < 2:  # one spike at a time fits in the planning's one excursion
+        return remembered
+    over = balance.now_kib - balance.planning_kib
+    least_over = balance.least_now_kib - balance.least_planning_kib
+    if over <= remembered.kib and least_over <= remembered.least_kib:
+        return remembered
+    return Coincidence(max(remembered.kib, over), max(remembered.least_kib, least_over), now)
 
 
 def _relief_margin(host: HostSnapshot) -> int:

@@ -154,9 +154,11 @@ def _budget_reached(f: dict) -> str:
 
 
 def _sustained_squeeze(f: dict) -> str:
+    together = f.get("together_kib") or 0  # absent from decisions kept before it was recorded
+    counting = f", counting {mib(together)} for spikes that came together lately" if together else ""
     return (
         f"{f['host']} has lacked room for its domains' recent peaks for {f['squeezed_for_s']:.0f} s "
-        f"({mib(f['excess_kib'])} too little): taking headroom back is a stopgap, so domains move away"
+        f"({mib(f['excess_kib'])} too little{counting}): taking headroom back is a stopgap, so domains move away"
     )
 
 

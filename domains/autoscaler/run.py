@@ -244,14 +244,20 @@ def _remember(context: SnapshotContext, the_plan: Plan, decisions: list[Decision
     DomainState.objects.bulk_create(create, batch_size=2000, ignore_conflicts=True)
     DomainState.objects.bulk_update(update, fields, batch_size=2000)
 
-    # A host's row when its squeeze or its set of reasons changed (a managed host's squeeze is in the plan).
+    # A host's row when its squeeze, its coincidence or its set of reasons changed (a managed host's are in the plan).
     host_rows = []
     for host_id, codes in host_codes.items():
         since = the_plan.squeezed_since.get(host_id, context.stored_squeezed.get(host_id))
-        if codes != context.host_codes.get(host_id) or since != context.stored_squeezed.get(host_id):
-            host_rows.append(HostState(host_id=host_id, squeezed_since=since, last_codes=codes))
+        stored_coincidence = context.stored_coincidences.get(host_id, engine.NO_COINCIDENCE)
+        coincidence = the_plan.coincidences.get(host_id, stored_coincidence)
+        if codes != context.host_codes.get(host_id) or since != context.stored_squeezed.get(host_id) or coincidence != stored_coincidence:
+            host_rows.append(HostState(
+                host_id=host_id, squeezed_since=since, last_codes=codes, coincident_kib=coincidence.kib,
+                coincident_least_kib=coincidence.least_kib, coincident_at=coincidence.at,
+            ))
     HostState.objects.bulk_create(
-        host_rows, batch_size=2000, update_conflicts=True, unique_fields=["host"], update_fields=["squeezed_since", "last_codes"],
+        host_rows, batch_size=2000, update_conflicts=True, unique_fields=["host"],
+        update_fields=["squeezed_since", "last_codes", "coincident_kib", "coincident_least_kib", "coincident_at"],
     )
 
 

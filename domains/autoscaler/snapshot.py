@@ -94,6 +94,19 @@ class BalloonWatch(NamedTuple):
 NEW_WATCH = BalloonWatch()
 
 
+class Coincidence(NamedTuple):
+    """Spikes that came together on a host: the most by which its domains' needs at one instant (those in a
+    passing spike at their recent peaks) exceeded its planning (targets plus ONE domain's excursion) in the last
+    PEAK_MEMORY_S. Added to the host's planning: spikes that came together once tend to come together again."""
+
+    kib: int = 0  # at targets
+    least_kib: int = 0  # at the least (keeps, peaks at MIN_FREE_SHARE)
+    at: float | None = None  # last raised
+
+
+NO_COINCIDENCE = Coincidence()
+
+
 # Snapshots are values: nothing changes them once built. They are not frozen dataclasses only because those are
 # four times slower to build, and a snapshot of 20,000 domains is built on every poll.
 @dataclass(slots=True)
@@ -141,6 +154,7 @@ class HostSnapshot:
     migrations_in_flight_out: int = 0
     migrations_last_hour: int = 0
     squeezed_since: float | None = None  # unable to give its domains their targets since (the plan says next)
+    coincidence: Coincidence = NO_COINCIDENCE  # the plan says the next one
 
     @property
     def capacity_kib(self) -> int:

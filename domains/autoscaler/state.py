@@ -34,6 +34,7 @@ class SnapshotContext:
     last_grown: dict[int, float | None] = field(default_factory=dict)
     stored_watches: dict[int, engine.BalloonWatch] = field(default_factory=dict)  # as in DomainState
     stored_squeezed: dict[int, float | None] = field(default_factory=dict)  # as in HostState
+    stored_coincidences: dict[int, engine.Coincidence] = field(default_factory=dict)  # as in HostState
 
     @property
     def policy_version(self) -> str:
@@ -102,10 +103,12 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
     teams: dict[int, int | None] = {}
     host_codes: dict[int, str] = {}
     stored_squeezed: dict[int, float | None] = {}
+    stored_coincidences: dict[int, engine.Coincidence] = {}
     for row in Host.objects.values(
         "id", "name", "status", "total_kib", "capacity_kib", "reserved_kib", "team_id", "team__autoscale_policy__mode",
         "autoscale_policy__mode", *(f"autoscale_policy__{name}" for name in HOST_POLICY_FIELDS),
-        "autoscale_state__squeezed_since", "autoscale_state__last_codes",
+        "autoscale_state__squeezed_since", "autoscale_state__last_codes", "autoscale_state__coincident_kib",
+        "autoscale_state__coincident_least_kib", "autoscale_state__coincident_at",
     ):
         host_id = row["id"]
         mode = effective_mode(row["autoscale_policy__mode"], row["team__autoscale_policy__mode"])
@@ -115,10 +118,15 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         usable = max(0, (row["capacity_kib"] or row["total_kib"]) - row["reserved_kib"])
         squeezed_since = row["autoscale_state__squeezed_since"]
         stored_squeezed[host_id] = squeezed_since
+        coincidence = stored_coincidences[host_id] = engine.Coincidence(
+            row["autoscale_state__coincident_kib"] or 0, row["autoscale_state__coincident_least_kib"] or 0,
+            row["autoscale_state__coincident_at"],
+        )
         host_codes[host_id] = row["autoscale_state__last_codes"] or ""
         hosts.append(engine.HostSnapshot(
             host_id, row["name"], usable, row["status"] == Host.Status.ONLINE, policy, incoming.get(host_id, 0),
             flying_in.get(host_id, 0), flying_out.get(host_id, 0), started_last_hour.get(host_id, 0), squeezed_since,
+            coincidence,
         ))
 
     domains: list[engine.DomainSnapshot] = []
@@ -156,4 +164,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         last_grown[domain_id] = grown_at
 
     snapshot = engine.Snapshot(hosts, domains, now, engine_state.policy_version)
-    return SnapshotContext(snapshot, engine_state, modes, teams, last_codes, host_codes, last_grown, stored_watches, stored_squeezed)
+    return SnapshotContext(
+        snapshot, engine_state, modes, teams, last_codes, host_codes, last_grown, stored_watches, stored_squeezed,
+        stored_coincidences,
+    )

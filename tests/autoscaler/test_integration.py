@@ -13,7 +13,7 @@ from balloonweb.access.models import Membership, Team
 from balloonweb.audit.models import AuditEntry
 from domains import services
 from domains.autoscaler import run
-from domains.autoscaler.models import Decision, DomainState, EngineState, HostPolicy, TeamPolicy
+from domains.autoscaler.models import Decision, DomainState, EngineState, HostPolicy, HostState, TeamPolicy
 from domains.autoscaler.state import build_snapshot
 from domains.models import Domain, Job
 from hosts.models import Host
@@ -195,6 +195,19 @@ def test_the_engine_remembers_watches_between_runs(team, now):
     run.run_autoscaler(now)
     state = DomainState.objects.get(domain=busy)
     assert state.saturated_since == now and state.last_grown_at == now
+
+
+def test_the_engine_remembers_spikes_that_came_together_between_runs(team, now):
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="recommend")
+    for name in ("a", "b"):  # both out of memory at once: two passing spikes
+        make_domain(host, name, memory=3 * GiB, used=3 * GiB)
+    make_domain(host, "calm", memory=2 * GiB, used=1550 * MiB)
+    run.run_autoscaler(now)
+    state = HostState.objects.get(host=host)
+    # Each wants at least all it has at its 20 % free share; the planning held room for one such excursion.
+    assert state.coincident_kib >= (3 * GiB / 0.8 - 3 * GiB) * 0.99 and state.coincident_at == now
+    assert build_snapshot(now + 10).snapshot.hosts_by_id[host.pk].coincidence.kib == state.coincident_kib
 
 
 def test_policy_changes_are_audited_and_change_the_policy_version(team, admin):

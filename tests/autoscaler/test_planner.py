@@ -3,7 +3,18 @@ within budget), and a reason for everything."""
 
 from domains.autoscaler import planner as planner_module
 from domains.autoscaler.planner import balance_host, plan
-from domains.autoscaler.snapshot import BRIEF_FREE_SHARE, MIN_FREE_SHARE, MODE_OFF, MODE_RECOMMEND, DomainPolicy, HostPolicy
+from domains.autoscaler.snapshot import (
+    BRIEF_FREE_SHARE,
+    MIN_FREE_SHARE,
+    MODE_OFF,
+    MODE_RECOMMEND,
+    NO_COINCIDENCE,
+    PEAK_MEMORY_S,
+    SUSTAINED_SQUEEZE_S,
+    Coincidence,
+    DomainPolicy,
+    HostPolicy,
+)
 
 from .helpers import GiB, MiB, guest, host, snapshot, steady_target
 
@@ -350,3 +361,26 @@ def test_relief_moves_enough_to_leave_a_margin_in_one_move():
     hosts = [host(1, 10 * GiB + 700 * MiB, squeezed_since=1000.0 - SUSTAINED_SQUEEZE_S), host(2, 64 * GiB)]
     p = plan(snapshot(hosts, domains, now=1000.0))
     assert len(p.migrations) == 1 and p.migrations[0].domain_id != 5
+
+
+def test_spikes_that_come_together_are_remembered_and_planned_for():
+    spiking = [guest(i, 1, used=3 * GiB, memory=3 * GiB) for i in (1, 2)]  # two passing spikes at once
+    calm = [guest(3, 1, used=1 * GiB, memory=1300 * MiB)]
+    p = plan(snapshot([host(1, 16 * GiB), host(2, 64 * GiB)], spiking + calm))
+    together = p.coincidences[1]
+    # The planning held room for one of them to reach all it has at its free share; the other came too.
+    assert together.kib >= (3 * GiB / 0.8 - 3 * GiB) * 0.99 and together.at == 1000.0
+    assert p.coincidences[2] == NO_COINCIDENCE
+
+    # Later, all calm: a host whose targets fit, but not with what its spikes needed together, starts the
+    # relief clock; without the memory it would not, and the memory ends after PEAK_MEMORY_S.
+    calm = [guest(i, 1, used=2 * GiB, memory=2600 * MiB) for i in (1, 2, 3)]
+    remembered = Coincidence(2 * GiB, 2 * GiB, 1000.0)
+    hosts = [host(1, 9 * GiB, coincidence=remembered), host(2, 64 * GiB)]
+    assert plan(snapshot(hosts, calm, now=1100.0)).squeezed_since[1] == 1100.0
+    hosts[0].squeezed_since = 1100.0 - SUSTAINED_SQUEEZE_S
+    relief = plan(snapshot(hosts, calm, now=1100.0))
+    assert relief.migrations and "counting 2048 MiB for spikes that came together" in relief.for_host(1)[0].reason
+    assert plan(snapshot([host(1, 9 * GiB), host(2, 64 * GiB)], calm, now=1100.0)).squeezed_since[1] is None
+    expired = plan(snapshot(hosts, calm, now=1000.0 + PEAK_MEMORY_S + 10))
+    assert expired.squeezed_since[1] is None and expired.coincidences[1] == NO_COINCIDENCE
