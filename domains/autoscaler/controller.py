@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from .snapshot import (
     BALLOON_TOLERANCE_KIB,
     BALLOON_TOLERANCE_SHARE,
+    BRIEF_FREE_SHARE,
     MIN_FREE_KIB,
     MIN_FREE_SHARE,
-    BRIEF_FREE_SHARE,
     PEAK_MEMORY_S,
     PERSISTENT_SATURATION_S,
     SATURATED_MIN_KIB,

@@ -93,13 +93,11 @@ def balance_host(capacity_kib: int, wants: list[Want], extra_fixed_kib: int = 0,
                 spiking_count += 1
                 now += want.peak_kib
                 least_now += want.peak_need_kib
-            else:
-                now += target
-                least_now += want.keep_kib
-            if want.passing_spike:
                 target = need = want.current_kib
             else:
+                now += target
                 need = want.keep_kib
+                least_now += need
             known += target
             if want.peak_kib - target > excursion:
                 excursion = want.peak_kib - target

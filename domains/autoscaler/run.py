@@ -250,7 +250,8 @@ def _remember(context: SnapshotContext, the_plan: Plan, decisions: list[Decision
         since = the_plan.squeezed_since.get(host_id, context.stored_squeezed.get(host_id))
         stored_coincidence = context.stored_coincidences.get(host_id, engine.NO_COINCIDENCE)
         coincidence = the_plan.coincidences.get(host_id, stored_coincidence)
-        if codes != context.host_codes.get(host_id) or since != context.stored_squeezed.get(host_id) or coincidence != stored_coincidence:
+        changed = since != context.stored_squeezed.get(host_id) or coincidence != stored_coincidence
+        if changed or codes != context.host_codes.get(host_id):
             host_rows.append(HostState(
                 host_id=host_id, squeezed_since=since, last_codes=codes, coincident_kib=coincidence.kib,
                 coincident_least_kib=coincidence.least_kib, coincident_at=coincidence.at,
