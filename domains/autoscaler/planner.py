@@ -443,7 +443,10 @@ class Planner:
                 break
             move = self._pick(host, deficit, candidates, at_target, squeezed)
             if move is None:
-                self._decide_host(host, NO_DESTINATION, shortfall_kib=deficit.largest)
+                self._decide_host(
+                    host, NO_DESTINATION, shortfall_kib=deficit.largest,
+                    **self._why_no_destination(host, deficit, candidates, budget, at_target, squeezed),
+                )
                 break
             candidates.remove(move.want)
             budget.spend(host.id, move.destination.id)
@@ -490,6 +493,23 @@ class Planner:
                 if destination is not None:
                     return Move(want, host, self.snapshot.hosts_by_id[destination], reserve, squeezes)
         return None
+
+    def _why_no_destination(self, host: HostSnapshot, deficit: "Deficit", candidates: list[Want], budget: Budget,
+                            at_target: RoomIndex, squeezed: RoomIndex) -> dict:
+        """What an operator needs to act on "no destination": whether the other hosts lack room (a host to add)
+        or migration budget (a budget to raise). On a dense fleet it was mostly the budget: hosts that had
+        started half their hourly migrations keep the rest for sending."""
+        emergency = deficit.keep_kib > 0
+        rooms = [*at_target.rooms.values(), *(squeezed.rooms.values() if emergency else ())]
+        others = [h for h in self.managed if h.id != host.id]
+        return {
+            "emergency": emergency,
+            # As _pick books it: a domain arrives with all it holds.
+            "least_needed_kib": min(max(w.keep_kib if emergency else self._peak(w), w.claim_kib) for w in candidates),
+            "most_room_kib": max([0, *rooms]),
+            "other_hosts": len(others),
+            "other_hosts_over_budget": sum(1 for h in others if not budget.can_receive(h.id)),
+        }
 
     def _recently_moved(self, want: Want) -> bool:
         moved = want.domain.last_migrated_at

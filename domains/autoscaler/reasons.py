@@ -140,9 +140,21 @@ def _host_short(f: dict) -> str:
 
 
 def _no_destination(f: dict) -> str:
+    short = f"{f['host']} is short by {mib(f['shortfall_kib'])} after taking headroom down to working sets and floors"
+    if "least_needed_kib" not in f:  # a decision kept before these figures were recorded
+        return f"{short}, and no host with migration budget has room for any of its domains"
+    if not f["emergency"]:
+        short = f"{f['host']} lacks {mib(f['shortfall_kib'])} for its domains' recent peaks"
+    if not f["other_hosts"]:
+        return f"{short}, and there is no other host in automatic or recommend mode to move a domain to"
+    over_budget = f["other_hosts_over_budget"]
+    budget = (
+        f"{over_budget} of the other {f['other_hosts']} hosts may not receive now (migrations at once, or the half "
+        "of their hourly budget kept for their own sends)" if over_budget else f"all {f['other_hosts']} other hosts may receive"
+    )
     return (
-        f"{f['host']} is short by {mib(f['shortfall_kib'])} after taking headroom down to working sets and floors, "
-        "and no host with migration budget has room for any of its domains"
+        f"{short}, and no host can take any of its domains: the smallest needs {mib(f['least_needed_kib'])} there, "
+        f"the most room on a host that may receive is {mib(f['most_room_kib'])}; {budget}"
     )
 
 

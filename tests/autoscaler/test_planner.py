@@ -162,6 +162,35 @@ def test_a_host_keeps_half_its_hourly_budget_for_sending():
     assert len(p.migrations) == 1
 
 
+def test_no_destination_says_whether_the_other_hosts_lack_room_or_migration_budget():
+    domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
+    per_hour = HostPolicy(mode="automatic", target_use=1.0, migrations_per_hour=6)
+    # hv2 has room but has started half its hourly migrations; hv3 may receive but has 1 GiB free, not 2.
+    busy = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=3)
+    small = host(3, 1 * GiB)
+    p = plan(snapshot([host(1, 8 * GiB), busy, small], domains))
+    assert p.migrations == []
+    decision = next(d for d in p.for_host(1) if d.code == planner_module.NO_DESTINATION)
+    assert decision.figures["emergency"] is True
+    assert decision.figures["least_needed_kib"] == 2 * GiB  # it arrives with all it holds
+    assert 0 < decision.figures["most_room_kib"] < 2 * GiB
+    assert (decision.figures["other_hosts"], decision.figures["other_hosts_over_budget"]) == (2, 1)
+    assert "short by" in decision.reason and "the smallest needs 2048 MiB there" in decision.reason
+    assert "1 of the other 2 hosts may not receive now" in decision.reason
+
+    alone = plan(snapshot([host(1, 8 * GiB)], domains))
+    assert "no other host in automatic or recommend mode" in next(
+        d for d in alone.for_host(1) if d.code == planner_module.NO_DESTINATION
+    ).reason
+
+
+def test_a_no_destination_decision_kept_before_its_figures_existed_still_reads():
+    from domains.autoscaler.reasons import explain
+
+    old = explain(planner_module.NO_DESTINATION, {"host": "hv1", "shortfall_kib": 1024 * MiB})
+    assert old == "hv1 is short by 1024 MiB after taking headroom down to working sets and floors, and no host with migration budget has room for any of its domains"
+
+
 def test_a_recently_migrated_domain_is_not_moved_again():
     domains = [guest(1, 1, used=1800 * MiB, memory=2 * GiB, last_migrated_at=900.0), guest(2, 1, used=1800 * MiB, memory=2 * GiB)]
     p = plan(snapshot([host(1, 3 * GiB), host(2, 64 * GiB)], domains, now=1000.0))
@@ -361,6 +390,15 @@ def test_relief_moves_enough_to_leave_a_margin_in_one_move():
     hosts = [host(1, 10 * GiB + 700 * MiB, squeezed_since=1000.0 - SUSTAINED_SQUEEZE_S), host(2, 64 * GiB)]
     p = plan(snapshot(hosts, domains, now=1000.0))
     assert len(p.migrations) == 1 and p.migrations[0].domain_id != 5
+
+    # When the only other host has spent the half of its hourly budget it may receive with, hv1 says so, in the
+    # words of relief (no working set at risk), not of an emergency.
+    hosts[1] = host(2, 64 * GiB, policy=HostPolicy(mode="automatic", migrations_per_hour=6), migrations_last_hour=3)
+    waiting = plan(snapshot(hosts, domains, now=1000.0))
+    decision = next(d for d in waiting.for_host(1) if d.code == planner_module.NO_DESTINATION)
+    assert decision.figures["emergency"] is False
+    assert decision.reason.startswith("hv1 lacks ") and "for its domains' recent peaks" in decision.reason
+    assert "the most room on a host that may receive is 0 MiB; 1 of the other 1 hosts may not receive now" in decision.reason
 
 
 def test_spikes_that_come_together_are_remembered_and_planned_for():
