@@ -42,6 +42,7 @@ BUSY = "busy"
 NO_STATS = "no_stats"
 STUCK = "stuck"
 RETRY = "retry"
+SETTLING = "settling"
 
 
 @dataclass(slots=True)
@@ -69,16 +70,20 @@ def retry_delay_s(retries: int) -> float:
     return min(STUCK_RETRY_MAX_S, STUCK_RETRY_BASE_S * 2**retries)
 
 
+def balloon_gap(domain: DomainSnapshot, requested: int) -> tuple[int, int]:
+    """How far the balloon's actual is from the target `requested`, and the gap within which it has reached it."""
+    actual = domain.actual_kib if domain.actual_kib is not None else domain.memory_kib
+    gap = actual - requested if actual > requested else requested - actual
+    tolerance = int(requested * BALLOON_TOLERANCE_SHARE)
+    return gap, tolerance if tolerance > BALLOON_TOLERANCE_KIB else BALLOON_TOLERANCE_KIB
+
+
 def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> BalloonWatch:
     """Count the cycles in which actual does not approach the target `requested`; STUCK_AFTER_CYCLES in a row
     (after the cycle that first saw the target) make the balloon stuck. Reaching the target clears everything,
     a stuck flag and its retries included."""
     watch = domain.watch
-    actual = domain.actual_kib if domain.actual_kib is not None else domain.memory_kib
-    gap = actual - requested if actual > requested else requested - actual
-    tolerance = int(requested * BALLOON_TOLERANCE_SHARE)
-    if tolerance < BALLOON_TOLERANCE_KIB:
-        tolerance = BALLOON_TOLERANCE_KIB
+    gap, tolerance = balloon_gap(domain, requested)
     if gap <= tolerance:
         if watch.behind_cycles == 0 and watch.stuck_since is None and watch.requested_kib == requested:
             return watch  # the common case: nothing new to remember
@@ -130,6 +135,14 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     if saturated_since != watch.saturated_since:
         watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
                              watch.retries, watch.retry_at, saturated_since, watch.peak_kib, watch.peak_at)
+    if not saturated and not retry:
+        # A balloon still on its way to the last target: the balloon's actual and the guest's own statistics are
+        # read at different moments, so sizing it now acts on figures about to change (a real guest deflating
+        # from 512 MiB to 139 MiB read 265 MiB actual against 84 MiB MemTotal, and was "grown" for it). A guest
+        # out of memory is served all the same; one that never gets there is stuck, above.
+        gap, tolerance = balloon_gap(domain, current)
+        if gap > tolerance:
+            return _held(domain, current, watch, SETTLING, {"actual_kib": actual, "requested_kib": current})
     figures = {
         "used_kib": used, "available_kib": available, "unused_kib": unused, "actual_kib": actual,
         "current_kib": current, "floor_kib": floor, "maxmem_kib": maxmem,

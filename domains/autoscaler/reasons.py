@@ -197,6 +197,10 @@ _RENDER = {
     "saturated": _saturated,
     "cooldown": _cooldown,
     "busy": lambda f: "a job is queued or running for it; left alone this cycle",
+    "settling": lambda f: (
+        f"its balloon is on its way to {mib(f['requested_kib'])} (at {mib(f['actual_kib'])} now): sized again "
+        "once it gets there"
+    ),
     "no_stats": lambda f: "no balloon stats from the guest: its size is left as it is",
     "stuck": _stuck,
     "retry": _retry,

@@ -137,6 +137,30 @@ def test_a_busy_domain_is_left_alone():
     assert p.steps == [] and p.codes(1) == {controller.BUSY}
 
 
+def test_a_balloon_on_its_way_to_its_target_is_not_sized_again_until_it_gets_there():
+    # Asked for 139 MiB, the balloon is still at 265 MiB while the guest's statistics already count 84 MiB: the
+    # figures of a real guest deflating, which read as a guest with a large kernel part that needs to grow.
+    deflating = replace(
+        guest(1, 1, used=60 * MiB, memory=139 * MiB, maxmem=512 * MiB, floor=128 * MiB),
+        actual_kib=265 * MiB, available_kib=84 * MiB, unused_kib=24 * MiB, requested_kib=139 * MiB,
+    )
+    p = plan(snapshot([host(1, 64 * GiB)], [deflating]))
+    assert p.steps == [] and p.codes(1) == {controller.SETTLING}
+    assert p.for_domain(1)[0].reason == "its balloon is on its way to 139 MiB (at 265 MiB now): sized again once it gets there"
+    # It holds what it has meanwhile: a neighbour is not promised the memory it has not given back yet.
+    want = controller.want_for(deflating, 1000.0)
+    assert not want.movable and want.claim_kib == 265 * MiB
+
+    # There, it is sized from its statistics again.
+    arrived = replace(deflating, actual_kib=139 * MiB, available_kib=90 * MiB, unused_kib=30 * MiB)
+    assert plan(snapshot([host(1, 64 * GiB)], [arrived])).codes(1) != {controller.SETTLING}
+
+    # A guest out of memory on the way is served at once.
+    starving = replace(deflating, unused_kib=2 * MiB)
+    step = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [starving])), 1)
+    assert step.kind == "resize" and step.to_kib == 512 * MiB
+
+
 def test_a_higher_free_share_gives_a_larger_target():
     d20 = guest(1, 1, used=1 * GiB, memory=4 * GiB)
     d40 = guest(2, 1, used=1 * GiB, memory=4 * GiB, policy=DomainPolicy(free_share=0.40))
