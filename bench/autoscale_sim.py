@@ -72,8 +72,8 @@ PROFILE_MIX = ("steady", "ramp", "spike", "spike", "diurnal", "idle")
 BASE_SHARE = {"steady": 0.40, "ramp": 0.40, "spike": 0.30, "diurnal": 0.40, "idle": 0.40, "exceed": 0.30}
 # What a guest needs to hold its working set: the guest's kernel keeps 3 % of what it is given (guest_figures).
 GUEST_USABLE_SHARE = 0.97
-# Violations in this first part of a run are a cold start's: the engine remembers peaks for PEAK_MEMORY_S, and
-# before that it has not seen every guest's spike (each spike guest spikes once in its first 10 minutes).
+# Violations in this first part of a run are a cold start's: before it, the engine has not seen every guest's
+# spike (each spike guest spikes once in its first 10 minutes) nor how they come together.
 COLD_START_S = 1800.0
 # Every few hosts also run, on top of their other guests, one whose demand (3x its base) the host cannot give it
 # beside the others: the case for a migration.

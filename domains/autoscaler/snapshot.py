@@ -43,8 +43,10 @@ SUSTAINED_SQUEEZE_S = 300.0
 RELIEF_MARGIN_SHARE = 0.05
 # A domain's highest known target is remembered this long: a spike that came may come back, and a host should
 # have room for the largest recent excursion of its domains (targets themselves follow the present, so nothing
-# is held back from the guests for it).
-PEAK_MEMORY_S = 1800.0
+# is held back from the guests for it). Hours, not minutes: a host that forgot its trends' tops while they were
+# low took guests in, and shed them again at the next rise (the simulation's dense fleet, 40 seeds: 11 % fewer
+# violations and 5 % fewer migrations with 4 h than with 30 min).
+PEAK_MEMORY_S = 4 * 3600.0
 # A balloon that has not approached its target for this many cycles is stuck.
 STUCK_AFTER_CYCLES = 3
 STUCK_RETRY_BASE_S = 60.0
