@@ -78,12 +78,10 @@ def balloon_gap(domain: DomainSnapshot, requested: int) -> tuple[int, int]:
     return gap, tolerance if tolerance > BALLOON_TOLERANCE_KIB else BALLOON_TOLERANCE_KIB
 
 
-def watch_balloon(domain: DomainSnapshot, requested: int, now: float) -> BalloonWatch:
-    """Count the cycles in which actual does not approach the target `requested`; STUCK_AFTER_CYCLES in a row
-    (after the cycle that first saw the target) make the balloon stuck. Reaching the target clears everything,
-    a stuck flag and its retries included."""
-    watch = domain.watch
-    gap, tolerance = balloon_gap(domain, requested)
+def watch_balloon(watch: BalloonWatch, requested: int, gap: int, tolerance: int, now: float) -> BalloonWatch:
+    """Count the cycles in which actual does not approach the target `requested` (`gap` and `tolerance` from
+    balloon_gap); STUCK_AFTER_CYCLES in a row (after the cycle that first saw the target) make the balloon stuck.
+    Reaching the target clears everything, a stuck flag and its retries included."""
     if gap <= tolerance:
         if watch.behind_cycles == 0 and watch.stuck_since is None and watch.requested_kib == requested:
             return watch  # the common case: nothing new to remember
@@ -110,7 +108,8 @@ def _held(domain: DomainSnapshot, current: int, watch: BalloonWatch, code: str, 
 def want_for(domain: DomainSnapshot, now: float) -> Want:
     """The target of one running domain, with the code and figures that explain it."""
     current = domain.requested_kib if domain.requested_kib is not None else domain.memory_kib
-    watch = watch_balloon(domain, current, now)
+    gap, tolerance = balloon_gap(domain, current)
+    watch = watch_balloon(domain.watch, current, gap, tolerance, now)
     if domain.busy:
         return _held(domain, current, watch, BUSY)
     stuck = watch.stuck_since is not None
@@ -135,14 +134,12 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
     if saturated_since != watch.saturated_since:
         watch = BalloonWatch(watch.requested_kib, watch.last_gap_kib, watch.behind_cycles, watch.stuck_since,
                              watch.retries, watch.retry_at, saturated_since, watch.peak_kib, watch.peak_at)
-    if not saturated and not retry:
+    if gap > tolerance and not saturated and not retry:
         # A balloon still on its way to the last target: the balloon's actual and the guest's own statistics are
         # read at different moments, so sizing it now acts on figures about to change (a real guest deflating
         # from 512 MiB to 139 MiB read 265 MiB actual against 84 MiB MemTotal, and was "grown" for it). A guest
         # out of memory is served all the same; one that never gets there is stuck, above.
-        gap, tolerance = balloon_gap(domain, current)
-        if gap > tolerance:
-            return _held(domain, current, watch, SETTLING, {"actual_kib": actual, "requested_kib": current})
+        return _held(domain, current, watch, SETTLING, {"actual_kib": actual, "requested_kib": current})
     figures = {
         "used_kib": used, "available_kib": available, "unused_kib": unused, "actual_kib": actual,
         "current_kib": current, "floor_kib": floor, "maxmem_kib": maxmem,
