@@ -127,8 +127,7 @@ def main() -> None:
         return {
             **timing,
             "target_seconds": 0.25,
-            # On the best of the runs: the machine may be shared, and others' load slows even CPU time down.
-            "met": timing["cpu_seconds_min"] < 0.25,
+            "met": timing["cpu_seconds_median"] < 0.25,
             "steps": len(the_plan.steps),
             "resizes": len(the_plan.resizes),
             "migrations": len(the_plan.migrations),

@@ -12,7 +12,9 @@
 """
 
 import bisect
+import gc
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .controller import Want, want_for
@@ -618,4 +620,19 @@ def _migration_step(move: Move, balance: Balance) -> Step:
 
 def plan(snapshot: Snapshot) -> Plan:
     """The plan for one cycle. Pure: the same snapshot always gives the same plan."""
-    return Planner(snapshot).run()
+    with _collector_paused():
+        return Planner(snapshot).run()
+
+
+@contextmanager
+def _collector_paused():
+    """A plan makes tens of thousands of short-lived objects (wants, steps, decisions) without reference cycles,
+    which reference counting frees. The cyclic collector, triggered every 700 of them, only walks the snapshot
+    again and again: a quarter of the time of a plan for 20,000 domains (0.17 s against 0.13 s on one core)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -1,6 +1,10 @@
 """The planner: balloon first (by priority, down to working sets and floors), migrate second (fewest bytes,
 within budget), and a reason for everything."""
 
+import gc
+
+import pytest
+
 from domains.autoscaler import planner as planner_module
 from domains.autoscaler.planner import balance_host, plan
 from domains.autoscaler.snapshot import (
@@ -422,3 +426,18 @@ def test_spikes_that_come_together_are_remembered_and_planned_for():
     assert plan(snapshot([host(1, 9 * GiB), host(2, 64 * GiB)], calm, now=1100.0)).squeezed_since[1] is None
     expired = plan(snapshot(hosts, calm, now=1000.0 + PEAK_MEMORY_S + 10))
     assert expired.squeezed_since[1] is None and expired.coincidences[1] == NO_COINCIDENCE
+
+
+def test_a_plan_leaves_the_cyclic_collector_as_it_found_it_even_when_it_fails():
+    assert gc.isenabled()
+    plan(snapshot([host(1, 8 * GiB)], [guest(1, 1, used=1 * GiB, memory=2 * GiB)]))
+    assert gc.isenabled()
+    with pytest.raises(AttributeError):
+        plan(None)  # not a snapshot
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        plan(snapshot([host(1, 8 * GiB)], []))
+        assert not gc.isenabled()  # a caller that paused it keeps it paused
+    finally:
+        gc.enable()
