@@ -121,7 +121,7 @@ def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: boo
     steps: list[Step] = []
     decisions = []
     if not place_only:
-        planner = Planner(snapshot, extra_booked={host_id: new.memory_kib})
+        planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=True)
         full = planner.run()
         movers = [s for s in full.steps if s.kind == MIGRATE and s.host_id == host_id]
         leaving = sum(s.figures.get("frees_kib", 0) for s in movers)

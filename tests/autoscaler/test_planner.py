@@ -6,7 +6,7 @@ import gc
 import pytest
 
 from domains.autoscaler import planner as planner_module
-from domains.autoscaler.planner import balance_host, plan
+from domains.autoscaler.planner import Planner, balance_host, plan
 from domains.autoscaler.snapshot import (
     BRIEF_FREE_SHARE,
     MIN_FREE_SHARE,
@@ -441,3 +441,30 @@ def test_a_plan_leaves_the_cyclic_collector_as_it_found_it_even_when_it_fails():
         assert not gc.isenabled()  # a caller that paused it keeps it paused
     finally:
         gc.enable()
+
+
+def test_an_emergency_move_does_not_squeeze_its_receiver_but_a_what_if_may():
+    # hv1's working sets do not fit (keeps about 6.2 + 4.4 GiB on 10 GiB): an emergency. hv2 and hv3 have room
+    # for d2 (keep 4.4 GiB) only if their own guest gives back its headroom (target 6.5, keep 5.5 GiB).
+    hosts = [host(1, 10 * GiB), host(2, 10 * GiB), host(3, 10 * GiB)]
+    domains = [
+        guest(1, 1, used=5 * GiB + 600 * MiB, memory=5 * GiB + 800 * MiB),
+        guest(2, 1, used=4 * GiB, memory=4 * GiB + 300 * MiB),
+        guest(3, 2, used=5 * GiB, memory=7 * GiB),
+        guest(4, 3, used=5 * GiB, memory=7 * GiB),
+    ]
+    own_cycle = plan(snapshot(hosts, domains))
+    assert own_cycle.migrations == []
+    no_destination = next(d for d in own_cycle.for_host(1) if d.code == planner_module.NO_DESTINATION)
+    assert no_destination.figures["emergency"] is True
+    assert no_destination.figures["most_room_kib"] < no_destination.figures["least_needed_kib"]
+    assert "no host can take any of its domains" in no_destination.reason
+    assert "all 2 other hosts may receive" in no_destination.reason  # room lacks, not budget
+    # The receivers keep their guests' headroom: hv2's and hv3's guests get their targets.
+    assert all(s.to_kib == s.figures["target_kib"] for s in own_cycle.resizes if s.host_id in (2, 3))
+
+    asked = Planner(snapshot(hosts, domains), squeeze_receivers=True).run()
+    [move] = asked.migrations
+    assert move.domain_id == 2 and move.to_host_id in (2, 3)
+    assert move.figures["squeezes_destination"] is True
+    assert "after taking back some of its headroom" in move.reason
