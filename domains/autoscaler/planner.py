@@ -389,11 +389,11 @@ class Planner:
             for h in receivers
         })
         # ... and in an emergency, if squeezing receivers is allowed, room at its keeps, less what its spikes
-        # needed together lately.
+        # needed together lately (otherwise an empty index: no host has such room to offer).
         squeezed = RoomIndex({
             h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib - self.coincidences[h.id].least_kib
-            for h in receivers if self.squeeze_receivers
-        })
+            for h in receivers
+        } if self.squeeze_receivers else {})
         changed: set[int] = set()
         for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, -self.balances[h.id].excess_kib, h.id)):
             balance = self.balances[host.id]
