@@ -4,8 +4,10 @@ Each managed host is graded by what it takes to find N there:
   free        it has N unclaimed now: nothing changes;
   targets     once its domains are at their targets (shrinking those with more than they need);
   squeezed    once its domains give back headroom down to their working sets and floors, by priority;
-  migrations  once some of its domains move to other hosts (as the planner would: fewest bytes, within budget).
-The cheapest grade wins; within one, the fewest bytes shrunk or moved, then the tightest fit.
+  migrations  once some of its domains move to other hosts (as the planner would: fewest bytes, within budget),
+              hosts that keep their own domains' headroom if they can, else hosts that give theirs back.
+The cheapest grade wins; within one, the fewest bytes shrunk or moved, then the tightest fit (and among
+migration plans, one that squeezes no receiver first).
 """
 
 from dataclasses import dataclass, field
@@ -86,7 +88,9 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
     for grade in GRADES:
         graded = [c for c in candidates if c.grade == grade]
         if grade == MIGRATIONS:
-            # A full plan each: try the hosts closest to fitting, keep the one that moves the fewest bytes.
+            # A full plan each: try the hosts closest to fitting, keep the one that squeezes no receiver and
+            # moves the fewest bytes.
+            best = None
             graded.sort(key=lambda c: (-c.room_squeezed_kib, c.host_id))
             for candidate in graded[:MIGRATION_TRIALS]:
                 trial = _plan_with(snapshot, candidate.host_id, new)
@@ -94,8 +98,9 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
                     candidate.grade = NO_ROOM
                     continue
                 candidate.cost_kib = _cost(trial)
-                if chosen is None or (candidate.cost_kib, candidate.host_id) < (chosen.cost_kib, chosen.host_id):
-                    chosen, plan = candidate, trial
+                rank = (bool(_squeezed_receivers(trial)), candidate.cost_kib, candidate.host_id)
+                if best is None or rank < best:
+                    chosen, plan, best = candidate, trial, rank
         elif graded:
             chosen = min(graded, key=lambda c: (c.cost_kib, c.room_squeezed_kib, c.host_id))
             plan = _plan_with(snapshot, chosen.host_id, new, place_only=grade == FREE)
@@ -112,6 +117,10 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
         MIGRATIONS: f"{chosen.host_name} has room once {len([s for s in plan.steps if s.kind == MIGRATE])} of its "
         f"domain(s) move away ({mib(chosen.cost_kib)} moved or shrunk)",
     }[chosen.grade]
+    squeezed = _squeezed_receivers(plan)
+    if squeezed:
+        reason += (f"; {', '.join(squeezed)} can take them only by taking back their own domains' headroom, and may "
+                   "then be short when those grow")
     return WhatIf(new, chosen.host_id, chosen.grade, reason, plan, candidates)
 
 
@@ -121,11 +130,16 @@ def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: boo
     steps: list[Step] = []
     decisions = []
     if not place_only:
-        planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=True)
-        full = planner.run()
-        movers = [s for s in full.steps if s.kind == MIGRATE and s.host_id == host_id]
-        leaving = sum(s.figures.get("frees_kib", 0) for s in movers)
-        if planner.balances[host_id].shortfall_kib > leaving:
+        # Receivers that keep their own headroom first; squeezing them is the last resort, as it leaves them
+        # short at their guests' next rise.
+        for squeeze_receivers in (False, True):
+            planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=squeeze_receivers)
+            full = planner.run()
+            movers = [s for s in full.steps if s.kind == MIGRATE and s.host_id == host_id]
+            leaving = sum(s.figures.get("frees_kib", 0) for s in movers)
+            if planner.balances[host_id].shortfall_kib <= leaving:
+                break
+        else:
             return None
         involved = {host_id} | {s.to_host_id for s in movers}
         # Steps on the chosen host and on the hosts that take its domains; only shrinks and moves make room.
@@ -138,6 +152,11 @@ def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: boo
         })
     )
     return Plan(snapshot.now, snapshot.policy_version, steps, decisions)
+
+
+def _squeezed_receivers(plan: Plan) -> list[str]:
+    """The hosts that take a plan's migrations only by taking back their own domains' headroom."""
+    return sorted({s.figures["destination"] for s in plan.steps if s.kind == MIGRATE and s.figures.get("squeezes_destination")})
 
 
 def _cost(plan: Plan) -> int:

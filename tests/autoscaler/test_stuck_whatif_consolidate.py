@@ -5,7 +5,7 @@ from dataclasses import replace
 from domains.autoscaler import controller
 from domains.autoscaler.consolidate import consolidate, lower_bound
 from domains.autoscaler.planner import plan
-from domains.autoscaler.snapshot import STUCK_AFTER_CYCLES, STUCK_RETRY_BASE_S, MODE_OFF
+from domains.autoscaler.snapshot import MODE_AUTOMATIC, MODE_OFF, STUCK_AFTER_CYCLES, STUCK_RETRY_BASE_S, HostPolicy
 from domains.autoscaler.whatif import FREE, MIGRATIONS, NO_ROOM, SQUEEZED, TARGETS, NewDomain, make_room
 
 from .helpers import GiB, MiB, guest, host, snapshot
@@ -112,6 +112,38 @@ def test_what_if_domains_move_away_to_make_room():
     assert len(moves) == 1
     assert moves[0].to_host_id != answer.host_id
     assert answer.plan.steps[-1].kind == "place" and answer.plan.steps[-1].host_id == answer.host_id
+
+
+def what_if_squeezing_hv2():
+    """hv1 takes 6.5 GiB once d1 (4.3 GiB) moves away, and only hv2 can take d1, by taking back some of d2's
+    headroom (room at its targets 3.6 GiB, at its keeps 4.6 GiB)."""
+    hosts = [host(1, 10 * GiB), host(2, 10 * GiB)]
+    domains = [guest(1, 1, used=4 * GiB, memory=4 * GiB + 300 * MiB), guest(2, 2, used=5 * GiB, memory=7 * GiB)]
+    return hosts, domains, NewDomain("new", 6 * GiB + 512 * MiB, 8 * GiB)
+
+
+def test_what_if_says_when_a_receiver_must_give_back_headroom():
+    hosts, domains, new = what_if_squeezing_hv2()
+    answer = make_room(snapshot(hosts, domains), new)
+    assert answer.grade == MIGRATIONS and answer.host_id == 1
+    [move] = [s for s in answer.plan.steps if s.kind == "migrate"]
+    assert move.domain_id == 1 and move.to_host_id == 2 and move.figures["squeezes_destination"] is True
+    assert "hv2 can take them only by taking back their own domains' headroom" in answer.reason
+
+
+def test_what_if_prefers_a_plan_whose_receivers_keep_their_headroom_over_a_cheaper_one():
+    hosts, domains, new = what_if_squeezing_hv2()
+    # hv3 may send but not receive: it takes the new domain once d4 (2.6 GiB) moves to hv1, at hv1's targets,
+    # and its over-provisioned d3 shrinks; more bytes than hv1's plan, but no receiver is squeezed.
+    hosts.append(host(3, 10 * GiB, policy=HostPolicy(mode=MODE_AUTOMATIC, target_use=1.0, migrations_in=0)))
+    domains += [guest(3, 3, used=2 * GiB, memory=7 * GiB), guest(4, 3, used=2 * GiB, memory=2 * GiB + 600 * MiB)]
+    answer = make_room(snapshot(hosts, domains), new)
+    assert answer.grade == MIGRATIONS and answer.host_id == 3
+    [move] = [s for s in answer.plan.steps if s.kind == "migrate"]
+    assert move.domain_id == 4 and move.to_host_id == 1 and move.figures["squeezes_destination"] is False
+    assert "headroom" not in answer.reason
+    by_host = {c.host_id: c for c in answer.candidates}
+    assert by_host[1].cost_kib < by_host[3].cost_kib  # hv1's plan, which squeezes hv2, moves fewer bytes
 
 
 def test_what_if_no_host_can_take_it():
