@@ -149,8 +149,8 @@ def _no_destination(f: dict) -> str:
         return f"{short}, and there is no other host in automatic or recommend mode to move a domain to"
     over_budget = f["other_hosts_over_budget"]
     budget = (
-        f"{over_budget} of the other {f['other_hosts']} hosts may not receive now (migrations at once, or the half "
-        "of their hourly budget kept for their own sends)" if over_budget else f"all {f['other_hosts']} other hosts may receive"
+        f"{over_budget} of the other {f['other_hosts']} hosts may not receive now (migrations at once, or the two "
+        "thirds of their hourly budget kept for their own sends)" if over_budget else f"all {f['other_hosts']} other hosts may receive"
     )
     return (
         f"{short}, and no host can take any of its domains: the smallest needs {mib(f['least_needed_kib'])} there, "

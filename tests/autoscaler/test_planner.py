@@ -150,18 +150,18 @@ def test_the_hourly_limit_is_respected():
     assert p.migrations == [] and planner_module.BUDGET_REACHED in {d.code for d in p.for_host(1)}
 
 
-def test_a_host_keeps_half_its_hourly_budget_for_sending():
+def test_a_host_receives_a_third_of_its_hourly_budget_and_keeps_the_rest_for_sending():
     domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
-    per_hour = HostPolicy(mode="automatic", target_use=1.0, migrations_per_hour=6)
-    # hv2 has room, but has started 3 of its 6 migrations this hour: the other 3 are for its own guests.
-    busy = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=3)
+    per_hour = HostPolicy(mode="automatic", target_use=1.0, migrations_per_hour=12)
+    # hv2 has room, but has started 4 of its 12 migrations this hour: the other 8 are for its own guests.
+    busy = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=4)
     p = plan(snapshot([host(1, 8 * GiB), busy], domains))
     assert p.migrations == [] and planner_module.NO_DESTINATION in {d.code for d in p.for_host(1)}
-    fresh = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=2)
+    fresh = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=3)
     p = plan(snapshot([host(1, 8 * GiB), fresh], domains))
     assert [m.to_host_id for m in p.migrations] == [2]
     # ... and it may still send them.
-    tired = host(1, 8 * GiB, policy=per_hour, migrations_last_hour=5)
+    tired = host(1, 8 * GiB, policy=per_hour, migrations_last_hour=11)
     p = plan(snapshot([tired, host(2, 64 * GiB)], domains))
     assert len(p.migrations) == 1
 
@@ -169,7 +169,7 @@ def test_a_host_keeps_half_its_hourly_budget_for_sending():
 def test_no_destination_says_whether_the_other_hosts_lack_room_or_migration_budget():
     domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 9)]
     per_hour = HostPolicy(mode="automatic", target_use=1.0, migrations_per_hour=6)
-    # hv2 has room but has started half its hourly migrations; hv3 may receive but has 1 GiB free, not 2.
+    # hv2 has room but has started a third of its hourly migrations and more; hv3 may receive but has 1 GiB free, not 2.
     busy = host(2, 64 * GiB, policy=per_hour, migrations_last_hour=3)
     small = host(3, 1 * GiB)
     p = plan(snapshot([host(1, 8 * GiB), busy, small], domains))
@@ -395,7 +395,7 @@ def test_relief_moves_enough_to_leave_a_margin_in_one_move():
     p = plan(snapshot(hosts, domains, now=1000.0))
     assert len(p.migrations) == 1 and p.migrations[0].domain_id != 5
 
-    # When the only other host has spent the half of its hourly budget it may receive with, hv1 says so, in the
+    # When the only other host has spent the third of its hourly budget it may receive with, hv1 says so, in the
     # words of relief (no working set at risk), not of an emergency.
     hosts[1] = host(2, 64 * GiB, policy=HostPolicy(mode="automatic", migrations_per_hour=6), migrations_last_hour=3)
     waiting = plan(snapshot(hosts, domains, now=1000.0))
