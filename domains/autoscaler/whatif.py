@@ -6,8 +6,8 @@ Each managed host is graded by what it takes to find N there:
   squeezed    once its domains give back headroom down to their working sets and floors, by priority;
   migrations  once some of its domains move to other hosts (as the planner would: fewest bytes, within budget),
               hosts that keep their own domains' headroom if they can, else hosts that give theirs back.
-The cheapest grade wins; within one, the fewest bytes shrunk or moved, then the tightest fit (and among
-migration plans, one that squeezes no receiver first).
+The cheapest grade wins; within one, the fewest bytes shrunk or moved, then the tightest fit (migration plans
+that squeeze no receiver are all tried before any that does).
 """
 
 from dataclasses import dataclass, field
@@ -88,19 +88,22 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
     for grade in GRADES:
         graded = [c for c in candidates if c.grade == grade]
         if grade == MIGRATIONS:
-            # A full plan each: try the hosts closest to fitting, keep the one that squeezes no receiver and
-            # moves the fewest bytes.
-            best = None
+            # A full plan each: try the hosts closest to fitting, keep the one that moves the fewest bytes.
+            # Receivers that keep their own headroom first: squeezing them is the last resort, as it leaves them
+            # short at their guests' next rise.
             graded.sort(key=lambda c: (-c.room_squeezed_kib, c.host_id))
-            for candidate in graded[:MIGRATION_TRIALS]:
-                trial = _plan_with(snapshot, candidate.host_id, new)
-                if trial is None:
-                    candidate.grade = NO_ROOM
-                    continue
-                candidate.cost_kib = _cost(trial)
-                rank = (bool(_squeezed_receivers(trial)), candidate.cost_kib, candidate.host_id)
-                if best is None or rank < best:
-                    chosen, plan, best = candidate, trial, rank
+            for squeeze_receivers in (False, True):
+                for candidate in graded[:MIGRATION_TRIALS]:
+                    trial = _plan_with(snapshot, candidate.host_id, new, squeeze_receivers=squeeze_receivers)
+                    if trial is None:
+                        if squeeze_receivers:
+                            candidate.grade = NO_ROOM  # not even once receivers give back headroom
+                        continue
+                    candidate.cost_kib = _cost(trial)
+                    if chosen is None or (candidate.cost_kib, candidate.host_id) < (chosen.cost_kib, chosen.host_id):
+                        chosen, plan = candidate, trial
+                if chosen is not None:
+                    break
         elif graded:
             chosen = min(graded, key=lambda c: (c.cost_kib, c.room_squeezed_kib, c.host_id))
             plan = _plan_with(snapshot, chosen.host_id, new, place_only=grade == FREE)
@@ -124,22 +127,18 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
     return WhatIf(new, chosen.host_id, chosen.grade, reason, plan, candidates)
 
 
-def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: bool = False) -> Plan | None:
+def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: bool = False,
+               squeeze_receivers: bool = True) -> Plan | None:
     """The plan with the new domain booked on `host_id`, cut to the steps that make room there; None if the
-    host would still be short."""
+    host would still be short. `squeeze_receivers`: see Planner."""
     steps: list[Step] = []
     decisions = []
     if not place_only:
-        # Receivers that keep their own headroom first; squeezing them is the last resort, as it leaves them
-        # short at their guests' next rise.
-        for squeeze_receivers in (False, True):
-            planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=squeeze_receivers)
-            full = planner.run()
-            movers = [s for s in full.steps if s.kind == MIGRATE and s.host_id == host_id]
-            leaving = sum(s.figures.get("frees_kib", 0) for s in movers)
-            if planner.balances[host_id].shortfall_kib <= leaving:
-                break
-        else:
+        planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=squeeze_receivers)
+        full = planner.run()
+        movers = [s for s in full.steps if s.kind == MIGRATE and s.host_id == host_id]
+        leaving = sum(s.figures.get("frees_kib", 0) for s in movers)
+        if planner.balances[host_id].shortfall_kib > leaving:
             return None
         involved = {host_id} | {s.to_host_id for s in movers}
         # Steps on the chosen host and on the hosts that take its domains; only shrinks and moves make room.
