@@ -285,8 +285,11 @@ class Budget:
 class Planner:
     """One cycle's plan over a snapshot. Build it, call `run()`, read `plan`."""
 
-    def __init__(self, snapshot: Snapshot, extra_booked: dict[int, int] | None = None, squeeze_receivers: bool = False):
+    def __init__(self, snapshot: Snapshot, extra_booked: dict[int, int] | None = None, squeeze_receivers: bool = False,
+                 wants_of: "Planner | None" = None):
         """`extra_booked` books memory on hosts as if it were already taken (a what-if's new domain).
+        `wants_of`: a planner over the same snapshot that has balanced; its domains' wants are taken as they are
+        (they do not depend on bookings, and are most of a plan's time: a what-if plans once per host it tries).
         `squeeze_receivers`: a domain that must move may go where there is room only once the receiver's domains
         give back their headroom ("shrink multiple hosts to make room for one more": a what-if a person asked
         for). The autoscaler's own cycles do not do that: such moves passed the shortage on to the receivers (on
@@ -309,6 +312,7 @@ class Planner:
         self.shrinks: list[Step] = []
         self.grows: list[Step] = []
         self.coincidences: dict[int, Coincidence] = {}  # as they go, per managed host
+        self.wants_of = wants_of
 
     def run(self) -> Plan:
         self.balance()
@@ -325,7 +329,10 @@ class Planner:
 
     def balance(self) -> None:
         """Every domain's want and every managed host's share-out, before any migration."""
-        self._want_all()
+        if self.wants_of is None:
+            self._want_all()
+        else:
+            self._take_wants(self.wants_of)
         now = self.now
         for host in self.managed:
             balance = balance_host(
@@ -377,6 +384,13 @@ class Planner:
                 self.plan.decisions.append(Decision(HOST_OFFLINE, host_id=host.id, figures={"host": host.name}))
             elif host.policy.mode == MODE_OFF:
                 self.plan.decisions.append(Decision(HOST_OFF, host_id=host.id, figures={"host": host.name}))
+
+    def _take_wants(self, other: "Planner") -> None:
+        """What _want_all would find, from a planner over the same snapshot (wants are never changed)."""
+        self.wants = other.wants
+        self.outgoing = defaultdict(int, other.outgoing)
+        self.plan.watches = dict(other.plan.watches)
+        self.plan.decisions = [d for d in other.plan.decisions if d.code in (HOST_OFFLINE, HOST_OFF)]
 
     # -- migrations -------------------------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
             graded.sort(key=lambda c: (-c.room_squeezed_kib, c.host_id))
             for squeeze_receivers in (False, True):
                 for candidate in graded[:MIGRATION_TRIALS]:
-                    trial = _plan_with(snapshot, candidate.host_id, new, squeeze_receivers=squeeze_receivers)
+                    trial = _plan_with(snapshot, candidate.host_id, new, squeeze_receivers=squeeze_receivers, base=base)
                     if trial is None:
                         if squeeze_receivers:
                             candidate.grade = NO_ROOM  # not even once receivers give back headroom
@@ -106,7 +106,7 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
                     break
         elif graded:
             chosen = min(graded, key=lambda c: (c.cost_kib, c.room_squeezed_kib, c.host_id))
-            plan = _plan_with(snapshot, chosen.host_id, new, place_only=grade == FREE)
+            plan = _plan_with(snapshot, chosen.host_id, new, place_only=grade == FREE, base=base)
         if chosen is not None and plan is not None:
             break
     if chosen is None or plan is None:
@@ -128,13 +128,14 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
 
 
 def _plan_with(snapshot: Snapshot, host_id: int, new: NewDomain, place_only: bool = False,
-               squeeze_receivers: bool = True) -> Plan | None:
+               squeeze_receivers: bool = True, base: Planner | None = None) -> Plan | None:
     """The plan with the new domain booked on `host_id`, cut to the steps that make room there; None if the
-    host would still be short. `squeeze_receivers`: see Planner."""
+    host would still be short. `squeeze_receivers`, and `base` (whose wants are reused): see Planner."""
     steps: list[Step] = []
     decisions = []
     if not place_only:
-        planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=squeeze_receivers)
+        planner = Planner(snapshot, extra_booked={host_id: new.memory_kib}, squeeze_receivers=squeeze_receivers,
+                          wants_of=base)
         full = planner.run()
         movers = [s for s in full.steps if s.kind == MIGRATE and s.host_id == host_id]
         leaving = sum(s.figures.get("frees_kib", 0) for s in movers)

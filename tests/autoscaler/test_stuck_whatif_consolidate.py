@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from domains.autoscaler import controller
 from domains.autoscaler.consolidate import consolidate, lower_bound
-from domains.autoscaler.planner import plan
+from domains.autoscaler.planner import Planner, plan
 from domains.autoscaler.snapshot import MODE_AUTOMATIC, MODE_OFF, STUCK_AFTER_CYCLES, STUCK_RETRY_BASE_S, HostPolicy
 from domains.autoscaler.whatif import FREE, MIGRATIONS, NO_ROOM, SQUEEZED, TARGETS, NewDomain, make_room
 
@@ -145,6 +145,18 @@ def test_what_if_prefers_a_plan_whose_receivers_keep_their_headroom_over_a_cheap
     # hv1's plan, which squeezes hv2, moves fewer bytes.
     squeezing = make_room(snapshot(*what_if_squeezing_hv2()[:2]), new)
     assert squeezing.host_id == 1 and squeezing.candidates[0].cost_kib < answer.candidates[2].cost_kib
+
+
+def test_a_what_if_trial_that_reuses_the_wants_plans_as_one_that_computes_them():
+    hosts, domains, new = what_if_squeezing_hv2()
+    hosts.append(host(3, 8 * GiB, mode=MODE_OFF))
+    base = Planner(snapshot(hosts, domains))
+    base.balance()
+    for squeeze_receivers in (False, True):
+        fresh = Planner(snapshot(hosts, domains), {1: new.memory_kib}, squeeze_receivers).run()
+        reused = Planner(snapshot(hosts, domains), {1: new.memory_kib}, squeeze_receivers, wants_of=base).run()
+        assert reused.steps == fresh.steps and reused.decisions == fresh.decisions
+        assert reused.watches == fresh.watches
 
 
 def test_what_if_no_host_can_take_it():
