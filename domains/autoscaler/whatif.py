@@ -105,9 +105,11 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
                 if chosen is not None:
                     break
         elif graded:
-            chosen = min(graded, key=lambda c: (c.cost_kib, c.room_squeezed_kib, c.host_id))
-            plan = _plan_with(snapshot, chosen.host_id, new, place_only=grade == FREE, base=base)
-        if chosen is not None and plan is not None:
+            cheapest = min(graded, key=lambda c: (c.cost_kib, c.room_squeezed_kib, c.host_id))
+            plan = _plan_with(snapshot, cheapest.host_id, new, place_only=grade == FREE, base=base)
+            # A host that does not fit after all is not chosen, so that the next grade starts afresh.
+            chosen = cheapest if plan is not None else None
+        if chosen is not None:
             break
     if chosen is None or plan is None:
         return _none(snapshot, new, f"no host can take {mib(need)}, even with others shrunk to their floors and "
