@@ -10,6 +10,7 @@ from .errors import (
     DriverError,
     HostUnreachable,
     InvalidRequest,
+    MigrationStopped,
     NotSupported,
 )
 from .libvirt_driver import LibvirtDriver
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidRequest",
     "LibvirtDriver",
     "MigrationProgress",
+    "MigrationStopped",
     "MigrationResult",
     "NotSupported",
     "driver_for",

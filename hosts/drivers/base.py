@@ -74,6 +74,8 @@ class MigrationResult:
 
 
 ProgressCallback = Callable[[MigrationProgress], None]
+# Asked while a migration runs: True once someone wants it stopped.
+StopRequested = Callable[[], bool]
 
 
 class Driver(Protocol):
@@ -93,7 +95,8 @@ class Driver(Protocol):
 
     def define_and_start(self, config: DomainConfig) -> DomainInfo: ...
 
-    def migrate(self, uuid: str, destination: "Driver", progress: ProgressCallback | None = None) -> MigrationResult: ...
+    def migrate(self, uuid: str, destination: "Driver", progress: ProgressCallback | None = None,
+                stop_requested: StopRequested | None = None) -> MigrationResult: ...
 
     def start(self, uuid: str) -> None: ...
 

@@ -35,3 +35,9 @@ class NotSupported(DriverError):
 
 class InvalidRequest(DriverError):
     code = "invalid_request"
+
+
+class MigrationStopped(DriverError):
+    """A migration stopped on request before it finished: the domain still runs on its source."""
+
+    code = "cancelled"

@@ -16,6 +16,7 @@ from .base import (
     MigrationProgress,
     MigrationResult,
     ProgressCallback,
+    StopRequested,
 )
 from .errors import (
     AboveMaxMemory,
@@ -24,6 +25,7 @@ from .errors import (
     DriverError,
     HostUnreachable,
     InvalidRequest,
+    MigrationStopped,
     NotSupported,
 )
 
@@ -303,6 +305,7 @@ class LibvirtDriver:
         uuid: str,
         destination: "LibvirtDriver",
         progress: ProgressCallback | None = None,
+        stop_requested: StopRequested | None = None,
         *,
         migrate_uri: str | None = None,
         destination_xml: str | None = None,
@@ -312,7 +315,8 @@ class LibvirtDriver:
 
         `destination_xml` is the running domain's definition on the destination; `persistent_xml` the config it
         keeps there (without it, the destination keeps the source's config, file paths and all).
-        The call blocks; meanwhile this thread reads libvirt's job info and reports progress.
+        The call blocks; meanwhile this thread reads libvirt's job info and reports progress, and aborts the
+        migration once `stop_requested()` says so (the guest then goes on running here, as before).
         """
         self.wait_for_balloon_to_settle(uuid)
         dom = self._lookup(uuid)
@@ -329,16 +333,33 @@ class LibvirtDriver:
 
         worker = threading.Thread(target=run, name=f"migrate-{uuid}", daemon=True)
         worker.start()
+        stopping = False
+        reached = 0
         while worker.is_alive():
             worker.join(MIGRATION_POLL_S)
-            if progress and worker.is_alive():
+            if not worker.is_alive():
+                break
+            if stop_requested and not stopping and stop_requested():
+                stopping = True
+                try:
+                    dom.abortJob()
+                except libvirt.libvirtError:
+                    pass  # it ended meanwhile: its own outcome says how
+            if progress:
                 report = self._migration_progress(dom)
                 if report:
+                    reached = report.percent
                     progress(report)
         if "driver_error" in outcome:
             raise outcome["driver_error"]
         if "error" in outcome:
-            raise self._translate(outcome["error"], dom.name()) from outcome["error"]
+            error = outcome["error"]
+            if stopping and error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+                raise MigrationStopped(
+                    f"stopped on request at {reached} %: {dom.name()} goes on running on {self.uri}",
+                    detail=error.get_error_message() or str(error),
+                ) from error
+            raise self._translate(error, dom.name()) from error
         if progress:
             progress(MigrationProgress(100))
         return MigrationResult(simulated=False)

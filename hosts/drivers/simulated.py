@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 from hosts.simulation.demand import Demand, demand_for, guest_figures
 from hosts.simulation.fleet import node_file_for
 
-from .base import DomainInfo, DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback
-from .errors import DriverError, NotSupported
+from .base import DomainInfo, DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback, StopRequested
+from .errors import DriverError, MigrationStopped, NotSupported
 from .libvirt_driver import ACTIVE_STATES, LibvirtDriver
 
 
@@ -100,13 +100,17 @@ class SimulatedDriver(LibvirtDriver):
             result.append(stats)
         return result
 
-    def migrate(self, uuid: str, destination: LibvirtDriver, progress: ProgressCallback | None = None, **_) -> MigrationResult:
+    def migrate(self, uuid: str, destination: LibvirtDriver, progress: ProgressCallback | None = None,
+                stop_requested: StopRequested | None = None, **_) -> MigrationResult:
         if not isinstance(destination, SimulatedDriver):
             raise NotSupported("a simulated domain can only move to another simulated host")
         report = progress or (lambda _p: None)
         xml = self.domain_xml(uuid)
         current = self.domain(uuid)
         report(MigrationProgress(10))
+        # The one moment before anything moved: a stop asked by now leaves the domain where it was.
+        if stop_requested and stop_requested():
+            raise MigrationStopped(f"stopped on request at 10 %: {current.name if current else uuid} goes on running on {self.uri}")
         moved = destination.define_xml_and_start(xml, start_memory_kib=current.memory_kib if current else None)
         report(MigrationProgress(70))
         try:
