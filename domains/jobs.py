@@ -16,7 +16,7 @@ from balloonweb.audit.models import AuditEntry
 from balloonweb.access.actors import Actor
 from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
-from hosts.drivers import DomainConfig, DriverError, HostUnreachable, MigrationProgress, driver_for
+from hosts.drivers import DomainConfig, DriverError, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
 
 from . import inventory
 from .models import Domain, Job
@@ -69,11 +69,20 @@ def run_job(job_id: int, worker: str = "") -> str:
     outcome = claim(job_id, worker)
     if outcome != Claim.RUN:
         return outcome
+    return execute(job_id)
+
+
+def execute(job_id: int) -> str:
+    """Do a job this worker has claimed, and record how it ended."""
     job = Job.objects.select_related("domain__host", "host", "target_host").get(pk=job_id)
     announce(job)
     failure: tuple[str, str, str] | None = None
+    ended_as = Job.State.FAILED
     try:
         HANDLERS[job.kind](job)
+    except MigrationStopped as exc:
+        who = Job.objects.filter(pk=job_id).values_list("stop_requested_by", flat=True).get()
+        failure, ended_as = (exc.code, f"cancelled by {who}, {exc.message}", exc.detail), Job.State.CANCELLED
     except HostUnreachable as exc:
         failure = (exc.code, f"host unreachable: {job.host.name} does not answer", exc.detail or exc.message)
     except DriverError as exc:
@@ -84,7 +93,7 @@ def run_job(job_id: int, worker: str = "") -> str:
     # The row must say what the hypervisor says before the job stops counting as pending in booked_kib().
     _refresh_domain(job, succeeded=failure is None)
     if failure:
-        _fail(job, *failure)
+        _fail(job, *failure, state=ended_as)
     else:
         _succeed(job)
     return job.state
@@ -125,8 +134,11 @@ def _migrate(job: Job) -> None:
         job.progress = report.percent
         announce(job)
 
+    def stop_requested() -> bool:
+        return Job.objects.filter(pk=job.pk).exclude(stop_requested_by="").exists()
+
     options = lab_migration_options(source.uri, target.uri, uuid)
-    result = source_driver.migrate(uuid, target_driver, progress, **options)
+    result = source_driver.migrate(uuid, target_driver, progress, stop_requested, **options)
     _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
     Domain.objects.filter(pk=domain.pk).update(host=target)
     domain.host = target
@@ -176,11 +188,11 @@ def _succeed(job: Job) -> None:
         _finish(job, Job.State.SUCCEEDED)
 
 
-def _fail(job: Job, code: str, message: str, detail: str = "") -> None:
+def _fail(job: Job, code: str, message: str, detail: str = "", *, state: str = Job.State.FAILED) -> None:
     if detail and detail != message:
         _log(job, f"hypervisor said: {detail}")
     with transaction.atomic():
-        _finish(job, Job.State.FAILED, error_code=code, error=message)
+        _finish(job, state, error_code=code, error=message)
 
 
 def _audit_outcome(job: Job) -> None:

@@ -118,6 +118,8 @@ class Job(models.Model):
     queue = models.CharField(max_length=60, default="jobs")
     worker = models.CharField(max_length=200, blank=True, default="")  # the Celery worker that ran it
     attempts = models.PositiveIntegerField(default=0)
+    # Who asked a running migration to stop: the worker running it sees this and aborts it.
+    stop_requested_by = models.CharField(max_length=150, blank=True, default="")
 
     created = models.DateTimeField(auto_now_add=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)

@@ -366,18 +366,31 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
 
 @audit_refusals("job.cancel")
 def cancel_job(actor: Actor, job: Job) -> Job:
-    """A queued job can be cancelled; a running one is already talking to the hypervisor."""
+    """A queued job is cancelled at once. A running migration is asked to stop: its worker aborts it, and the
+    domain goes on running on its source (the job ends cancelled), unless the move finishes first. Any other
+    running job is already done talking to the hypervisor, or nearly: it cannot be cancelled."""
     with transaction.atomic():
         job = Job.objects.select_related("host__team", "domain").get(pk=job.pk)
         check_permission(actor, "cancel_job", job)
         cancelled = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
             state=Job.State.CANCELLED, finished=timezone.now(), error=f"cancelled by {actor}"
         )
-        if not cancelled:
-            raise Conflict(f"job {job.pk} is {job.state}: only a queued job can be cancelled", "not_cancellable")
+        stopping = not cancelled and Job.objects.filter(
+            pk=job.pk, kind=Job.Kind.MIGRATE, state=Job.State.RUNNING, stop_requested_by=""
+        ).update(stop_requested_by=str(actor)[:150])
+        if not cancelled and not stopping:
+            job.refresh_from_db()
+            if job.stop_requested_by:
+                raise Conflict(f"job {job.pk} is already stopping, as {job.stop_requested_by} asked", "not_cancellable")
+            raise Conflict(
+                f"job {job.pk} ({job.get_kind_display()}) is {job.state}: only a queued job or a running migration "
+                "can be cancelled",
+                "not_cancellable",
+            )
         job.refresh_from_db()
         announce(job)
-        record(actor, "job.cancel", job.domain or job.host, result=AuditEntry.Result.SUCCEEDED, job=job)
+        message = "asked the running migration to stop" if stopping else ""
+        record(actor, "job.cancel", job.domain or job.host, result=AuditEntry.Result.SUCCEEDED, message=message, job=job)
     return job
 
 

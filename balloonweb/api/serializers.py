@@ -161,11 +161,15 @@ class JobSerializer(serializers.ModelSerializer):
     parameters = serializers.SerializerMethodField(help_text="what the job was asked to do; sizes in MiB")
     actor = serializers.CharField(source="actor_label", read_only=True)
     finished_ok = serializers.SerializerMethodField(help_text="null while the job runs")
+    stop_requested_by = serializers.CharField(
+        read_only=True, help_text="who asked this running migration to stop; empty if nobody did"
+    )
 
     class Meta:
         model = Job
         fields = ["id", "url", "kind", "state", "progress", "finished_ok", "domain", "domain_name", "host", "target_host",
-                  "parameters", "actor_kind", "actor", "log", "error_code", "error", "created", "started", "finished"]
+                  "parameters", "actor_kind", "actor", "log", "error_code", "error", "stop_requested_by", "created", "started",
+                  "finished"]
 
     def get_url(self, job) -> str:
         return reverse("api:job-detail", args=[job.pk], request=self.context.get("request"))

@@ -218,7 +218,7 @@ class JobViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
             raise exceptions.ValidationError({"wait": f"wait between 0 and {JOB_WAIT_MAX_S:g} seconds"})
         return wait
 
-    @extend_schema(request=None, responses={200: serializers.JobSerializer}, summary="Cancel a job that has not started")
+    @extend_schema(request=None, responses={200: serializers.JobSerializer}, summary="Cancel a job that has not started, or stop a running migration")
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = services.cancel_job(self.actor, self.get_object())

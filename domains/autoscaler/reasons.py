@@ -177,7 +177,7 @@ def _sustained_squeeze(f: dict) -> str:
 def _nothing_to_move(f: dict) -> str:
     return (
         f"{f['host']} is short by {mib(f['shortfall_kib'])}, but none of its domains can move now: each is busy, "
-        "stuck, in a passing spike or was moved within the hour"
+        "stuck, in a passing spike, or was moved (or had a move stopped) within the hour"
     )
 
 

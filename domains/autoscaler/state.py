@@ -76,16 +76,19 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         elif kind == Job.Kind.CREATE and target_id is not None:
             incoming[target_id] = incoming.get(target_id, 0) + int(params.get("memory_kib", 0))
 
-    # The last hour's migrations: the per-hour budget, and each domain's last move (its cooldown).
+    # The last hour's migrations: the per-hour budget, and each domain's last move (its cooldown). A move someone
+    # stopped while it ran counts as one: it used the link, and the engine must not start it again at once.
     started_last_hour: dict[int, int] = {}
     last_migrated: dict[int, float] = {}
     for domain_id, host_id, target_id, state, created, finished in Job.objects.filter(
         kind=Job.Kind.MIGRATE, created__gte=moment - timedelta(seconds=HOUR_S)
-    ).exclude(state=Job.State.CANCELLED).values_list("domain_id", "host_id", "target_host_id", "state", "created", "finished"):
+    ).exclude(state=Job.State.CANCELLED, started__isnull=True).values_list(
+        "domain_id", "host_id", "target_host_id", "state", "created", "finished"
+    ):
         for host in (host_id, target_id):
             if host is not None:
                 started_last_hour[host] = started_last_hour.get(host, 0) + 1
-        if state == Job.State.SUCCEEDED and domain_id is not None:
+        if state in (Job.State.SUCCEEDED, Job.State.CANCELLED) and domain_id is not None:
             last_migrated[domain_id] = max(last_migrated.get(domain_id, 0.0), epoch(finished or created))
 
     # Recent resizes: the targets the balloons are watched against.

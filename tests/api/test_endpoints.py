@@ -161,6 +161,16 @@ def test_cancel_a_queued_job(people, fleet, as_):
     assert response.status_code == 200 and response.json()["state"] == "cancelled" and response.json()["finished_ok"] is False
 
 
+def test_stop_a_running_migration(people, fleet, as_):
+    moving = Job.objects.create(kind="migrate", domain=fleet["foo"], host=fleet["h1"], target_host=fleet["h2"], state="running")
+    response = as_("operator").post(f"/api/jobs/{moving.pk}/cancel/")
+    # Asked, not done: the worker running it aborts the move, and the job then ends cancelled.
+    assert response.status_code == 200 and response.json()["state"] == "running"
+    assert response.json()["stop_requested_by"] == "token:operator/operator-rw"
+    status, code, message = error(as_("admin").post(f"/api/jobs/{moving.pk}/cancel/"))
+    assert (status, code, message) == (409, "not_cancellable", f"job {moving.pk} is already stopping, as token:operator/operator-rw asked")
+
+
 def test_filters(people, fleet, as_):
     fake_domain(fleet["h2"], "web1")
     fake_domain(fleet["h2"], "old", state="gone")

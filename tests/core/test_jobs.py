@@ -10,7 +10,9 @@ import pytest
 import redis
 from django.db import close_old_connections, connections
 
+from balloonweb.audit.models import AuditEntry
 from domains import jobs, services
+from domains.autoscaler.state import build_snapshot
 from domains.models import Domain, Job
 from hosts.drivers import driver_for
 from hosts.models import Host
@@ -166,5 +168,37 @@ def test_a_cancelled_job_does_not_run(sim_hosts, foo, cli):
     services.cancel_job(cli, job)
     assert jobs.run_job(job.pk) == jobs.Claim.SKIP
     assert driver_for(sim_hosts["hv1"].uri).domain(str(foo.uuid)).memory_kib == 1024 * 1024
-    with pytest.raises(services.Conflict, match="only a queued job can be cancelled"):
+    with pytest.raises(services.Conflict, match="only a queued job or a running migration can be cancelled"):
         services.cancel_job(cli, job)
+
+
+def test_a_running_migration_asked_to_stop_leaves_the_domain_where_it_was(sim_hosts, foo, cli):
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    no_worker_takes_jobs_of(hv1)
+    job = services.request_migrate(cli, foo, hv2)
+    assert jobs.claim(job.pk) == jobs.Claim.RUN  # a worker has it now
+
+    asked = services.cancel_job(cli, job)
+    assert (asked.state, asked.stop_requested_by) == (Job.State.RUNNING, str(cli))
+    with pytest.raises(services.Conflict, match=f"job {job.pk} is already stopping, as {cli} asked"):
+        services.cancel_job(cli, job)
+
+    assert jobs.execute(job.pk) == Job.State.CANCELLED
+    job.refresh_from_db()
+    assert job.error_code == "cancelled"
+    assert job.error.startswith(f"cancelled by {cli}, stopped on request at 10 %: foo goes on running on {hv1.uri}")
+    # Where it was, as the hypervisors and the database say, and still running.
+    assert driver_for(hv1.uri).domain(str(foo.uuid)).state == "running"
+    assert driver_for(hv2.uri).domain(str(foo.uuid)) is None
+    foo.refresh_from_db()
+    assert foo.host == hv1
+    stop = AuditEntry.objects.get(action="job.cancel", job_id=job.pk)
+    assert (stop.result, stop.message) == (AuditEntry.Result.SUCCEEDED, "asked the running migration to stop")
+    # The autoscaler counts the stopped move as one: it does not start it again within the cooldown.
+    snapshot = build_snapshot().snapshot
+    assert next(d for d in snapshot.domains if d.id == foo.pk).last_migrated_at is not None
+    # Only a queued job or a running migration can be cancelled.
+    resize = services.request_resize(cli, foo, "512")
+    assert jobs.claim(resize.pk) == jobs.Claim.RUN
+    with pytest.raises(services.Conflict, match=r"\(resize\) is running: only a queued job or a running migration"):
+        services.cancel_job(cli, resize)

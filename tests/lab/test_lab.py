@@ -14,7 +14,7 @@ from hosts.drivers import AboveMaxMemory, driver_for
 from hosts.drivers.events import subscribe
 from hosts.drivers.freshness import balloon_stats_stale
 from hosts.lab import setup
-from tests.conftest import virsh, wait_for_job
+from tests.conftest import virsh, virsh_dominfo, wait_for_job
 from tests.lab.conftest import FULL_KIB, guest_report
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("celery_worker")]
@@ -122,6 +122,36 @@ def test_a_live_migration_job_keeps_the_guest_running_and_its_balloon(labvm2, la
     back = wait_for_job(services.request_migrate(cli, labvm2, lab2), timeout=120)
     assert back.state == Job.State.SUCCEEDED, f"{back.error}\n{back.log}"
     assert guest_report(labvm2, lambda r: r.uptime_s > arrived.uptime_s).memtotal_kib == ballooned.memtotal_kib
+
+
+def test_a_running_migration_stopped_from_the_console_leaves_the_guest_running_where_it_was(labvm1, lab_hosts, cli):
+    lab1, lab2 = lab_hosts["lab1"], lab_hosts["lab2"]
+    before = guest_report(labvm1)
+    # A slow link, so that the move is still under way when the stop comes: 1 MiB/s for the guest's pages.
+    virsh(lab1.uri, "migrate-setspeed", "labvm1", "1")
+    try:
+        job = services.request_migrate(cli, labvm1, lab2)
+        deadline = time.monotonic() + 60
+        while job.state != Job.State.RUNNING or job.progress == 0:  # libvirt reports the first pages sent
+            assert time.monotonic() < deadline, f"the migration never got under way: {job.state} {job.log}"
+            time.sleep(0.2)
+            job.refresh_from_db()
+        assert job.progress < 100
+        services.cancel_job(cli, job)
+        job = wait_for_job(job, timeout=60)
+    finally:
+        virsh(lab1.uri, "migrate-setspeed", "labvm1", "8796093022207")  # libvirt's "unlimited"
+    assert job.state == Job.State.CANCELLED, f"{job.error}\n{job.log}"
+    assert job.error.startswith(f"cancelled by {cli}, stopped on request at ")
+    assert "canceled by client" in job.log  # libvirt's own words
+    # Still on lab1 and running, not on lab2: the hypervisors, the database and the guest itself agree.
+    assert setup.where(str(labvm1.uuid)).name == "lab1"
+    assert driver_for(lab2.uri).domain(str(labvm1.uuid)) is None
+    assert virsh_dominfo(lab1.uri, "labvm1")["State"] == "running"
+    labvm1.refresh_from_db()
+    assert labvm1.host.name == "lab1"
+    after = guest_report(labvm1, lambda r: r.uptime_s > before.uptime_s + 1)
+    assert after.memtotal_kib == before.memtotal_kib  # the same guest, not rebooted, at its size
 
 
 def test_bulk_stats_and_the_poller_read_the_guests_own_figures(labvm1, lab_hosts):

@@ -198,7 +198,11 @@ def test_the_jobs_page_filters_and_cancels(client, people, small_fleet):
     cancelled = client.post(reverse("job-cancel", args=[queued.pk]), **HTMX)
     assert cancelled.status_code == 200 and b'class="job-cancelled"' in cancelled.content
     again = client.post(reverse("job-cancel", args=[done.pk]), **HTMX)
-    assert again.status_code == 409 and b"only a queued job can be cancelled" in again.content
+    assert again.status_code == 409 and b"only a queued job or a running migration can be cancelled" in again.content
+    moving = Job.objects.create(kind="migrate", domain=foo, host=foo.host, target_host=foo.host, actor_kind="cli", actor_label="cli", state="running", progress=40)
+    assert ">Stop</button>" in client.get(reverse("jobs"), {"state": "running"}).content.decode()
+    stopping = client.post(reverse("job-cancel", args=[moving.pk]), **HTMX).content.decode()
+    assert ">stopping</span>" in stopping and "operator asked it to stop" in stopping and ">Stop</button>" not in stopping
 
 
 def test_the_host_page_sorts_and_paginates(admin_client, team):
