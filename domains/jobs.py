@@ -69,11 +69,6 @@ def run_job(job_id: int, worker: str = "") -> str:
     outcome = claim(job_id, worker)
     if outcome != Claim.RUN:
         return outcome
-    return execute(job_id)
-
-
-def execute(job_id: int) -> str:
-    """Do a job this worker has claimed, and record how it ended."""
     job = Job.objects.select_related("domain__host", "host", "target_host").get(pk=job_id)
     announce(job)
     failure: tuple[str, str, str] | None = None

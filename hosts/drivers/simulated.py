@@ -13,7 +13,7 @@ from hosts.simulation.fleet import node_file_for
 
 from .base import DomainInfo, DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback, StopRequested
 from .errors import DriverError, MigrationStopped, NotSupported
-from .libvirt_driver import ACTIVE_STATES, LibvirtDriver
+from .libvirt_driver import ACTIVE_STATES, MIGRATION_POLL_S, LibvirtDriver
 
 
 class SimulatedDriver(LibvirtDriver):
@@ -107,12 +107,10 @@ class SimulatedDriver(LibvirtDriver):
         report = progress or (lambda _p: None)
         xml = self.domain_xml(uuid)
         current = self.domain(uuid)
-        report(MigrationProgress(10))
-        # The one moment before anything moved: a stop asked by now leaves the domain where it was.
-        if stop_requested and stop_requested():
-            raise MigrationStopped(f"stopped on request at 10 %: {current.name if current else uuid} goes on running on {self.uri}")
+        if current is not None:
+            self._send_memory(current.name, current.memory_kib, report, stop_requested)
         moved = destination.define_xml_and_start(xml, start_memory_kib=current.memory_kib if current else None)
-        report(MigrationProgress(70))
+        report(MigrationProgress(95))
         try:
             self.undefine(uuid)
         except DriverError:
@@ -124,6 +122,25 @@ class SimulatedDriver(LibvirtDriver):
             detail=f"simulated move: the test driver cannot migrate, so {moved.name} was defined and started on "
             f"{destination.uri} with the same UUID, config and {moved.memory_kib // 1024} MiB, then undefined here",
         )
+
+
+    def _send_memory(self, name: str, kib: int, report: ProgressCallback, stop_requested: StopRequested | None) -> None:
+        """The test driver copies nothing. A simulated host given a link speed (node.json) takes the time such a
+        link would, reporting progress, so that a move can be watched and stopped on its way; without one it
+        only checks once for a stop."""
+        rate = (_node_size(self._node) or {}).get("migration_kib_per_s")
+        seconds = kib / rate if rate else 0.0
+        started, percent = time.monotonic(), 0
+        while True:
+            if stop_requested and stop_requested():
+                raise MigrationStopped(f"stopped on request at {percent} %: {name} goes on running on {self.uri}")
+            elapsed = time.monotonic() - started
+            if elapsed >= seconds:
+                return
+            sent = int(kib * elapsed / seconds)
+            percent = 90 * sent // kib
+            report(MigrationProgress(percent, processed_kib=sent, remaining_kib=kib - sent))
+            time.sleep(min(MIGRATION_POLL_S, seconds - elapsed))
 
 
 def _node_file(uri: str) -> Path | None:

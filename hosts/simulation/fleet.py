@@ -34,10 +34,14 @@ class SimHost:
     def uri(self) -> str:
         return f"test+unix:///default?socket={self.socket}"
 
-    def describe(self, *, memory_mib: int, cpus: int) -> None:
-        """The simulated machine's size; the simulated driver reads it next to the socket (see node_file_for)."""
+    def describe(self, *, memory_mib: int, cpus: int, migration_mib_s: int | None = None) -> None:
+        """The simulated machine's size, and the speed of its migration link (None: moves are instant); the
+        simulated driver reads them next to the socket (see node_file_for)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        node_file_for(self.socket).write_text(json.dumps({"memory_kib": memory_mib * 1024, "cpus": cpus}))
+        node = {"memory_kib": memory_mib * 1024, "cpus": cpus}
+        if migration_mib_s:
+            node["migration_kib_per_s"] = migration_mib_s * 1024
+        node_file_for(self.socket).write_text(json.dumps(node))
 
     @property
     def daemon_pid_file(self) -> Path:

@@ -13,6 +13,8 @@ DEFAULT_CPUS = 16
 
 # The demo fleet of the run command: the seed's `foo` and a few neighbours with different demand profiles.
 DEMO_HOSTS = {"hv1": 8192, "hv2": 12288}  # room on hv2 for foo at its maxmem: the walkthrough moves it there
+# The demo's migration link: foo at 1 GiB moves in 2 s, so a move's progress shows and it can be stopped.
+DEMO_MIGRATION_MIB_S = 512
 DEMO_DOMAINS = [
     ("hv1", DomainConfig("foo", 1024 * 1024, 4096 * 1024, 1, description="demand: steady 400M")),
     ("hv1", DomainConfig("web1", 1536 * 1024, 3072 * 1024, 2, description="demand: diurnal 900M")),
@@ -22,10 +24,11 @@ DEMO_DOMAINS = [
 ]
 
 
-def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int = DEFAULT_RESERVE_MIB, cpus: int = DEFAULT_CPUS, team=None) -> Host:
+def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int = DEFAULT_RESERVE_MIB, cpus: int = DEFAULT_CPUS,
+          team=None, migration_mib_s: int | None = None) -> Host:
     """Start (or restart) a simulated host and register it; after a restart its saved domains boot again."""
     sim = fleet.simhost(name)
-    sim.describe(memory_mib=memory_mib, cpus=cpus)
+    sim.describe(memory_mib=memory_mib, cpus=cpus, migration_mib_s=migration_mib_s)
     fleet.start_daemon(sim)
     with transaction.atomic():
         host, _ = Host.objects.update_or_create(
@@ -78,7 +81,7 @@ def start_demo() -> list[Host]:
     from domains.inventory import record_domain
 
     team = demo_team()
-    hosts = {name: start(name, memory_mib=memory, team=team) for name, memory in DEMO_HOSTS.items()}
+    hosts = {name: start(name, memory_mib=memory, team=team, migration_mib_s=DEMO_MIGRATION_MIB_S) for name, memory in DEMO_HOSTS.items()}
     for host_name, config in DEMO_DOMAINS:
         host = hosts[host_name]
         driver = driver_for(host.uri)

@@ -16,6 +16,7 @@ from balloonweb.access.actors import Actor
 from domains import services
 from domains.models import Domain, Job
 from domains.poller import poll_hosts
+from hosts.simulation import fleet
 from tests.conftest import virsh_dominfo, wait_for_job
 
 from .conftest import login, screenshot
@@ -157,6 +158,25 @@ def test_a_migration_shows_progress_and_ends_on_the_other_host(new_page, sim_hos
     screenshot(jobs, "jobs")
     jobs.set_viewport_size({"width": 390, "height": 844})
     screenshot(jobs, "jobs-phone")
+
+
+def test_a_running_migration_is_stopped_from_the_jobs_page(new_page, sim_hosts, foo):
+    hv1 = sim_hosts["hv1"]
+    fleet.simhost("hv1").describe(memory_mib=8192, cpus=16, migration_mib_s=64)  # foo's 1 GiB takes 16 s
+    jobs = new_page()
+    jobs.goto("/jobs/")
+    wait_live(jobs)
+    job = off_loop(services.request_migrate, Actor.command_line(), foo, sim_hosts["hv2"])
+    row = jobs.locator(f"#job-{job.pk}")
+    stop = row.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible()  # pushed: the row arrives, running, with its Stop button
+    stop.click()
+    expect(row.locator(".badge")).to_have_text("cancelled")
+    expect(row).to_contain_text("cancelled by ops, stopped on request at")
+    expect(row.get_by_role("button")).to_have_count(0)
+    screenshot(jobs, "jobs-migration-stopped")
+    assert virsh_dominfo(hv1.uri, "foo")["State"] == "running"
+    assert Domain.objects.get(pk=foo.pk).host == hv1
 
 
 def test_the_host_page_sorts_and_updates_live(new_page, sim_hosts, foo):
