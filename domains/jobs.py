@@ -135,6 +135,8 @@ def _migrate(job: Job) -> None:
     options = lab_migration_options(source.uri, target.uri, uuid)
     result = source_driver.migrate(uuid, target_driver, progress, stop_requested, **options)
     _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
+    if stop_requested():
+        _log(job, "it was asked to stop, but the move had ended before it could be stopped")
     Domain.objects.filter(pk=domain.pk).update(host=target)
     domain.host = target
 

@@ -333,18 +333,20 @@ class LibvirtDriver:
 
         worker = threading.Thread(target=run, name=f"migrate-{uuid}", daemon=True)
         worker.start()
-        stopping = False
+        stop_asked = aborted = False
         reached = 0
         while worker.is_alive():
             worker.join(MIGRATION_POLL_S)
             if not worker.is_alive():
                 break
-            if stop_requested and not stopping and stop_requested():
-                stopping = True
+            if stop_requested and not stop_asked:
+                stop_asked = stop_requested()
+            if stop_asked and not aborted:
                 try:
                     dom.abortJob()
+                    aborted = True
                 except libvirt.libvirtError:
-                    pass  # it ended meanwhile: its own outcome says how
+                    pass  # its job has not begun yet, or has just ended: try again at the next poll
             if progress:
                 report = self._migration_progress(dom)
                 if report:
@@ -354,7 +356,7 @@ class LibvirtDriver:
             raise outcome["driver_error"]
         if "error" in outcome:
             error = outcome["error"]
-            if stopping and error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
+            if aborted and error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
                 raise MigrationStopped(
                     f"stopped on request at {reached} %: {dom.name()} goes on running on {self.uri}",
                     detail=error.get_error_message() or str(error),
