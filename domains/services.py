@@ -380,7 +380,7 @@ def cancel_job(actor: Actor, job: Job) -> Job:
         ).update(stop_requested_by=str(actor)[:150])
         if not cancelled and not stopping:
             job.refresh_from_db()
-            if job.stop_requested_by:
+            if job.state == Job.State.RUNNING and job.stop_requested_by:
                 raise Conflict(f"job {job.pk} is already stopping, as {job.stop_requested_by} asked", "not_cancellable")
             raise Conflict(
                 f"job {job.pk} ({job.get_kind_display()}) is {job.state}: only a queued job or a running migration "

@@ -2,11 +2,13 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from domains.models import Domain, Job
-from tests.conftest import ROOT, child_environment, virsh_dominfo
+from hosts.simulation import fleet
+from tests.conftest import ROOT, child_environment, virsh_dominfo, wait_for_job
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -127,3 +129,36 @@ def test_a_stopped_domain_is_refused_clearly(sim_hosts, foo):
     result = xm("mem-set", "foo", "512")
     assert result.returncode == 1
     assert result.stderr.strip() == "xm: foo is shut off: a live resize needs a running domain; start it first"
+
+
+def manage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=child_environment(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_a_migration_started_without_waiting_is_stopped_from_the_command_line(sim_hosts, foo):
+    fleet.simhost("hv1").describe(memory_mib=8192, cpus=16, migration_mib_s=64)  # foo's 1 GiB takes 16 s
+    started = xm("migrate", "foo", "hv2", "--no-wait")
+    assert started.returncode == 0, started.stderr
+    job = Job.objects.get(pk=int(started.stdout))
+    deadline = time.monotonic() + 30
+    while job.state != Job.State.RUNNING or job.progress == 0:
+        assert time.monotonic() < deadline, f"the migration never got under way: {job.state} {job.log}"
+        time.sleep(0.1)
+        job.refresh_from_db()
+
+    stopped = manage("jobs", "cancel", str(job.pk))
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"job {job.pk} asked to stop: the migration is aborted at the worker's next check"
+    job = wait_for_job(job)
+    assert job.state == Job.State.CANCELLED and job.error.startswith("cancelled by cli:command line, stopped on request at ")
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["State"] == "running"
+    assert Domain.objects.get(pk=foo.pk).host.name == "hv1"
+
+    again = manage("jobs", "cancel", str(job.pk))
+    assert (again.returncode, again.stderr.strip()) == (
+        1, f"jobs: job {job.pk} (migrate) is cancelled: only a queued job or a running migration can be cancelled"
+    )
+    assert manage("jobs", "cancel", "999999").stderr.strip() == "jobs: no job 999999"
+    assert manage("jobs", "cancel", str(job.pk), "--user", "nobody").stderr.strip() == "jobs: no active user named nobody"

@@ -15,6 +15,16 @@ from domains.models import Domain, Job
 WAIT_POLL_S = 0.2
 
 
+def cli_actor(username: str | None) -> Actor:
+    """Who a command acts as: the command line itself (full rights), or a BalloonWeb user with their rights."""
+    if not username:
+        return Actor.command_line()
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise services.NotFound(f"no active user named {username}")
+    return Actor.for_user(user, via="cli")
+
+
 class Command(BaseCommand):
     help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate."
 
@@ -49,7 +59,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, subcommand, user=None, **options):
         try:
-            actor = self.actor(user)
+            actor = cli_actor(user)
             if subcommand == "list":
                 return self.list(actor, options["domains"], options["host"])
             job = self.request(actor, subcommand, options)
@@ -63,14 +73,6 @@ class Command(BaseCommand):
     def fail(self, message: str) -> None:
         self.stderr.write(f"xm: {message}")
         sys.exit(1)
-
-    def actor(self, username: str | None) -> Actor:
-        if not username:
-            return Actor.command_line()
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            self.fail(f"no active user named {username}")
-        return Actor.for_user(user, via="cli")
 
     def request(self, actor: Actor, subcommand: str, options: dict) -> Job:
         host_name = options.get("host")
