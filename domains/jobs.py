@@ -77,7 +77,8 @@ def run_job(job_id: int, worker: str = "") -> str:
         HANDLERS[job.kind](job)
     except MigrationStopped as exc:
         who = Job.objects.filter(pk=job_id).values_list("stop_requested_by", flat=True).get()
-        failure, ended_as = (exc.code, f"cancelled by {who}, {exc.message}", exc.detail), Job.State.CANCELLED
+        where = f"{job.domain.name} goes on running on {job.host.name}"
+        failure, ended_as = (exc.code, f"cancelled by {who}, {exc.message}: {where}", exc.detail), Job.State.CANCELLED
     except HostUnreachable as exc:
         failure = (exc.code, f"host unreachable: {job.host.name} does not answer", exc.detail or exc.message)
     except DriverError as exc:

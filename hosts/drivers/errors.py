@@ -38,6 +38,6 @@ class InvalidRequest(DriverError):
 
 
 class MigrationStopped(DriverError):
-    """A migration stopped on request before it finished: the domain still runs on its source."""
+    """A migration stopped on request before it finished: the domain goes on running on its source."""
 
     code = "cancelled"

@@ -358,8 +358,7 @@ class LibvirtDriver:
             error = outcome["error"]
             if aborted and error.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED:
                 raise MigrationStopped(
-                    f"stopped on request at {reached} %: {dom.name()} goes on running on {self.uri}",
-                    detail=error.get_error_message() or str(error),
+                    f"stopped on request at {reached} %", detail=error.get_error_message() or str(error)
                 ) from error
             raise self._translate(error, dom.name()) from error
         if progress:

@@ -108,7 +108,7 @@ class SimulatedDriver(LibvirtDriver):
         xml = self.domain_xml(uuid)
         current = self.domain(uuid)
         if current is not None:
-            self._send_memory(current.name, current.memory_kib, report, stop_requested)
+            self._send_memory(current.memory_kib, report, stop_requested)
         moved = destination.define_xml_and_start(xml, start_memory_kib=current.memory_kib if current else None)
         report(MigrationProgress(95))
         try:
@@ -124,7 +124,7 @@ class SimulatedDriver(LibvirtDriver):
         )
 
 
-    def _send_memory(self, name: str, kib: int, report: ProgressCallback, stop_requested: StopRequested | None) -> None:
+    def _send_memory(self, kib: int, report: ProgressCallback, stop_requested: StopRequested | None) -> None:
         """The test driver copies nothing. A simulated host given a link speed (node.json) takes the time such a
         link would, reporting progress, so that a move can be watched and stopped on its way; without one it
         only checks once for a stop."""
@@ -133,7 +133,7 @@ class SimulatedDriver(LibvirtDriver):
         started, percent = time.monotonic(), 0
         while True:
             if stop_requested and stop_requested():
-                raise MigrationStopped(f"stopped on request at {percent} %: {name} goes on running on {self.uri}")
+                raise MigrationStopped(f"stopped on request at {percent} %")
             elapsed = time.monotonic() - started
             if elapsed >= seconds:
                 return

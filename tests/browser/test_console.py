@@ -173,6 +173,7 @@ def test_a_running_migration_is_stopped_from_the_jobs_page(new_page, sim_hosts, 
     stop.click()
     expect(row.locator(".badge")).to_have_text("cancelled")
     expect(row).to_contain_text("cancelled by ops, stopped on request at")
+    expect(row).to_contain_text("%: foo goes on running on hv1")
     expect(row.get_by_role("button")).to_have_count(0)
     screenshot(jobs, "jobs-migration-stopped")
     assert virsh_dominfo(hv1.uri, "foo")["State"] == "running"

@@ -190,7 +190,7 @@ def test_a_running_migration_asked_to_stop_leaves_the_domain_where_it_was(celery
     job = wait_for_job(job)
     assert (job.state, job.error_code) == (Job.State.CANCELLED, "cancelled")
     assert job.error.startswith(f"cancelled by {cli}, stopped on request at ")
-    assert job.error.endswith(f" %: foo goes on running on {hv1.uri}") and job.progress < 90
+    assert job.error.endswith(" %: foo goes on running on hv1") and job.progress < 90
     # Where it was, as the hypervisors and the database say, and still running.
     assert driver_for(hv1.uri).domain(str(foo.uuid)).state == "running"
     assert driver_for(hv2.uri).domain(str(foo.uuid)) is None

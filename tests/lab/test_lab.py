@@ -143,6 +143,7 @@ def test_a_running_migration_stopped_from_the_console_leaves_the_guest_running_w
         virsh(lab1.uri, "migrate-setspeed", "labvm1", "8796093022207")  # libvirt's "unlimited"
     assert job.state == Job.State.CANCELLED, f"{job.error}\n{job.log}"
     assert job.error.startswith(f"cancelled by {cli}, stopped on request at ")
+    assert job.error.endswith(" %: labvm1 goes on running on lab1")
     assert "canceled by client" in job.log  # libvirt's own words
     # Still on lab1 and running, not on lab2: the hypervisors, the database and the guest itself agree.
     assert setup.where(str(labvm1.uuid)).name == "lab1"
