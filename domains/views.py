@@ -373,4 +373,6 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
         if error:
             messages.error(request, error)
         return redirect("jobs")
-    return render(request, "pages/_job_row.html", {"job": job, "row_error": error, "wide": True}, status=status)
+    # The row comes back in the table it was in: the jobs page's (wide) or a domain page's.
+    wide = request.POST.get("wide", "1") != "0"
+    return render(request, "pages/_job_row.html", {"job": job, "row_error": error, "wide": wide}, status=status)

@@ -201,8 +201,11 @@ def test_the_jobs_page_filters_and_cancels(client, people, small_fleet):
     assert again.status_code == 409 and b"only a queued job or a running migration can be cancelled" in again.content
     moving = Job.objects.create(kind="migrate", domain=foo, host=foo.host, target_host=foo.host, actor_kind="cli", actor_label="cli", state="running", progress=40)
     assert ">Stop</button>" in client.get(reverse("jobs"), {"state": "running"}).content.decode()
-    stopping = client.post(reverse("job-cancel", args=[moving.pk]), **HTMX).content.decode()
+    # Also from the domain page, whose rows are narrower: the row comes back as narrow as it was.
+    assert ">Stop</button>" in client.get(reverse("domain", args=[foo.pk])).content.decode()
+    stopping = client.post(reverse("job-cancel", args=[moving.pk]), {"wide": "0"}, **HTMX).content.decode()
     assert ">stopping</span>" in stopping and "operator asked it to stop" in stopping and ">Stop</button>" not in stopping
+    assert stopping.count("<td") == 9 and f'href="{reverse("domain", args=[foo.pk])}"' not in stopping
 
 
 def test_the_host_page_sorts_and_paginates(admin_client, team):
