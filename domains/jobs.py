@@ -196,6 +196,8 @@ def _fail(job: Job, code: str, message: str, detail: str = "", *, state: str = J
 def _audit_outcome(job: Job) -> None:
     actor = Actor(job.actor_kind, job.actor_label, job.actor_user)
     result = {Job.State.SUCCEEDED: AuditEntry.Result.SUCCEEDED, Job.State.FAILED: AuditEntry.Result.FAILED}.get(job.state)
+    if job.state == Job.State.CANCELLED and job.started:
+        result = AuditEntry.Result.FAILED  # stopped while it ran: the change did not take place
     if result:
         record(actor, f"job.{job.kind}", job.domain or job.host, result=result, message=job.error, job=job)
 

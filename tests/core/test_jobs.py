@@ -198,6 +198,8 @@ def test_a_running_migration_asked_to_stop_leaves_the_domain_where_it_was(celery
     assert foo.host == hv1
     stop = AuditEntry.objects.get(action="job.cancel", job_id=job.pk)
     assert (stop.result, stop.message) == (AuditEntry.Result.SUCCEEDED, "asked the running migration to stop")
+    outcome = AuditEntry.objects.get(action="job.migrate", job_id=job.pk)
+    assert (outcome.result, outcome.message) == (AuditEntry.Result.FAILED, job.error)
     # The autoscaler counts the stopped move as one: it does not start it again within the cooldown.
     snapshot = build_snapshot().snapshot
     assert next(d for d in snapshot.domains if d.id == foo.pk).last_migrated_at is not None
