@@ -1,5 +1,6 @@
 """The seed's Xen walkthrough, with the `xm` command, real workers and real libvirt, checked with virsh."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -137,16 +138,24 @@ def manage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_migration_started_without_waiting_is_stopped_from_the_command_line(sim_hosts, foo):
+def test_a_migration_left_to_run_is_stopped_from_the_command_line(sim_hosts, foo):
     fleet.simhost("hv1").describe(memory_mib=8192, cpus=16, migration_mib_s=64)  # foo's 1 GiB takes 16 s
-    started = xm("migrate", "foo", "hv2", "--no-wait")
-    assert started.returncode == 0, started.stderr
-    job = Job.objects.get(pk=int(started.stdout))
+    waiting = subprocess.Popen(
+        [sys.executable, "manage.py", "xm", "migrate", "foo", "hv2"], cwd=ROOT, env=child_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
     deadline = time.monotonic() + 30
-    while job.state != Job.State.RUNNING or job.progress == 0:
-        assert time.monotonic() < deadline, f"the migration never got under way: {job.state} {job.log}"
+    while (job := Job.objects.filter(kind=Job.Kind.MIGRATE).first()) is None or job.progress == 0:
+        assert time.monotonic() < deadline, f"the migration never got under way: {job}"
         time.sleep(0.1)
-        job.refresh_from_db()
+    # Ctrl-C stops the waiting, not the job, and says so.
+    waiting.send_signal(signal.SIGINT)
+    _, stderr = waiting.communicate(timeout=30)
+    assert (waiting.returncode, stderr.strip()) == (
+        1, f"xm: no longer waiting; job {job.pk} goes on (manage.py jobs cancel {job.pk} cancels it, or stops a migration)"
+    )
+    job.refresh_from_db()
+    assert job.state == Job.State.RUNNING
 
     stopped = manage("jobs", "cancel", str(job.pk))
     assert stopped.returncode == 0, stopped.stderr

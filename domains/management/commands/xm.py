@@ -92,11 +92,15 @@ class Command(BaseCommand):
 
     def wait(self, job: Job, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not job.is_finished:
-            if time.monotonic() > deadline:
-                self.fail(f"job {job.pk} is still {job.state} after {timeout:.0f} s (is a worker running?)")
-            time.sleep(WAIT_POLL_S)
-            job.refresh_from_db()
+        try:
+            while not job.is_finished:
+                if time.monotonic() > deadline:
+                    self.fail(f"job {job.pk} is still {job.state} after {timeout:.0f} s (is a worker running?)")
+                time.sleep(WAIT_POLL_S)
+                job.refresh_from_db()
+        except KeyboardInterrupt:
+            # Only the waiting stops: the job is the worker's. Say how to stop it too.
+            self.fail(f"no longer waiting; job {job.pk} goes on (manage.py jobs cancel {job.pk} cancels it, or stops a migration)")
         if job.state != Job.State.SUCCEEDED:
             self.fail(f"job {job.pk} {job.state}: {job.error or 'no reason given'}")
         last_line = job.log.strip().splitlines()[-1] if job.log.strip() else "done"
