@@ -249,9 +249,13 @@ def domain(request: HttpRequest, domain_id: int) -> HttpResponse:
 
 @login_required
 def domain_part(request: HttpRequest, domain_id: int, part: str) -> HttpResponse:
-    """One live region of the domain page: figures, jobs or the controls, refetched after a hint."""
+    """One live region of the domain page (figures, jobs, the controls, the autoscaler's decisions, the history),
+    refetched after a hint."""
     domain = get_visible(request, domain_queryset(), domain_id)
-    templates = {"figures": "pages/_domain_figures.html", "jobs": "pages/_domain_jobs.html", "controls": "pages/_controls.html"}
+    templates = {
+        "figures": "pages/_domain_figures.html", "jobs": "pages/_domain_jobs.html", "controls": "pages/_controls.html",
+        "autoscaler": "autoscaler/_domain_part.html", "history": "pages/_domain_history.html",
+    }
     if part not in templates:
         raise Http404("no such part of the page")
     return render(request, templates[part], domain_context(request, domain))

@@ -118,6 +118,8 @@ def test_a_migration_shows_progress_and_ends_on_the_other_host(new_page, sim_hos
     job = Job.objects.get(kind="migrate")
     expect(page.locator(f"#job-{job.pk}")).to_contain_text("succeeded")
     expect(page.locator(f"#job-{job.pk} progress")).to_have_attribute("value", "100")
+    expect(page.locator("#autoscaler")).to_contain_text("mode of hv2: off")  # the panel follows the domain too
+    expect(page.locator("section.history")).to_contain_text("domain.migrate")  # and so does its history
     # The hints the page received: the job running with progress between 0 and 100, then done.
     seen = page.evaluate(
         f"window.bwLive.messages.map(m => m.message).filter(m => m.type === 'job' && m.job === {job.pk})"

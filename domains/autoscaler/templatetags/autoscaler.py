@@ -37,10 +37,15 @@ def autoscaler_host(context, host):
 @register.inclusion_tag("autoscaler/_domain.html", takes_context=True)
 def autoscaler_domain(context, domain):
     return {
-        "domain": domain, "mode": show.host_mode(domain.host), "history": show.history(domain),
-        "stuck_since": show.stuck_since(domain), "may_edit": "set_floor" in _allowed(context, domain),
+        "domain": domain, "stuck_since": show.stuck_since(domain), "may_edit": "set_floor" in _allowed(context, domain),
         "form": policy_form("domain", initial=show.policy_of(domain)), "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.inclusion_tag("autoscaler/_decisions.html")
+def autoscaler_decisions(domain):
+    """A domain's decisions and its host's mode: a live region of the domain page (the host changes with a move)."""
+    return {"domain": domain, "mode": show.host_mode(domain.host), "history": show.history(domain)}
 
 
 @register.inclusion_tag("autoscaler/_what_if.html", takes_context=True)
