@@ -95,10 +95,13 @@ def test_the_autoscaler_grows_a_guest_out_of_memory_and_shrinks_it_after(labvm3,
     grows = [d for d in resizes(domain) if d.to_kib > d.from_kib]
     assert grows and all(d.state == Decision.State.APPLIED for d in grows), grows
     assert all(d.job.state == Job.State.SUCCEEDED and d.job.actor_kind == "autoscaler" for d in grows)
-    # What the autoscaler saw: a guest at its quiet size with a few MiB free, so it offered its maxmem at once.
-    first = grows[0]
-    assert first.from_kib == quiet.memory_mib * MIB and first.figures["saturated"], first.figures
+    # What the autoscaler saw: a guest with a few MiB free, so it offered its maxmem at once. (A cycle may first
+    # catch the workload part-way up, with memory still free: that grow is an ordinary one, to its free share.)
+    out_of_memory = [d for d in grows if d.figures.get("saturated")]
+    assert out_of_memory, [d.figures for d in grows]
+    first = out_of_memory[0]
     assert first.figures["unused_kib"] < 16 * MIB and first.to_kib == domain.maxmem_kib, first.figures
+    assert grows[0].from_kib == quiet.memory_mib * MIB, grows[0].figures
     assert guest_report(domain).memtotal_kib > HIGH_MIB * MIB  # the guest's own MemTotal grew with the balloon
 
     # The demand falls back: the autoscaler gives the memory back, to its quiet size (within the 5 % deadband).
