@@ -258,7 +258,9 @@ def domain_part(request: HttpRequest, domain_id: int, part: str) -> HttpResponse
     }
     if part not in templates:
         raise Http404("no such part of the page")
-    return render(request, templates[part], domain_context(request, domain))
+    # The autoscaler's decisions and the history need the domain alone, not the controls' host list and room.
+    context = {"domain": domain} if part in ("autoscaler", "history") else domain_context(request, domain)
+    return render(request, templates[part], context)
 
 
 @login_required

@@ -123,7 +123,6 @@ class SimulatedDriver(LibvirtDriver):
             f"{destination.uri} with the same UUID, config and {moved.memory_kib // 1024} MiB, then undefined here",
         )
 
-
     def _send_memory(self, kib: int, report: ProgressCallback, stop_requested: StopRequested | None) -> None:
         """The test driver copies nothing. A simulated host given a link speed (node.json) takes the time such a
         link would, reporting progress, so that a move can be watched and stopped on its way; without one it
