@@ -104,3 +104,14 @@ def test_the_history_snippet_shows_an_objects_own_entries(world: World):
     html = Template("{% load audit %}{% audit_history domain %}").render(Context({"domain": world.da, "request": request}))
     assert "mine" in html and "not mine" not in html and "memory 1024 MiB → memory 512 MiB" in html
     assert f"?domain={world.da.pk}" in html
+
+
+def test_a_change_reads_as_words_not_as_python(world: World):
+    """A host added without a team or a set capacity: the review page said "team_id None, capacity_kib None"."""
+    record(Actor.command_line(), "host.add", world.a1,
+           after={"name": "hv9", "team_id": None, "capacity_kib": None, "reserved_kib": 524288, "queue_group": ""})
+    record(Actor.command_line(), "user.create", None, after={"user": "ann", "is_superuser": False, "is_active": True})
+    page = world.client("superuser").get(reverse("audit")).content.decode()
+    assert "name hv9, team none, capacity none, reserved 512 MiB, queue group none" in page
+    assert "user ann, is superuser no, is active yes" in page
+    assert "None" not in page and "True" not in page

@@ -30,14 +30,24 @@ def get_item(mapping, key):
 
 @register.filter
 def pretty_change(values: dict) -> str:
-    """{"memory_kib": 524288} -> "memory 512 MiB": sizes in the unit the pages use."""
+    """{"memory_kib": 524288, "team_id": None} -> "memory 512 MiB, team none": sizes in the unit the pages use,
+    field names and values as a person reads them rather than as Python prints them."""
     parts = []
     for name, value in (values or {}).items():
+        label = name.removesuffix("_kib").removesuffix("_id").replace("_", " ")
         if name.endswith("_kib") and isinstance(value, int):
-            parts.append(f"{name.removesuffix('_kib')} {value // 1024} MiB")
+            parts.append(f"{label} {value // 1024} MiB")
         else:
-            parts.append(f"{name} {value}")
+            parts.append(f"{label} {_readable(value)}")
     return ", ".join(parts)
+
+
+def _readable(value) -> str:
+    if value is None or value == "":
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 @register.filter(name="may_review")
