@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("", views.fleet, name="fleet"),
     path("hosts/<int:host_id>/", views.host, name="host"),
+    path("hosts/<int:host_id>/part/<slug:part>/", views.host_part, name="host-part"),
     path("domains/<int:domain_id>/", views.domain, name="domain"),
     path("domains/<int:domain_id>/part/<slug:part>/", views.domain_part, name="domain-part"),
     path("domains/<int:domain_id>/samples/", views.domain_samples, name="domain-samples"),

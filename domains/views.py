@@ -168,6 +168,16 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     return partial_or_page(request, "pages/host.html", "pages/_host_domains.html", context)
 
 
+@login_required
+def host_part(request: HttpRequest, host_id: int, part: str) -> HttpResponse:
+    """One live region of the host page besides its domains (the autoscaler's plan, the history)."""
+    host = get_visible(request, Host.objects.select_related("team"), host_id)
+    templates = {"autoscaler": "autoscaler/_host_part.html", "history": "pages/_host_history.html"}
+    if part not in templates:
+        raise Http404("no such part of the page")
+    return render(request, templates[part], {"host": host})
+
+
 # (query key, heading, numeric) in `xm list` order, then the balloon figures.
 HOST_COLUMNS = [
     ("name", "Name", False), ("id", "ID", True), ("memory", "Mem (MiB)", True), ("maxmem", "MaxMem (MiB)", True),

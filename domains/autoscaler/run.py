@@ -18,6 +18,7 @@ from balloonweb.access import rules
 from balloonweb.access.actors import Actor
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
+from balloonweb.live.publish import publish_many
 from domains import services
 from domains.models import Domain
 from hosts.models import Host
@@ -70,7 +71,7 @@ def run_autoscaler(now: float | None = None) -> RunReport:
 
     automatic_teams = sorted({t for h, t in context.teams.items() if t is not None and context.modes[h] == Mode.AUTOMATIC})
     actor = Actor.autoscaler(context.policy_version, automatic_teams)
-    decisions, grown = _apply_or_recommend(actor, context, the_plan, at, report)
+    decisions, grown, superseded = _apply_or_recommend(actor, context, the_plan, at, report)
     notes, host_codes = _notes(context, the_plan, at)
     decisions += notes
     Decision.objects.bulk_create(decisions, batch_size=2000)
@@ -82,6 +83,7 @@ def run_autoscaler(now: float | None = None) -> RunReport:
         ids = [d.pk for d in waiting]
         transaction.on_commit(lambda: apply_waiting.apply_async(args=[ids], countdown=WAITING_FIRST_LOOK_S))
     _remember(context, the_plan, decisions, grown, host_codes, now)
+    tell_pages([(d.host_id, d.domain_id) for d in decisions] + superseded)
     Decision.objects.filter(at__lt=at - KEEP_DECISIONS_FOR).delete()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -135,17 +137,32 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
             report.refused += 1
         decisions.append(decision)
     if kept:  # recommendations this plan no longer makes
-        Decision.objects.filter(pk__in=[pk for pk, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
-    return decisions, grown
+        Decision.objects.filter(pk__in=[pk for pk, _, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
+    superseded = [(host_id, domain_id) for (domain_id, _, _), (_, _, host_id) in kept.items()]
+    return decisions, grown, superseded
 
 
-def _open_recommendations(host_ids: set[int]) -> dict[tuple, tuple[int, int]]:
+def _open_recommendations(host_ids: set[int]) -> dict[tuple, tuple[int, int, int]]:
     if not host_ids:
         return {}
     rows = Decision.objects.filter(state=Decision.State.RECOMMENDED, host_id__in=host_ids).values_list(
-        "pk", "domain_id", "step_kind", "to_kib", "to_host_id"
+        "pk", "domain_id", "step_kind", "to_kib", "to_host_id", "host_id"
     )
-    return {(domain_id, kind, to_host): (pk, to_kib) for pk, domain_id, kind, to_kib, to_host in rows}
+    return {(domain_id, kind, to_host): (pk, to_kib, host_id) for pk, domain_id, kind, to_kib, to_host, host_id in rows}
+
+
+def tell_pages(changed: list[tuple[int, int | None]]) -> None:
+    """Hint the pages of the hosts, and of the domains, whose decisions changed ((host, domain or None) pairs):
+    a host page refetches its plan, a domain page its decisions. A run that changes nothing sends nothing."""
+    domains_by_host: dict[int, set[int]] = {}
+    for host_id, domain_id in changed:
+        domains = domains_by_host.setdefault(host_id, set())
+        if domain_id is not None:
+            domains.add(domain_id)
+    publish_many([
+        ("host", host_id, {"type": "autoscaler", "host": host_id, "domains": sorted(domains)})
+        for host_id, domains in sorted(domains_by_host.items())
+    ])
 
 
 def request_step(actor: Actor, decision: Decision):
@@ -179,7 +196,7 @@ def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:
     still refused); a step refused now is planned afresh by the next run."""
     applied = refused = 0
     version = EngineState.get().policy_version
-    waiting = Decision.objects.filter(pk__in=decision_ids, state=Decision.State.WAITING).select_related("host")
+    waiting = list(Decision.objects.filter(pk__in=decision_ids, state=Decision.State.WAITING).select_related("host"))
     teams = sorted({d.host.team_id for d in waiting if d.host.team_id is not None})
     actor = Actor.autoscaler(version, teams)
     for decision in waiting:
@@ -191,6 +208,7 @@ def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:
                 DomainState.objects.filter(pk=decision.domain_id).update(last_grown_at=time.time())
         else:
             refused += 1
+    tell_pages([(d.host_id, d.domain_id) for d in waiting])
     return applied, refused
 
 
@@ -276,6 +294,7 @@ def approve(actor: Actor, decision: Decision) -> Decision:
         decision.state, decision.error = Decision.State.APPLIED, ""
         decision.decided_by, decision.decided_at = actor.user, timezone.now()
         decision.save(update_fields=["state", "job", "error", "decided_by", "decided_at"])
+        tell_pages([(decision.host_id, decision.domain_id)])
     return decision
 
 
@@ -289,6 +308,7 @@ def dismiss(actor: Actor, decision: Decision) -> Decision:
         decision.save(update_fields=["state", "decided_by", "decided_at"])
         record(actor, "autoscaler.dismiss", decision.domain or decision.host, result=AuditEntry.Result.SUCCEEDED,
                before={"step": decision.reason})
+        tell_pages([(decision.host_id, decision.domain_id)])
     return decision
 
 

@@ -70,6 +70,7 @@ MATRIX: dict[str, list[Case]] = {
     "fleet": [Case(expect=ANY_SIGNED_IN)],
     "jobs": [Case(expect=ANY_SIGNED_IN)],
     "host": [Case(args={"host_id": "a1.pk"}, expect=TEAM_PAGE)],
+    "host-part": [Case(args={"host_id": "a1.pk", "part": part}, expect=TEAM_PAGE) for part in ("autoscaler", "history")],
     "domain": [Case(args={"domain_id": "da.pk"}, expect=TEAM_PAGE)],
     "domain-part": [Case(args={"domain_id": "da.pk", "part": "figures"}, expect=TEAM_PAGE)],
     "domain-samples": [Case(args={"domain_id": "da.pk"}, expect=TEAM_PAGE)],

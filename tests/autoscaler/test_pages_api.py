@@ -33,6 +33,19 @@ def test_host_page_offers_approve_to_operators_and_the_policy_to_admins(world):
     assert "Host policy" in admin
 
 
+def test_the_host_pages_plan_is_a_part_it_refetches_alone(world):
+    """The live region of the host page (refetched on an autoscaler hint): the steps with the person's buttons,
+    without the policy form, which someone may be filling in."""
+    recommend(world)
+    url = f"/hosts/{world.a1.pk}/part/autoscaler/"
+    operator = world.client("operator").get(url).content.decode()
+    admin = world.client("admin").get(url).content.decode()
+    assert "da has more than it needs" in operator and "Approve" in operator
+    assert "Host policy" not in admin and "<h2" not in admin
+    assert world.client("outsider").get(url).status_code == 404
+    assert world.client("operator").get(f"/hosts/{world.a1.pk}/part/figures/").status_code == 404
+
+
 def test_approving_on_the_page_creates_the_job_as_the_person(world):
     step = recommend(world)
     response = world.client("operator").post(f"/autoscaler/steps/{step.pk}/approve/")

@@ -14,6 +14,8 @@ from playwright.sync_api import expect
 
 from balloonweb.access.actors import Actor
 from domains import services
+from domains.autoscaler.models import HostPolicy
+from domains.autoscaler.run import run_autoscaler
 from domains.models import Domain, Job
 from domains.poller import poll_hosts
 from hosts.simulation import fleet
@@ -206,6 +208,32 @@ def test_the_host_page_sorts_and_updates_live(new_page, sim_hosts, foo):
     phone = new_page(width=390, height=844)
     phone.goto(f"/hosts/{sim_hosts['hv1'].pk}/")
     screenshot(phone, "host-phone")
+
+
+def test_a_recommended_step_comes_to_the_open_host_page_and_is_approved_there(new_page, sim_hosts, foo):
+    """Recommend mode: a person keeps the host page open; the autoscaler's next step shows up on it, and when the
+    approved step's job ends, the host's history shows it, both without a reload."""
+    hv1 = sim_hosts["hv1"]
+    HostPolicy.objects.create(host=hv1, mode="recommend")
+    off_loop(poll_hosts, [hv1])  # the balloon figures the engine plans with
+    page = new_page()
+    page.goto(f"/hosts/{hv1.pk}/")
+    wait_live(page)
+    mark_page(page)
+    off_loop(run_autoscaler)
+    step = page.locator("#autoscaler-plan li")
+    expect(step).to_contain_text("resize foo")
+    assert not_reloaded(page)
+    screenshot(page, "host-recommended-step")
+    step.get_by_role("button", name="Approve").click()  # a plain form: the page reloads with the outcome
+    expect(page.locator(".messages")).to_contain_text("Approved: job")
+    wait_live(page)
+    mark_page(page)
+    wait_for_job(Job.objects.get(domain=foo, kind=Job.Kind.RESIZE))
+    history = page.locator("#host-history")
+    expect(history).to_contain_text("domain.resize")
+    expect(history).to_contain_text("succeeded")
+    assert not_reloaded(page)
 
 
 def daphne_redis_addresses(pid: int) -> list[str]:

@@ -13,11 +13,14 @@ from balloonweb.access.actors import Actor
 from balloonweb.access.models import Membership
 from balloonweb.asgi import application
 from balloonweb.live.publish import publish
+from domains.autoscaler.models import EngineState, TeamPolicy
+from domains.autoscaler.run import run_autoscaler
 from domains.consumers import DomainConsumer, FleetConsumer, HostConsumer, JobsConsumer
 from domains import services
 from domains.models import Domain
 from hosts.models import Host
 from tests.conftest import define_domain, wait_for_job
+from tests.web.conftest import GIB
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -163,5 +166,30 @@ def test_a_close_hint_closes_the_users_sockets(people, small_fleet):
         socket, _ = await connect(FleetConsumer, people["viewer"])
         await send("user", people["viewer"].pk, {"type": "close", "reason": "logged out"})
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4001}
+
+    run(scenario)
+
+
+def test_a_recommendation_of_the_autoscaler_reaches_the_host_page_and_the_domain_page(people, small_fleet, team):
+    """In recommend mode a person watches the host page for steps to approve: a run that changes the plan tells
+    the host's page and its domains' pages; a run that changes nothing tells nobody."""
+    foo, hv1 = small_fleet["foo"], small_fleet["hv1"]
+    available = GIB * 97 // 100
+    Domain.objects.filter(pk=foo.pk).update(actual_kib=GIB, available_kib=available, unused_kib=available - 200 * 1024,
+                                            usable_kib=available - 200 * 1024)
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    now = EngineState.get().last_run_at + 1000.0
+    autoscale = sync_to_async(run_autoscaler)
+
+    async def scenario():
+        host_page, _ = await connect(HostConsumer, people["viewer"], host_id=hv1.pk)
+        domain_page, _ = await connect(DomainConsumer, people["viewer"], domain_id=foo.pk)
+        assert (await autoscale(now)).recommended == 1
+        hint = {"type": "autoscaler", "host": hv1.pk, "domains": [foo.pk]}
+        assert await host_page.receive_json_from(timeout=5) == hint
+        assert await domain_page.receive_json_from(timeout=5) == hint
+        assert (await autoscale(now + 10)).recommended == 0  # the same step is still on the page
+        assert await host_page.receive_nothing(timeout=0.3)
+        assert await domain_page.receive_nothing(timeout=0.3)
 
     run(scenario)

@@ -14,7 +14,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def page_routes(ids: dict) -> list[tuple[str, str]]:
     """Every route of the console (domains/urls.py), as (name, url), with the ids of existing objects."""
-    kwargs = {"host_id": ids["host"], "domain_id": ids["domain"], "job_id": ids["job"], "part": "figures"}
+    kwargs = {"host_id": ids["host"], "domain_id": ids["domain"], "job_id": ids["job"], "part": "history"}
     routes = []
     for pattern in page_urls.urlpatterns:
         names = pattern.pattern.converters.keys()

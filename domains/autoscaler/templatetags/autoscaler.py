@@ -25,12 +25,20 @@ def _allowed(context, obj) -> set[str]:
 
 @register.inclusion_tag("autoscaler/_host.html", takes_context=True)
 def autoscaler_host(context, host):
-    allowed = _allowed(context, host)
+    return {
+        "host": host, "mode": show.host_mode(host), "may_edit": "manage_host" in _allowed(context, host),
+        "form": policy_form("host", initial=show.policy_of(host)), "csrf_token": context.get("csrf_token"),
+        "team_less": host.team_id is None, "request": context.get("request"),
+    }
+
+
+@register.inclusion_tag("autoscaler/_host_plan.html", takes_context=True)
+def autoscaler_host_plan(context, host):
+    """The host's steps waiting for a person and its reasons to do nothing: a live region of the host page,
+    refetched when a run of the autoscaler changes them (run.tell_pages)."""
     return {
         "host": host, "mode": show.host_mode(host), "steps": show.open_steps(host), "notes": show.host_notes(host),
-        "may_decide": bool({"resize", "migrate"} & allowed), "may_edit": "manage_host" in allowed,
-        "form": policy_form("host", initial=show.policy_of(host)), "csrf_token": context.get("csrf_token"),
-        "team_less": host.team_id is None,
+        "may_decide": bool({"resize", "migrate"} & _allowed(context, host)), "csrf_token": context.get("csrf_token"),
     }
 
 
