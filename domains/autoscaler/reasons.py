@@ -49,10 +49,10 @@ def _stays(f: dict) -> str:
 
 
 def _saturated(f: dict) -> str:
+    since = f"for {f['saturated_for_s']:.0f} s" if f["saturated_for_s"] >= 1 else "since this cycle"
     return (
-        f"out of memory: {mib(f['unused_kib'])} unused of {mib(f['available_kib'])} (for "
-        f"{f['saturated_for_s']:.0f} s), so its demand is unknown; offered its maxmem {mib(f['maxmem_kib'])} at once, and the next "
-        "cycle's stats say what it uses"
+        f"out of memory: {mib(f['unused_kib'])} unused of {mib(f['available_kib'])} ({since}), so its demand is "
+        f"unknown; offered its maxmem {mib(f['maxmem_kib'])} at once, and the next cycle's stats say what it uses"
     )
 
 
