@@ -13,7 +13,7 @@ from domains import services
 from domains.models import Domain
 from hosts.models import Host
 
-from .models import Decision, DomainPolicy, DomainState, HostPolicy, Mode, TeamPolicy
+from .models import Decision, DomainPolicy, DomainState, HostMode, HostPolicy, Mode, TeamPolicy
 from .plan import PLACE
 from .run import apply_what_if
 from .state import effective_mode
@@ -43,6 +43,14 @@ def host_mode(host: Host) -> str:
     own = HostPolicy.objects.filter(host=host).values_list("mode", flat=True).first()
     team = TeamPolicy.objects.filter(team_id=host.team_id).values_list("mode", flat=True).first() if host.team_id else None
     return effective_mode(own, team)
+
+
+def hosts_with_own_mode(team) -> list[tuple[str, str]]:
+    """(host name, mode) of the team's hosts whose own policy overrides the team's mode."""
+    return list(
+        HostPolicy.objects.filter(host__team=team).exclude(mode=HostMode.INHERIT).order_by("host__name")
+        .values_list("host__name", "mode")
+    )
 
 
 def open_steps(host: Host) -> QuerySet:

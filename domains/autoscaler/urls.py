@@ -10,6 +10,7 @@ urlpatterns = [
     path("autoscaler/steps/<int:decision_id>/dismiss/", views.decide, {"verdict": "dismiss"}, name="autoscaler-dismiss"),
     path("autoscaler/hosts/<int:object_id>/policy/", views.edit_policy, {"kind": "host"}, name="autoscaler-host-policy"),
     path("autoscaler/domains/<int:object_id>/policy/", views.edit_policy, {"kind": "domain"}, name="autoscaler-domain-policy"),
+    path("autoscaler/teams/<int:object_id>/policy/", views.edit_policy, {"kind": "team"}, name="autoscaler-team-policy"),
     path("autoscaler/domains/<int:domain_id>/chart/", views.domain_chart, name="autoscaler-domain-chart"),
     path("autoscaler/what-if/apply/", views.apply_what_if, name="autoscaler-what-if-apply"),
     # -- the API ------------------------------------------------------------------------------------------------

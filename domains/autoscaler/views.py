@@ -15,6 +15,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from balloonweb.access.models import Team
 from domains import services
 from domains.models import Domain
 from domains.samples import series
@@ -69,8 +70,9 @@ def policy_form(kind: str, data=None, initial=None) -> forms.Form:
 @login_required
 @require_POST
 def edit_policy(request: HttpRequest, kind: str, object_id: int) -> HttpResponse:
-    """Save the changed settings of a host's or domain's policy (run.set_policy: admins, bounds, audit)."""
-    obj = get_visible(request, Host.objects.select_related("team") if kind == "host" else domain_queryset(), object_id)
+    """Save the changed settings of a team's, host's or domain's policy (run.set_policy: admins, bounds, audit)."""
+    queryset = {"team": Team.objects.all(), "host": Host.objects.select_related("team"), "domain": domain_queryset()}[kind]
+    obj = get_visible(request, queryset, object_id)
     form = policy_form(kind, request.POST)
     back = redirect(kind, obj.pk)
     if not form.is_valid():

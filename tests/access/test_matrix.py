@@ -155,6 +155,7 @@ MATRIX: dict[str, list[Case]] = {
                                                                    "migrations_out": "2", "migrations_per_hour": "6"}, answers(admin=302))],
     "autoscaler-domain-policy": [Case("post", {"object_id": "da.pk"}, {"free_share": 0.3, "deadband_share": 0.05, "priority": "1",
                                                                      "shrink_cooldown_s": "60", "migrate_cooldown_s": "3600"}, answers(admin=302))],
+    "autoscaler-team-policy": [Case("post", {"object_id": "team_a.pk"}, {"mode": "recommend"}, answers(admin=302))],
     "autoscaler-domain-chart": [Case(args={"domain_id": "da.pk"}, expect=TEAM_PAGE)],
     # A what-if covers the hosts the caller sees; applying it is refused (a message) unless they are automatic.
     "autoscaler-what-if-apply": [Case("post", data={"memory": "512"}, expect={**dict.fromkeys(ROLES, 302), "anonymous": LOGIN})],

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from domains.autoscaler.models import Decision, EngineState, HostPolicy, TeamPolicy
+from balloonweb.audit.models import AuditEntry
 from domains.models import Job
 from tests.access.conftest import World, build_world
 
@@ -96,3 +97,20 @@ def test_api_decisions_approve_and_what_if_apply_in_automatic_mode(world):
     TeamPolicy.objects.create(team=world.team_a, mode="automatic")
     answer = client.post("/api/autoscaler/what-if/", {"memory": "7000", "maxmem": "8G"}, content_type="application/json").json()
     assert answer["host"] in ("a1", "a2"), answer
+
+
+def test_team_admins_set_the_teams_mode_on_the_team_page(world):
+    """A mode per team or host: the team's mode was only in the API; its admins now set it on the team page."""
+    HostPolicy.objects.create(host=world.a2, mode="off")
+    page = world.client("admin").get(f"/teams/{world.team_a.pk}/").content.decode()
+    assert "Save mode" in page and "Hosts with a mode of their own: a2 (off)." in page
+    response = world.client("admin").post(f"/autoscaler/teams/{world.team_a.pk}/policy/", {"mode": "recommend"})
+    assert response.status_code == 302 and response.url == f"/teams/{world.team_a.pk}/"
+    assert TeamPolicy.objects.get(team=world.team_a).mode == "recommend"
+    entry = AuditEntry.objects.get(action="autoscaler.policy")
+    assert entry.actor_label == "admin" and entry.before == {"mode": "off"} and entry.after == {"mode": "recommend"}
+    assert world.client("operator").post(f"/autoscaler/teams/{world.team_a.pk}/policy/", {"mode": "automatic"}).status_code == 403
+    assert world.client("outsider").post(f"/autoscaler/teams/{world.team_a.pk}/policy/", {"mode": "automatic"}).status_code == 404
+    refused = world.client("admin").post(f"/autoscaler/teams/{world.team_a.pk}/policy/", {"mode": "sometimes"}, follow=True)
+    assert "mode: Select a valid choice" in refused.content.decode()
+    assert TeamPolicy.objects.get(team=world.team_a).mode == "recommend"

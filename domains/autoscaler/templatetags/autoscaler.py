@@ -42,6 +42,15 @@ def autoscaler_host_plan(context, host):
     }
 
 
+@register.inclusion_tag("autoscaler/_team.html", takes_context=True)
+def autoscaler_team(context, team):
+    """The team's mode, for the team page (its admins'), and the hosts that have a mode of their own."""
+    return {
+        "team": team, "form": policy_form("team", initial=show.policy_of(team)), "csrf_token": context.get("csrf_token"),
+        "own_modes": show.hosts_with_own_mode(team),
+    }
+
+
 @register.inclusion_tag("autoscaler/_domain.html", takes_context=True)
 def autoscaler_domain(context, domain):
     return {
