@@ -1,5 +1,7 @@
 """Starting and stopping simulated hosts as BalloonWeb hosts: the daemon, the Host row, and its domains."""
 
+import uuid
+
 from django.db import transaction
 
 from hosts.drivers import DomainConfig, driver_for
@@ -15,12 +17,23 @@ DEFAULT_CPUS = 16
 DEMO_HOSTS = {"hv1": 8192, "hv2": 12288}  # room on hv2 for foo at its maxmem: the walkthrough moves it there
 # The demo's migration link: foo at 1 GiB moves in 2 s, so a move's progress shows and it can be stopped.
 DEMO_MIGRATION_MIB_S = 512
+
+
+def demo_uuid(name: str) -> str:
+    """The same UUID for a demo domain at every start: the run command removes the simulated hosts when it stops,
+    and a domain defined again under a new UUID would leave its row, history and decisions behind as "gone"."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://balloonweb.invalid/demo/{name}"))
+
+
 DEMO_DOMAINS = [
-    ("hv1", DomainConfig("foo", 1024 * 1024, 4096 * 1024, 1, description="demand: steady 400M")),
-    ("hv1", DomainConfig("web1", 1536 * 1024, 3072 * 1024, 2, description="demand: diurnal 900M")),
-    ("hv1", DomainConfig("batch1", 2048 * 1024, 4096 * 1024, 2, description="demand: spike 800M")),
-    ("hv2", DomainConfig("db1", 3072 * 1024, 6144 * 1024, 4, description="demand: ramp 1500M")),
-    ("hv2", DomainConfig("idle1", 2048 * 1024, 2048 * 1024, 1, description="demand: idle 1G")),
+    (host, DomainConfig(name, memory, maxmem, vcpus, uuid=demo_uuid(name), description=demand))
+    for host, name, memory, maxmem, vcpus, demand in [
+        ("hv1", "foo", 1024 * 1024, 4096 * 1024, 1, "demand: steady 400M"),
+        ("hv1", "web1", 1536 * 1024, 3072 * 1024, 2, "demand: diurnal 900M"),
+        ("hv1", "batch1", 2048 * 1024, 4096 * 1024, 2, "demand: spike 800M"),
+        ("hv2", "db1", 3072 * 1024, 6144 * 1024, 4, "demand: ramp 1500M"),
+        ("hv2", "idle1", 2048 * 1024, 2048 * 1024, 1, "demand: idle 1G"),
+    ]
 ]
 
 
