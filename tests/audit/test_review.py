@@ -112,6 +112,8 @@ def test_a_change_reads_as_words_not_as_python(world: World):
            after={"name": "hv9", "team_id": None, "capacity_kib": None, "reserved_kib": 524288, "queue_group": ""})
     record(Actor.command_line(), "user.create", None, after={"user": "ann", "is_superuser": False, "is_active": True})
     page = world.client("superuser").get(reverse("audit")).content.decode()
-    assert "name hv9, team none, capacity none, reserved 512 MiB, queue group none" in page
-    assert "user ann, is superuser no, is active yes" in page
+    # PostgreSQL's jsonb keeps keys in its own order: each part is checked, not the sentence.
+    for part in ("name hv9", "team none", "capacity none", "reserved 512 MiB", "queue group none", "user ann",
+                 "is superuser no", "is active yes"):
+        assert part in page, part
     assert "None" not in page and "True" not in page

@@ -143,6 +143,8 @@ def test_a_migration_left_to_run_is_stopped_from_the_command_line(sim_hosts, foo
     waiting = subprocess.Popen(
         [sys.executable, "manage.py", "xm", "migrate", "foo", "hv2"], cwd=ROOT, env=child_environment(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A suite started in the background inherits SIGINT ignored, and so would xm: give it Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 30
     while (job := Job.objects.filter(kind=Job.Kind.MIGRATE).first()) is None or job.progress == 0:
