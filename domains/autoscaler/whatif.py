@@ -112,6 +112,10 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
         if chosen is not None:
             break
     if chosen is None or plan is None:
+        largest = max(base.managed, key=lambda h: (h.capacity_kib, -h.id))
+        if need > largest.capacity_kib:  # no plan could help: say so, rather than blame the floors or the budget
+            return _none(snapshot, new, f"no host can take {mib(need)}: the largest, {largest.name}, plans for at most "
+                         f"{mib(largest.capacity_kib)} of guests", candidates)
         return _none(snapshot, new, f"no host can take {mib(need)}, even with others shrunk to their floors and "
                      "working sets and with migrations within budget", candidates)
     reason = {
