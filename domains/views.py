@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Model, Q, QuerySet, Sum
+from django.db.models import Count, F, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,6 +25,7 @@ from hosts.models import RUNNING_STATES, Host
 
 from . import samples, services
 from .templatetags.console import mib
+from .autoscaler.models import Decision
 from .models import Domain, Job
 
 HOST_PAGE_SIZE = 100
@@ -111,14 +112,20 @@ def partial_or_page(request: HttpRequest, page: str, partial: str, context: dict
 
 
 def fleet_hosts(actor: Actor) -> QuerySet:
-    """Every visible host with its running memory and domain counts, in one query whatever the fleet's size."""
+    """Every visible host with its running memory, domain counts and the autoscaler's steps waiting for a person
+    (recommend mode), in one query whatever the fleet's size."""
     running = Q(domains__state__in=RUNNING_STATES)
+    waiting = (
+        Decision.objects.filter(host=OuterRef("pk"), state=Decision.State.RECOMMENDED)
+        .order_by().values("host").annotate(count=Count("pk")).values("count")[:1]
+    )
     return (
         rules.restrict(Host.objects.select_related("team"), actor, "view")
         .annotate(
             running_kib=Coalesce(Sum("domains__memory_kib", filter=running), 0),
             running_count=Count("domains", filter=running),
             domain_count=Count("domains", filter=~Q(domains__state=Domain.State.GONE)),
+            steps_waiting=Coalesce(Subquery(waiting, output_field=IntegerField()), 0),
         )
         .order_by("name")
     )

@@ -3,8 +3,10 @@
 import pytest
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from domains import urls as page_urls
+from domains.autoscaler.models import Decision
 from domains.models import Job
 
 from .conftest import GIB, make_fleet
@@ -83,6 +85,21 @@ def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
     # foo runs with 1024 MiB on host0000 (64 GiB, 1 GiB reserved).
     assert "1,024 MiB running" in html and "1,024 MiB reserved" in html and "64,512 MiB free" in html
     assert "2 of 2 hosts online" in html and "1 of 1 domain running" in html
+
+
+def test_the_fleet_page_points_to_the_steps_waiting_for_a_person(admin_client, small_fleet):
+    """Recommend mode: a person must know which host page has steps to approve."""
+    foo, hv1 = small_fleet["foo"], small_fleet["hv1"]
+    for to_mib in (512, 768):
+        Decision.objects.create(at=timezone.now(), kind=Decision.Kind.STEP, code="shrink", host=hv1, domain=foo,
+                                step_kind="resize", from_kib=GIB, to_kib=to_mib * 1024, reason="r", mode="recommend",
+                                state=Decision.State.RECOMMENDED)
+    Decision.objects.create(at=timezone.now(), kind=Decision.Kind.STEP, code="shrink", host=small_fleet["hv2"],
+                            domain=foo, step_kind="resize", from_kib=GIB, to_kib=GIB // 2, reason="r", mode="recommend",
+                            state=Decision.State.DISMISSED)
+    html = admin_client.get(reverse("fleet")).content.decode()
+    assert f'<a href="/hosts/{hv1.pk}/#autoscaler">2 autoscaler steps waiting for approval</a>' in html
+    assert html.count("waiting for approval") == 1  # hv2's step was dismissed
 
 
 def test_the_fleet_shows_an_offline_host_with_its_error(admin_client, small_fleet):
