@@ -101,7 +101,9 @@ def test_the_autoscaler_grows_a_guest_out_of_memory_and_shrinks_it_after(labvm3,
     assert out_of_memory, [d.figures for d in grows]
     first = out_of_memory[0]
     assert first.figures["unused_kib"] < 16 * MIB and first.to_kib == domain.maxmem_kib, first.figures
-    assert grows[0].from_kib == quiet.memory_mib * MIB, grows[0].figures
+    # It grew from its quiet size, or from a last small shrink just past the deadband that came after the three
+    # equal samples above (a CI run saw 138 MiB sampled, then 131 MiB when the demand rose): never from a grow.
+    assert FLOOR_MIB * MIB <= grows[0].from_kib <= quiet.memory_mib * MIB, grows[0].figures
     assert guest_report(domain).memtotal_kib > HIGH_MIB * MIB  # the guest's own MemTotal grew with the balloon
 
     # The demand falls back: the autoscaler gives the memory back, to its quiet size (within the 5 % deadband).
