@@ -33,11 +33,11 @@ def autoscaler_host(context, host):
 
 
 @register.inclusion_tag("autoscaler/_host_plan.html", takes_context=True)
-def autoscaler_host_plan(context, host):
+def autoscaler_host_plan(context, host, mode=None):
     """The host's steps waiting for a person and its reasons to do nothing: a live region of the host page,
-    refetched when a run of the autoscaler changes them (run.tell_pages)."""
+    refetched when a run of the autoscaler changes them (run.tell_pages). `mode`, when the page knows it already."""
     return {
-        "host": host, "mode": show.host_mode(host), "steps": show.open_steps(host), "notes": show.host_notes(host),
+        "host": host, "mode": mode or show.host_mode(host), "steps": show.open_steps(host), "notes": show.host_notes(host),
         "may_decide": bool({"resize", "migrate"} & _allowed(context, host)), "csrf_token": context.get("csrf_token"),
     }
 
