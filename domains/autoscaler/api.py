@@ -81,6 +81,21 @@ class Decide(ApiView, APIView):
         return Response(DecisionSerializer(run.dismiss(self.actor, decision)).data)
 
 
+class ApprovePlan(ApiView, APIView):
+    """POST: approve every step recommended on a host, in the plan's order (202). Each step comes back with its
+    state: applied (its job created as you), waiting (for the shrinks approved with it), or still recommended
+    with the refusal in `error`."""
+
+    @extend_schema(request=None, responses=DecisionSerializer(many=True))
+    def post(self, request, pk: int):
+        host = Host.objects.filter(pk=pk).first()
+        if host is None:
+            raise services.NotFound("no such host")
+        services.check_permission(self.actor, "view", host)
+        steps = run.approve_plan(self.actor, host)
+        return Response(DecisionSerializer(steps, many=True).data, status=status.HTTP_202_ACCEPTED)
+
+
 class Policy(ApiView, APIView):
     """GET a team's, host's or domain's autoscaling policy (`kind` team | host | domain); PATCH (or PUT) some of
     its settings: admins only, bounds checked, audited, and a new policy version."""

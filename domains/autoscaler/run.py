@@ -196,11 +196,12 @@ def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:
     still refused); a step refused now is planned afresh by the next run."""
     applied = refused = 0
     version = EngineState.get().policy_version
-    waiting = list(Decision.objects.filter(pk__in=decision_ids, state=Decision.State.WAITING).select_related("host"))
+    waiting = list(Decision.objects.filter(pk__in=decision_ids, state=Decision.State.WAITING).select_related("host", "decided_by"))
     teams = sorted({d.host.team_id for d in waiting if d.host.team_id is not None})
-    actor = Actor.autoscaler(version, teams)
+    autoscaler = Actor.autoscaler(version, teams)
     for decision in waiting:
-        apply_step(actor, decision)
+        # A step a person approved (a plan, a what-if) stays theirs: their rights, their name in the audit log.
+        apply_step(Actor.for_user(decision.decided_by) if decision.decided_by else autoscaler, decision)
         decision.save(update_fields=["state", "job", "error"])
         if decision.state == Decision.State.APPLIED:
             applied += 1
@@ -296,6 +297,46 @@ def approve(actor: Actor, decision: Decision) -> Decision:
         decision.save(update_fields=["state", "job", "error", "decided_by", "decided_at"])
         tell_pages([(decision.host_id, decision.domain_id)])
     return decision
+
+
+@services.audit_refusals("autoscaler.approve")
+def approve_plan(actor: Actor, host: Host) -> list[Decision]:
+    """A person approves every step recommended on a host, in the plan's order (shrinks, migrations, grows), each
+    a job created as theirs. A step that needs room its approved shrinks are freeing waits for them and is sent
+    as theirs when they end; a step refused for room or bounds stays recommended and says why (`error`). A
+    refusal of the person's rights refuses the whole plan: nothing is approved (and the refusal is audited)."""
+    with transaction.atomic():
+        steps = list(
+            Decision.objects.select_for_update(of=("self",)).select_related("host", "domain", "to_host")
+            .filter(host_id=host.pk, state=Decision.State.RECOMMENDED).order_by("at", "id")
+        )
+        if not steps:
+            raise services.Conflict(f"nothing to approve: no step waits for approval on {host.name}", "not_open")
+        shrinking: set[int] = set()
+        decided_at = timezone.now()
+        for decision in steps:
+            room_coming = decision.to_host_id if decision.step_kind == MIGRATE else decision.host_id
+            try:
+                decision.job = request_step(actor, decision)
+                decision.state, decision.error = Decision.State.APPLIED, ""
+            except services.ServiceError as exc:
+                if exc.status in (403, 404):
+                    raise
+                waits = exc.code == "no_room" and room_coming in shrinking
+                decision.state = Decision.State.WAITING if waits else Decision.State.RECOMMENDED
+                decision.error = exc.message
+            if decision.state == Decision.State.APPLIED and decision.step_kind == RESIZE and decision.to_kib < decision.from_kib:
+                shrinking.add(decision.host_id)
+            if decision.state != Decision.State.RECOMMENDED:
+                decision.decided_by, decision.decided_at = actor.user, decided_at
+        Decision.objects.bulk_update(steps, ["state", "job", "error", "decided_by", "decided_at"])
+        waiting = [d.pk for d in steps if d.state == Decision.State.WAITING]
+        if waiting:
+            from .tasks import apply_waiting as task
+
+            transaction.on_commit(lambda: task.apply_async(args=[waiting], countdown=WAITING_FIRST_LOOK_S))
+        tell_pages([(d.host_id, d.domain_id) for d in steps])
+    return steps
 
 
 def dismiss(actor: Actor, decision: Decision) -> Decision:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.db.models import QuerySet
 
 from domains import services
+from domains.templatetags.console import mib
 from domains.models import Domain
 from hosts.models import Host
 
@@ -84,6 +85,25 @@ def apply_when_automatic(actor, answer: WhatIf) -> list[Decision]:
         if mode != Mode.AUTOMATIC:
             raise services.Conflict(f"{host.name} is in {mode} mode: a what-if is applied only on hosts in automatic mode", "not_automatic")
     return apply_what_if(actor, answer)
+
+
+def step_title(step: Decision) -> str:
+    """A step as the host page names it: "resize web1 1,536 MiB → 799 MiB", "migrate db1 to hv2"."""
+    if step.step_kind == "migrate":
+        return f"migrate {step.domain.name} to {step.to_host.name}"
+    return f"resize {step.domain.name} {mib(step.from_kib)} → {mib(step.to_kib)}"
+
+
+def approved_summary(steps: list[Decision]) -> str:
+    """What approving a host's plan did, in one sentence."""
+    applied = [s for s in steps if s.state == Decision.State.APPLIED]
+    waiting = [s for s in steps if s.state == Decision.State.WAITING]
+    text = f"Approved {len(applied) + len(waiting)} of {len(steps)} steps"
+    if applied:
+        text += ": job" + ("s " if len(applied) > 1 else " ") + ", ".join(str(s.job_id) for s in applied) + " queued"
+    if waiting:
+        text += f"; {len(waiting)} will run as yours when the shrinks they need have ended"
+    return text + "."
 
 
 def what_if_steps(answer: WhatIf) -> list:

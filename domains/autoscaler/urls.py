@@ -8,6 +8,7 @@ from . import api, views
 urlpatterns = [
     path("autoscaler/steps/<int:decision_id>/approve/", views.decide, {"verdict": "approve"}, name="autoscaler-approve"),
     path("autoscaler/steps/<int:decision_id>/dismiss/", views.decide, {"verdict": "dismiss"}, name="autoscaler-dismiss"),
+    path("autoscaler/hosts/<int:host_id>/approve-all/", views.approve_plan, name="autoscaler-approve-plan"),
     path("autoscaler/hosts/<int:object_id>/policy/", views.edit_policy, {"kind": "host"}, name="autoscaler-host-policy"),
     path("autoscaler/domains/<int:object_id>/policy/", views.edit_policy, {"kind": "domain"}, name="autoscaler-domain-policy"),
     path("autoscaler/teams/<int:object_id>/policy/", views.edit_policy, {"kind": "team"}, name="autoscaler-team-policy"),
@@ -17,6 +18,7 @@ urlpatterns = [
     path("api/autoscaler/decisions/", api.DecisionList.as_view(), name="autoscaler-api-decisions"),
     path("api/autoscaler/decisions/<int:pk>/approve/", api.Decide.as_view(verdict="approve"), name="autoscaler-api-approve"),
     path("api/autoscaler/decisions/<int:pk>/dismiss/", api.Decide.as_view(verdict="dismiss"), name="autoscaler-api-dismiss"),
+    path("api/autoscaler/hosts/<int:pk>/approve-all/", api.ApprovePlan.as_view(), name="autoscaler-api-approve-plan"),
     path("api/autoscaler/policies/<str:kind>/<int:pk>/", api.Policy.as_view(), name="autoscaler-api-policy"),
     path("api/autoscaler/what-if/", api.WhatIfView.as_view(), name="autoscaler-api-what-if"),
 ]

@@ -59,7 +59,27 @@ def decide(request: HttpRequest, decision_id: int, verdict: str) -> HttpResponse
             messages.success(request, "Dismissed: the autoscaler will not take this step unless its next plan makes it again.")
     except services.ServiceError as exc:
         refusal(request, exc)
+    # Back to the page the form was on: the domain's (its decisions list) or the host's (its plan).
+    if request.POST.get("back") == "domain" and decision.domain_id is not None:
+        return redirect("domain", decision.domain_id)
     return redirect("host", decision.host_id)
+
+
+@login_required
+@require_POST
+def approve_plan(request: HttpRequest, host_id: int) -> HttpResponse:
+    """Approve every step recommended on a host (run.approve_plan), and say what became of each."""
+    host = get_visible(request, Host.objects.select_related("team"), host_id)
+    try:
+        steps = run.approve_plan(actor_of(request), host)
+    except services.ServiceError as exc:
+        refusal(request, exc)
+        return redirect("host", host.pk)
+    messages.success(request, show.approved_summary(steps))
+    for step in steps:
+        if step.state == Decision.State.RECOMMENDED:
+            messages.error(request, f"Not approved: {show.step_title(step)}: {step.error}")
+    return redirect("host", host.pk)
 
 
 def policy_form(kind: str, data=None, initial=None) -> forms.Form:

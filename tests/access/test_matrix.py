@@ -151,6 +151,7 @@ MATRIX: dict[str, list[Case]] = {
     # job as the person (operators and admins), dismissing needs the same right, policies are for admins.
     "autoscaler-approve": [Case("post", {"decision_id": "extra.decision"}, expect=answers(operator=302, admin=302))],
     "autoscaler-dismiss": [Case("post", {"decision_id": "extra.decision"}, expect=answers(operator=302, admin=302))],
+    "autoscaler-approve-plan": [Case("post", {"host_id": "a1.pk"}, expect=answers(operator=302, admin=302))],
     "autoscaler-host-policy": [Case("post", {"object_id": "a1.pk"}, {"mode": "recommend", "target_use": 0.9, "migrations_in": "2",
                                                                    "migrations_out": "2", "migrations_per_hour": "6"}, answers(admin=302))],
     "autoscaler-domain-policy": [Case("post", {"object_id": "da.pk"}, {"free_share": 0.3, "deadband_share": 0.05, "priority": "1",
@@ -161,6 +162,7 @@ MATRIX: dict[str, list[Case]] = {
     "autoscaler-what-if-apply": [Case("post", data={"memory": "512"}, expect={**dict.fromkeys(ROLES, 302), "anonymous": LOGIN})],
     "autoscaler-api-decisions": [Case(expect=API_LIST)],
     "autoscaler-api-approve": [Case("post", {"pk": "extra.decision"}, expect=API_OPERATOR, json=True)],
+    "autoscaler-api-approve-plan": [Case("post", {"pk": "a1.pk"}, expect=API_OPERATOR, json=True)],
     "autoscaler-api-dismiss": [Case("post", {"pk": "extra.decision"}, expect={**API_OPERATOR, "operator": 200, "admin": 200, "superuser": 200}, json=True)],
     "autoscaler-api-policy": [
         Case(args={"kind": "host", "pk": "a1.pk"}, expect=API_OBJECT),

@@ -3,10 +3,11 @@
 import pytest
 from django.utils import timezone
 
-from domains.autoscaler.models import Decision, EngineState, HostPolicy, TeamPolicy
 from balloonweb.audit.models import AuditEntry
-from domains.models import Job
-from tests.access.conftest import World, build_world
+from domains.autoscaler import run
+from domains.autoscaler.models import Decision, EngineState, HostPolicy, TeamPolicy
+from domains.models import Domain, Job
+from tests.access.conftest import World, build_world, make_domain
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +115,78 @@ def test_team_admins_set_the_teams_mode_on_the_team_page(world):
     refused = world.client("admin").post(f"/autoscaler/teams/{world.team_a.pk}/policy/", {"mode": "sometimes"}, follow=True)
     assert "mode: Select a valid choice" in refused.content.decode()
     assert TeamPolicy.objects.get(team=world.team_a).mode == "recommend"
+
+
+def plan_on_a1(world: World) -> tuple[Decision, Decision]:
+    """a1 (7,680 MiB usable) holds da (1,024 MiB) and db (6,144 MiB): the plan shrinks da by 512 MiB so that db
+    can grow by 700, which the 512 MiB free now cannot give it."""
+    db = make_domain(world.a1, "db", memory_mib=6144, maxmem_mib=7168)
+    shrink = recommend(world)
+    grow = Decision.objects.create(
+        at=shrink.at, kind=Decision.Kind.STEP, code="grow", host=world.a1, domain=db, step_kind="resize",
+        from_kib=6144 * 1024, to_kib=6844 * 1024, reason="db is short of memory", mode="recommend",
+        policy_version="1.0", state=Decision.State.RECOMMENDED,
+    )
+    return shrink, grow
+
+
+def test_approving_the_whole_plan_runs_each_step_as_the_person_in_order(world):
+    shrink, grow = plan_on_a1(world)
+    page = world.client("operator").get(f"/hosts/{world.a1.pk}/").content.decode()
+    assert "Approve all 2 steps" in page
+    response = world.client("operator").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/", follow=True)
+    shrink.refresh_from_db()
+    grow.refresh_from_db()
+    assert shrink.state == Decision.State.APPLIED and Job.objects.get(pk=shrink.job_id).actor_label == "operator"
+    # The grow needs the room the shrink is freeing: it waits for it, as the operator's.
+    assert grow.state == Decision.State.WAITING and grow.decided_by == world.users["operator"]
+    assert f"Approved 2 of 2 steps: job {shrink.job_id} queued; 1 will run as yours" in response.content.decode()
+    # da's jobs end (as a worker would end them): the grow is sent as the operator's job, not the autoscaler's.
+    Job.objects.filter(domain=world.da).update(state=Job.State.SUCCEEDED)
+    Domain.objects.filter(pk=world.da.pk).update(memory_kib=512 * 1024)
+    applied = run.apply_waiting([grow.pk])
+    grow.refresh_from_db()
+    assert applied == (1, 0), grow.error
+    job = Job.objects.get(pk=grow.job_id)
+    assert (job.actor_kind, job.actor_label, job.params["target_kib"]) == ("user", "operator", 6844 * 1024)
+
+
+def test_a_step_refused_in_a_plan_stays_for_a_person_and_says_why(world):
+    shrink, grow = plan_on_a1(world)
+    Decision.objects.filter(pk=grow.pk).update(to_kib=9000 * 1024)  # above db's maxmem since the plan was made
+    response = world.client("operator").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/", follow=True)
+    grow.refresh_from_db()
+    assert grow.state == Decision.State.RECOMMENDED and "above the maxmem of db" in grow.error
+    page = response.content.decode()
+    assert "Not approved last time: 9000 MiB is above the maxmem of db" in page  # the plan, still on the page
+    assert "Approved 1 of 2 steps" in page and "Not approved: resize db 6,144 MiB → 9,000 MiB: 9000 MiB is above the maxmem" in page
+
+
+def test_a_viewer_cannot_approve_a_plan_and_nothing_changes(world):
+    shrink, grow = plan_on_a1(world)
+    assert "Approve all" not in world.client("viewer").get(f"/hosts/{world.a1.pk}/").content.decode()
+    assert world.client("viewer").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/").status_code == 403
+    assert world.client("outsider").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/").status_code == 404
+    assert set(Decision.objects.values_list("state", flat=True)) == {Decision.State.RECOMMENDED}
+    assert AuditEntry.objects.filter(action="autoscaler.approve", result=AuditEntry.Result.REFUSED, actor_label="viewer").exists()
+
+
+def test_api_approves_a_plan_and_answers_each_steps_state(world):
+    shrink, grow = plan_on_a1(world)
+    client = world.client("operator")
+    response = client.post(f"/api/autoscaler/hosts/{world.a1.pk}/approve-all/", content_type="application/json")
+    assert response.status_code == 202
+    assert [(d["domain"], d["state"]) for d in response.json()] == [("da", "applied"), ("db", "waiting")]
+    again = client.post(f"/api/autoscaler/hosts/{world.a1.pk}/approve-all/", content_type="application/json")
+    assert again.status_code == 409 and "nothing to approve" in again.json()["message"]
+
+
+def test_a_step_is_approved_on_the_domain_page_too(world):
+    step = recommend(world)
+    page = world.client("operator").get(f"/domains/{world.da.pk}/").content.decode()
+    assert f'action="/autoscaler/steps/{step.pk}/approve/"' in page
+    assert "/approve/" not in world.client("viewer").get(f"/domains/{world.da.pk}/").content.decode()
+    response = world.client("operator").post(f"/autoscaler/steps/{step.pk}/approve/", {"back": "domain"})
+    assert response.status_code == 302 and response.url == f"/domains/{world.da.pk}/"
+    step.refresh_from_db()
+    assert step.state == Decision.State.APPLIED

@@ -56,13 +56,18 @@ def autoscaler_domain(context, domain):
     return {
         "domain": domain, "stuck_since": show.stuck_since(domain), "may_edit": "set_floor" in _allowed(context, domain),
         "form": policy_form("domain", initial=show.policy_of(domain)), "csrf_token": context.get("csrf_token"),
+        "request": context.get("request"),
     }
 
 
-@register.inclusion_tag("autoscaler/_decisions.html")
-def autoscaler_decisions(domain):
-    """A domain's decisions and its host's mode: a live region of the domain page (the host changes with a move)."""
-    return {"domain": domain, "mode": show.host_mode(domain.host), "history": show.history(domain)}
+@register.inclusion_tag("autoscaler/_decisions.html", takes_context=True)
+def autoscaler_decisions(context, domain):
+    """A domain's decisions and its host's mode: a live region of the domain page (the host changes with a move).
+    A step still waiting for a person can be approved or dismissed here as on the host page."""
+    return {
+        "domain": domain, "mode": show.host_mode(domain.host), "history": show.history(domain),
+        "may_decide": bool({"resize", "migrate"} & _allowed(context, domain)), "csrf_token": context.get("csrf_token"),
+    }
 
 
 @register.inclusion_tag("autoscaler/_what_if.html", takes_context=True)
