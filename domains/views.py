@@ -131,15 +131,19 @@ def fleet_hosts(actor: Actor) -> QuerySet:
     )
 
 
+def host_bar(host: Host) -> dict:
+    """A host's bar, from a host of fleet_hosts (which sums its running memory)."""
+    return memory_bar(host.capacity_kib or host.total_kib, host.reserved_kib, host.running_kib)
+
+
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     rows = []
     totals = {"capacity_kib": 0, "reserved_kib": 0, "running_kib": 0, "free_kib": 0, "running": 0, "domains": 0, "online": 0}
     for host in fleet_hosts(actor_of(request)):
-        capacity = host.capacity_kib or host.total_kib
-        bar = memory_bar(capacity, host.reserved_kib, host.running_kib)
+        bar = host_bar(host)
         rows.append({"host": host, "bar": bar})
-        totals["capacity_kib"] += capacity
+        totals["capacity_kib"] += bar["capacity_kib"]
         totals["reserved_kib"] += host.reserved_kib
         totals["running_kib"] += host.running_kib
         totals["free_kib"] += bar["free_kib"]
@@ -171,6 +175,7 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     context = {
         "nav": "fleet", "host": host, "page": page, "sort": sort, "dir": "desc" if descending else "asc",
         "columns": HOST_COLUMNS, "base_query": query_without_page(request),
+        "bar": host_bar(fleet_hosts(actor_of(request)).get(pk=host.pk)),
     }
     return partial_or_page(request, "pages/host.html", "pages/_host_domains.html", context)
 

@@ -87,6 +87,11 @@ def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
     assert "2 of 2 hosts online" in html and "1 of 1 domain running" in html
 
 
+def test_the_host_page_shows_its_bar_as_the_fleet_card_does(admin_client, small_fleet):
+    html = admin_client.get(reverse("host", args=[small_fleet["hv1"].pk])).content.decode()
+    assert "1,024 MiB running" in html and "1,024 MiB reserved" in html and "63,488 MiB free" in html
+
+
 def test_the_fleet_page_points_to_the_steps_waiting_for_a_person(admin_client, small_fleet):
     """Recommend mode: a person must know which host page has steps to approve."""
     foo, hv1 = small_fleet["foo"], small_fleet["hv1"]
