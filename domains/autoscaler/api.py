@@ -135,7 +135,7 @@ class Policy(ApiView, APIView):
 class WhatIfSerializer(serializers.Serializer):
     memory = serializers.CharField(help_text="size of the new domain: 2048 (MiB), 2G, 524288K")
     maxmem = serializers.CharField(required=False, help_text="its maxmem; as memory when left out")
-    apply = serializers.BooleanField(default=False, help_text="carry out the plan (only where every host it touches is automatic)")
+    apply = serializers.BooleanField(default=False, help_text="carry out the plan as you (only where every host it touches has the autoscaler on)")
 
 
 class WhatIfView(ApiView, APIView):
@@ -157,7 +157,7 @@ class WhatIfView(ApiView, APIView):
             "applied": None,
         }
         if data["apply"]:
-            decisions = show.apply_when_automatic(self.actor, answer)
+            decisions = show.apply_what_if_as_person(self.actor, answer)
             body["applied"] = DecisionSerializer(decisions, many=True).data
             return Response(body, status=status.HTTP_202_ACCEPTED)
         return Response(body)

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from django.db.models import QuerySet
 
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
 from domains import services
 from domains.templatetags.console import mib
 from domains.models import Domain
@@ -74,17 +76,34 @@ def stuck_since(domain: Domain) -> float | None:
     return DomainState.objects.filter(domain=domain).values_list("stuck_since", flat=True).first()
 
 
-def apply_when_automatic(actor, answer: WhatIf) -> list[Decision]:
-    """Apply a what-if's steps, only when every host they touch is in automatic mode: in recommend mode a person
-    approves the autoscaler's own plans on the host page, and off means hands off."""
+def apply_what_if_as_person(actor, answer: WhatIf) -> list[Decision]:
+    """Apply a what-if's steps as the person who asks (their rights, their jobs), only when every host they touch
+    has the autoscaler on: in recommend mode this click is the person's approval of those steps; off means hands
+    off (the plan would not have counted on such a host, but its mode may have changed since)."""
     if answer.host_id is None:
         raise services.Conflict(f"nothing to apply: {answer.reason}", "no_room")
-    touched = {answer.host_id} | {s.host_id for s in answer.plan.steps} | {s.to_host_id for s in answer.plan.steps if s.to_host_id}
-    for host in Host.objects.filter(pk__in=touched).order_by("name"):
-        mode = host_mode(host)
-        if mode != Mode.AUTOMATIC:
-            raise services.Conflict(f"{host.name} is in {mode} mode: a what-if is applied only on hosts in automatic mode", "not_automatic")
+    for host in Host.objects.filter(pk__in=what_if_hosts(answer)).select_related("team").order_by("name"):
+        if host_mode(host) == Mode.OFF:
+            raise services.Conflict(f"the autoscaler is off on {host.name}: a what-if is applied only on hosts in recommend or automatic mode", "autoscaler_off")
+        # Every right first, so that a person without one gets a refusal rather than a row of refused steps.
+        for action in what_if_actions(answer):
+            try:
+                services.check_permission(actor, action, host)
+            except services.Forbidden as exc:
+                record(actor, "autoscaler.what_if", host, result=AuditEntry.Result.REFUSED, message=exc.message)
+                raise
     return apply_what_if(actor, answer)
+
+
+def what_if_hosts(answer: WhatIf) -> set[int]:
+    """The hosts a what-if's plan touches: where the domain goes, where steps shrink or move, where moves land."""
+    steps = answer.plan.steps
+    return {answer.host_id} | {s.host_id for s in steps} | {s.to_host_id for s in steps if s.to_host_id}
+
+
+def what_if_actions(answer: WhatIf) -> set[str]:
+    """The rights a what-if's steps need on the hosts they touch."""
+    return {"resize"} | ({"migrate"} if any(s.kind == "migrate" for s in answer.plan.steps) else set())
 
 
 def step_title(step: Decision) -> str:

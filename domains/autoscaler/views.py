@@ -125,8 +125,8 @@ class WhatIfForm(forms.Form):
 @login_required
 @require_POST
 def apply_what_if(request: HttpRequest) -> HttpResponse:
-    """Work the what-if out again (the fleet moved since the page was drawn) and apply it where hosts are
-    automatic. The new domain itself is then created as usual; this makes the room."""
+    """Work the what-if out again (the fleet moved since the page was drawn) and apply it as the person, where
+    the autoscaler is on. The new domain itself is then created as usual; this makes the room."""
     form = WhatIfForm(request.POST)
     back = redirect("fleet")
     try:
@@ -134,7 +134,7 @@ def apply_what_if(request: HttpRequest) -> HttpResponse:
             raise services.BadRequest("Enter a size, e.g. 2048 (MiB) or 2G.")
         memory_kib, maxmem_kib = form.sizes()
         answer = run.what_if(actor_of(request), memory_kib, maxmem_kib)
-        decisions = show.apply_when_automatic(actor_of(request), answer)
+        decisions = show.apply_what_if_as_person(actor_of(request), answer)
     except services.ServiceError as exc:
         refusal(request, exc)
         return back

@@ -66,13 +66,30 @@ def test_domain_page_shows_decisions_and_the_policy_to_admins(world):
     assert chart["steps"][0][1] == 512
 
 
-def test_fleet_what_if_answers_and_apply_is_refused_outside_automatic_mode(world):
+def test_fleet_what_if_is_applied_as_the_person_where_the_autoscaler_is_on(world):
+    """Recommend mode: the person's Apply is their approval of the plan's steps, each a job created as theirs.
+    A viewer is not offered it and is refused; a host whose autoscaler is off is not touched."""
     assert "no host is online with autoscaling on" in world.client("admin").get("/?memory=2048").content.decode()
     TeamPolicy.objects.create(team=world.team_a, mode="recommend")
-    page = world.client("admin").get("/?memory=2048&maxmem=4096").content.decode()
-    assert "Make room for one more" in page and ("<strong>a1</strong>" in page or "<strong>a2</strong>" in page)
-    response = world.client("admin").post("/autoscaler/what-if/apply/", {"memory": "2048"}, follow=True)
-    assert "is in recommend mode" in response.content.decode()
+    ask = "/?memory=7000&maxmem=8G"  # a1 (da: 1,024 MiB, using nothing) makes room by shrinking da; a2 is empty
+    Job.objects.filter(pk=world.job.pk).update(state=Job.State.SUCCEEDED)  # a busy domain is left alone
+    Domain.objects.filter(pk=world.da.pk).update(actual_kib=1024 * 1024, available_kib=1000 * 1024, unused_kib=900 * 1024)
+    make_domain(world.a2, "big", memory_mib=6500, maxmem_mib=7000)
+    page = world.client("operator").get(ask).content.decode()
+    assert "Make room for one more" in page and "<strong>a1</strong>" in page and "Apply: make the room" in page
+    viewer = world.client("viewer")
+    assert "Apply: make the room" not in viewer.get(ask).content.decode()
+    assert viewer.post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}).status_code == 403
+    assert not Job.objects.exclude(pk=world.job.pk).exists()
+    assert AuditEntry.objects.filter(action="autoscaler.what_if", result=AuditEntry.Result.REFUSED, actor_label="viewer").exists()
+    response = world.client("operator").post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}, follow=True)
+    assert "Making room for 7000 MiB: 1 of 1 steps queued" in response.content.decode()
+    job = Job.objects.exclude(pk=world.job.pk).get()
+    assert (job.domain_id, job.actor_label) == (world.da.pk, "operator")
+    HostPolicy.objects.create(host=world.a1, mode="off")
+    refused = world.client("operator").post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}, follow=True)
+    assert "nothing to apply: no host can take 7000 MiB" in refused.content.decode()  # a1 is no longer counted on
+    assert Job.objects.exclude(pk=world.job.pk).count() == 1
 
 
 def test_api_policy_change_is_audited_and_bumps_the_version(world):

@@ -6,6 +6,7 @@ from django import template
 
 from balloonweb.access import rules
 from domains import services
+from hosts.models import Host
 
 from .. import run, show
 from ..models import Mode
@@ -76,7 +77,7 @@ def autoscaler_what_if(context):
     request = context.get("request")
     form = WhatIfForm(request.GET if "memory" in request.GET else None)
     answer = error = None
-    automatic = False
+    may_apply = False
     if form.is_bound and form.is_valid():
         try:
             memory_kib, maxmem_kib = form.sizes()
@@ -84,15 +85,18 @@ def autoscaler_what_if(context):
         except services.ServiceError as exc:
             error = exc.message
     if answer is not None and answer.host_id is not None:
-        touched = {answer.host_id} | {s.host_id for s in answer.plan.steps}
-        from hosts.models import Host
-
-        automatic = all(show.host_mode(h) == Mode.AUTOMATIC for h in Host.objects.filter(pk__in=touched))
+        # Offered where applying would be accepted: the autoscaler on for every host the plan touches, and the
+        # person allowed the steps there (the services check both again when it is applied).
+        needed = show.what_if_actions(answer)
+        may_apply = all(
+            show.host_mode(h) != Mode.OFF and needed <= _allowed(context, h)
+            for h in Host.objects.filter(pk__in=show.what_if_hosts(answer))
+        )
     hosts = {}
     if answer is not None:
         hosts = {c.host_id: c.host_name for c in answer.candidates}
     return {
-        "form": form, "answer": answer, "error": error, "automatic": automatic, "csrf_token": context.get("csrf_token"),
+        "form": form, "answer": answer, "error": error, "may_apply": may_apply, "csrf_token": context.get("csrf_token"),
         "steps": show.what_if_steps(answer) if answer else [], "host_names": hosts,
     }
 
