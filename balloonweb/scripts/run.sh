@@ -4,9 +4,17 @@
 # http://127.0.0.1:8000. Ctrl-C stops everything it started.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mkdir -p "$STATE_DIR"
+# One BalloonWeb per checkout: a second one would share its database, its port and its simulated hosts, and the
+# first one's stopping would remove the hosts the second has just started.
+RUN_PID_FILE="$STATE_DIR/run.pid"
+if [ -f "$RUN_PID_FILE" ] && kill -0 "$(cat "$RUN_PID_FILE")" 2>/dev/null; then
+  echo "run.sh: BalloonWeb is already running from this checkout, or still stopping (run.sh pid $(cat "$RUN_PID_FILE")); stop it first: Ctrl-C in its terminal, or kill -TERM $(cat "$RUN_PID_FILE")" >&2
+  exit 1
+fi
+echo $$ > "$RUN_PID_FILE"
 bash "$PROJECT_DIR/balloonweb/scripts/setup.sh"
 cd "$PROJECT_DIR"
-mkdir -p "$STATE_DIR"
 
 ensure_redis
 [ -f "$STATE_DIR/secret_key" ] || (umask 077; "$VENV/bin/python" -c "import secrets; print(secrets.token_urlsafe(50))" > "$STATE_DIR/secret_key")
@@ -24,6 +32,7 @@ stop_everything() {
   for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ "${BALLOONWEB_FLEET:-sim}" = lab ]; then manage lab down || true; else manage simhost stop --all || true; fi
+  rm -f "$RUN_PID_FILE"
 }
 trap stop_everything EXIT INT TERM
 
