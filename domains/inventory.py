@@ -5,11 +5,11 @@ from django.utils import timezone
 
 from hosts.drivers import DomainInfo, DomainStats
 from hosts.drivers.freshness import balloon_stats_stale
-from hosts.models import Host
+from hosts.models import RUNNING_STATES, Host
 
 from .models import Domain
 
-OBSERVED_FIELDS = ["host", "name", "hv_id", "state", "vcpus", "memory_kib", "maxmem_kib", "cpu_time_ns", "last_seen"]
+OBSERVED_FIELDS = ["host", "name", "hv_id", "state", "vcpus", "memory_kib", "maxmem_kib", "cpu_time_ns", "last_seen", "booted_at"]
 CONFIG_FIELDS = ["config_memory_kib", "config_maxmem_kib"]
 STATS_FIELDS = ["actual_kib", "unused_kib", "available_kib", "usable_kib", "rss_kib", "stats_last_update", "stats_stale"]
 
@@ -18,8 +18,22 @@ def default_floor_kib(memory_kib: int) -> int:
     return min(int(settings.DEFAULT_FLOOR_MIB) * 1024, memory_kib)
 
 
+def started_again(domain: Domain, host: Host, seen: DomainInfo | DomainStats) -> bool:
+    """Whether the domain has booted since the row was last written: it runs now and did not, or it runs on the
+    same host as a new process (another hypervisor id, or its CPU time went back). A migration is not a boot:
+    the guest and its balloon travel with it, though its id and CPU time start afresh on the new host."""
+    if seen.state not in RUNNING_STATES:
+        return False
+    if domain.state not in RUNNING_STATES:
+        return True
+    same_host = domain.host_id == host.pk
+    return same_host and (seen.hv_id != domain.hv_id or seen.cpu_time_ns < domain.cpu_time_ns)
+
+
 def apply_observation(domain: Domain, host: Host, seen: DomainInfo | DomainStats, now) -> None:
     """Copy what a driver reported onto the row (not saved)."""
+    if started_again(domain, host, seen):
+        domain.booted_at = now
     domain.host = host
     domain.name = seen.name
     domain.hv_id = seen.hv_id

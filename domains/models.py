@@ -51,6 +51,9 @@ class Domain(models.Model):
     stats_stale = models.BooleanField(default=False)
     cpu_time_ns = models.BigIntegerField(default=0)
     last_seen = models.DateTimeField(null=True, blank=True)
+    # When it was last seen starting (inventory.started_again): a boot sets the balloon to the config's memory,
+    # so the targets asked for before it no longer apply.
+    booted_at = models.DateTimeField(null=True, blank=True)
 
     objects = DomainQuerySet.as_manager()
 

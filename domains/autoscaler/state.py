@@ -92,14 +92,14 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
             last_migrated[domain_id] = max(last_migrated.get(domain_id, 0.0), epoch(finished or created))
 
     # Recent resizes: the targets the balloons are watched against.
-    requested: dict[int, int] = {}
-    for domain_id, params in (
+    requested: dict[int, tuple[int, datetime]] = {}  # domain: (target, when its job finished)
+    for domain_id, params, finished in (
         Job.objects.filter(kind=Job.Kind.RESIZE, state=Job.State.SUCCEEDED, finished__gte=moment - timedelta(seconds=REQUESTED_WINDOW_S))
         .order_by("finished", "id")
-        .values_list("domain_id", "params")
+        .values_list("domain_id", "params", "finished")
     ):
         if domain_id is not None and "target_kib" in params:
-            requested[domain_id] = int(params["target_kib"])  # the latest wins
+            requested[domain_id] = (int(params["target_kib"]), finished)  # the latest wins
 
     hosts: list[engine.HostSnapshot] = []
     modes: dict[int, str] = {}
@@ -141,12 +141,12 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
     for row in Domain.objects.filter(state__in=RUNNING_STATES).values_list(
         "id", "name", "host_id", "memory_kib", "maxmem_kib", "floor_kib", "actual_kib", "available_kib", "unused_kib",
         "stats_stale", *(f"autoscale_policy__{name}" for name in DOMAIN_POLICY_FIELDS), *watch_columns,
-        "autoscale_state__last_grown_at", "autoscale_state__last_code",
+        "autoscale_state__last_grown_at", "autoscale_state__last_code", "booted_at",
     ):
         (domain_id, name, host_id, memory, maxmem, floor, actual, available, unused, stale, *rest) = row
         policy_values = tuple(rest[: len(DOMAIN_POLICY_FIELDS)])
         watch_values = rest[len(DOMAIN_POLICY_FIELDS): len(DOMAIN_POLICY_FIELDS) + len(watch_columns)]
-        grown_at, last_code = rest[-2:]
+        grown_at, last_code, booted_at = rest[-3:]
         policy = policies.get(policy_values)
         if policy is None:
             given = {k: v for k, v in zip(DOMAIN_POLICY_FIELDS, policy_values) if v is not None}
@@ -154,7 +154,13 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         watch = engine.NEW_WATCH
         if watch_values[0] is not None:  # a DomainState row exists
             watch = stored_watches[domain_id] = engine.BalloonWatch(*watch_values)
-        asked = requested.get(domain_id)
+        asked, asked_at = requested.get(domain_id, (None, None))
+        if booted_at is not None:
+            # A boot gives the balloon the config's memory: what was asked before it, or stuck on, is past.
+            if asked_at is not None and asked_at < booted_at:
+                asked = None
+            if watch.stuck_since is not None and watch.stuck_since < epoch(booted_at):
+                watch = watch._replace(requested_kib=0, last_gap_kib=0, behind_cycles=0, stuck_since=None, retries=0, retry_at=None)
         if asked is None and watch.stuck_since is not None:
             asked = watch.requested_kib  # stuck on it: keep watching it until a new target is asked
         if stale:

@@ -244,3 +244,27 @@ def test_what_if_sees_only_the_actors_hosts(team, admin):
     answer = run.what_if(admin, 2 * GiB, 4 * GiB)
     assert answer.host_id == mine.pk
     assert all(c.host_id == mine.pk for c in answer.candidates)
+
+
+def test_a_domain_booted_since_its_resize_is_watched_against_what_it_has_not_the_old_target(team, now):
+    """A guest restarted after a resize comes back at its config's memory: the balloon did not fail to reach the
+    old target (it is no longer asked), and a stuck flag from before the boot is dropped."""
+    from datetime import datetime, timedelta
+    from datetime import timezone as tz
+
+    host = make_host("hv1", team)
+    resized = make_domain(host, "resized", memory=2 * GiB, used=1 * GiB)
+    stuck = make_domain(host, "stuck", memory=2 * GiB, used=1 * GiB)
+    asked_at = datetime.fromtimestamp(now - 120, tz=tz.utc)
+    Job.objects.create(kind=Job.Kind.RESIZE, domain=resized, host=host, state=Job.State.SUCCEEDED,
+                       params={"target_kib": GiB}, finished=asked_at, actor_kind="cli", actor_label="command line")
+    DomainState.objects.create(domain=stuck, requested_kib=GiB, stuck_since=now - 300, retries=2, retry_at=now + 200)
+    before = {d.id: d for d in build_snapshot(now).snapshot.domains}
+    assert before[resized.pk].requested_kib == GiB and before[stuck.pk].requested_kib == GiB
+    assert before[stuck.pk].watch.stuck_since == now - 300
+
+    Domain.objects.filter(pk__in=[resized.pk, stuck.pk]).update(booted_at=asked_at + timedelta(seconds=60))
+    after = {d.id: d for d in build_snapshot(now).snapshot.domains}
+    assert after[resized.pk].requested_kib is None and after[stuck.pk].requested_kib is None
+    assert after[stuck.pk].watch.stuck_since is None and after[stuck.pk].watch.retries == 0
+
