@@ -24,6 +24,7 @@ from domains.models import Domain
 from hosts.models import Host
 
 from . import snapshot as engine
+from .controller import STUCK
 from .models import Decision, DomainPolicy, DomainState, EngineState, HostPolicy, HostState, Mode, TeamPolicy
 from .plan import MIGRATE, PLACE, RESIZE, Plan, Step
 from .planner import plan as make_plan
@@ -136,6 +137,10 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
         else:
             report.refused += 1
         decisions.append(decision)
+    # A stuck balloon waiting for its next try is not planned afresh: the retry recommended for it stays for a
+    # person (in recommend mode it is the way out of being stuck) until a later plan makes another step.
+    waiting_to_retry = {d.domain_id for d in the_plan.decisions if d.code == STUCK}
+    kept = {key: value for key, value in kept.items() if key[0] not in waiting_to_retry}
     if kept:  # recommendations this plan no longer makes
         Decision.objects.filter(pk__in=[pk for pk, _, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
     superseded = [(host_id, domain_id) for (domain_id, _, _), (_, _, host_id) in kept.items()]

@@ -268,3 +268,18 @@ def test_a_domain_booted_since_its_resize_is_watched_against_what_it_has_not_the
     assert after[resized.pk].requested_kib is None and after[stuck.pk].requested_kib is None
     assert after[stuck.pk].watch.stuck_since is None and after[stuck.pk].watch.retries == 0
 
+
+def test_in_recommend_mode_a_stuck_balloons_retry_stays_for_a_person_until_the_next_try(team, now):
+    """The retry is the way out of being stuck: it must not vanish at the next cycle, which only says 'stuck,
+    next try in N s'."""
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    stuck = make_domain(host, "stuck", memory=6 * GiB, used=300 * MiB)
+    DomainState.objects.create(domain=stuck, requested_kib=GiB, stuck_since=now - 100, retry_at=now - 1)
+    run.run_autoscaler(now)
+    retry = Decision.objects.get(domain=stuck, state=Decision.State.RECOMMENDED)
+    assert "retry #1" in retry.reason
+    run.run_autoscaler(now + 10)
+    retry.refresh_from_db()
+    assert retry.state == Decision.State.RECOMMENDED
+    assert Decision.objects.filter(domain=stuck, code="stuck").exists()
