@@ -11,7 +11,7 @@ from datetime import timezone as tz
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from balloonweb.access import rules
@@ -85,6 +85,7 @@ def run_autoscaler(now: float | None = None) -> RunReport:
         transaction.on_commit(lambda: apply_waiting.apply_async(args=[ids], countdown=WAITING_FIRST_LOOK_S))
     _remember(context, the_plan, decisions, grown, host_codes, now)
     tell_pages([(d.host_id, d.domain_id) for d in decisions] + superseded)
+    give_up_waiting(at)
     Decision.objects.filter(at__lt=at - KEEP_DECISIONS_FOR).delete()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
@@ -93,6 +94,8 @@ def run_autoscaler(now: float | None = None) -> RunReport:
 # -- applying and recommending --------------------------------------------------------------------------------
 
 WAITING_FIRST_LOOK_S = 1.0
+# The task that sends waiting steps gives up after about 10 s (tasks.WAITING_RETRIES); this is far beyond it.
+WAITING_GIVE_UP_AFTER = timedelta(minutes=5)
 
 
 def _step_decision(step: Step, mode: str, version: str, at: datetime) -> Decision:
@@ -194,6 +197,19 @@ def apply_step(actor: Actor, decision: Decision, *, waits_for_shrinks: bool = Fa
         return decision
     decision.state, decision.job, decision.error = Decision.State.APPLIED, job, ""
     return decision
+
+
+def give_up_waiting(at: datetime) -> int:
+    """Steps still waiting for shrinks long after those ended (the task that sends them was lost with its worker)
+    are refused, so that nothing waits forever; the next plan decides afresh."""
+    cutoff = at - WAITING_GIVE_UP_AFTER
+    expired = Decision.objects.filter(state=Decision.State.WAITING).filter(
+        Q(decided_at__lt=cutoff) | Q(decided_at__isnull=True, at__lt=cutoff)
+    )
+    return expired.update(
+        state=Decision.State.REFUSED,
+        error=f"not sent: still waiting for shrinks after {WAITING_GIVE_UP_AFTER.seconds // 60} minutes; the autoscaler plans afresh",
+    )
 
 
 def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:

@@ -283,3 +283,21 @@ def test_in_recommend_mode_a_stuck_balloons_retry_stays_for_a_person_until_the_n
     retry.refresh_from_db()
     assert retry.state == Decision.State.RECOMMENDED
     assert Decision.objects.filter(domain=stuck, code="stuck").exists()
+
+
+def test_a_step_left_waiting_by_a_lost_task_is_refused_rather_than_waiting_forever(team, now):
+    from datetime import datetime, timedelta
+    from datetime import timezone as tz
+
+    host = make_host("hv1", team)
+    domain = make_domain(host, "d", memory=2 * GiB, used=1 * GiB)
+    at = datetime.fromtimestamp(now, tz=tz.utc)
+    common = dict(kind=Decision.Kind.STEP, code="grow", host=host, domain=domain, step_kind="resize", from_kib=2 * GiB,
+                  to_kib=3 * GiB, reason="r", mode="recommend", state=Decision.State.WAITING)
+    lost = Decision.objects.create(at=at - timedelta(hours=1), decided_at=at - timedelta(minutes=6), **common)
+    recent = Decision.objects.create(at=at - timedelta(hours=1), decided_at=at - timedelta(seconds=30), **common)
+    run.run_autoscaler(now)
+    lost.refresh_from_db()
+    recent.refresh_from_db()
+    assert lost.state == Decision.State.REFUSED and "still waiting for shrinks after 5 minutes" in lost.error
+    assert recent.state == Decision.State.WAITING  # approved half a minute ago: its shrinks may still be running
