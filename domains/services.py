@@ -5,6 +5,7 @@ host's row lock, writes the Job row and the audit entry, and enqueues the job wh
 """
 
 import logging
+from dataclasses import dataclass
 
 from celery import current_app
 from django.db import transaction
@@ -135,26 +136,59 @@ def check_host_online(host: Host) -> None:
         raise Unavailable(f"host unreachable: {host.name} is {host.status}{since}{reason}")
 
 
+def check_host_accepts(host: Host) -> None:
+    """A host in maintenance takes no domain: it is being emptied."""
+    if host.maintenance:
+        raise Conflict(f"{host.name} is in maintenance: it takes no domains until an admin of its team ends the maintenance", "in_maintenance")
+
+
 def booked_kib(host: Host, *, exclude_domain: Domain | None = None) -> int:
     """Memory promised on `host`: running domains at the larger of their current size and any pending
     resize, plus domains on their way in (migrations, creations). Pending work counts until it ends.
     """
+    return booked_by_host([host.pk], exclude_domain=exclude_domain)[host.pk]
+
+
+def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None) -> dict[int, int]:
+    """booked_kib of many hosts, in three queries whatever their number."""
+    excluded = exclude_domain.pk if exclude_domain is not None else None
     pending = Job.objects.filter(state__in=Job.UNFINISHED).filter(
         kind__in=[Job.Kind.RESIZE, Job.Kind.MIGRATE, Job.Kind.CREATE]
     )
     pending_targets: dict[int, int] = {}
-    for domain_id, target in pending.filter(kind=Job.Kind.RESIZE, host=host).values_list("domain_id", "params__target_kib"):
+    for domain_id, target in pending.filter(kind=Job.Kind.RESIZE, host_id__in=host_ids).values_list("domain_id", "params__target_kib"):
         pending_targets[domain_id] = max(pending_targets.get(domain_id, 0), int(target))
-    total = 0
-    running = Domain.objects.filter(host=host, state__in=RUNNING_STATES).values_list("id", "memory_kib")
-    for domain_id, memory in running:
-        if exclude_domain is None or domain_id != exclude_domain.pk:
-            total += max(memory, pending_targets.get(domain_id, 0))
-    incoming = pending.filter(target_host=host).exclude(host=host)
-    for domain_id, params in incoming.values_list("domain_id", "params"):
-        if exclude_domain is None or domain_id != exclude_domain.pk:
-            total += int(params.get("memory_kib", 0))
-    return total
+    totals = dict.fromkeys(host_ids, 0)
+    running = Domain.objects.filter(host_id__in=host_ids, state__in=RUNNING_STATES).values_list("host_id", "id", "memory_kib")
+    for host_id, domain_id, memory in running:
+        if domain_id != excluded:
+            totals[host_id] += max(memory, pending_targets.get(domain_id, 0))
+    incoming = pending.filter(target_host_id__in=host_ids).values_list("target_host_id", "host_id", "domain_id", "params")
+    for target_id, source_id, domain_id, params in incoming:
+        if target_id != source_id and domain_id != excluded:
+            totals[target_id] += int(params.get("memory_kib", 0))
+    return totals
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A host that domains of another host could migrate to, as far as can be told without its lock."""
+
+    host: Host
+    free_kib: int  # its usable memory less what is booked there now
+    closed: str  # why nothing may go there now ("offline", "in maintenance"), else ""
+
+
+def destinations(actor: Actor, source: Host) -> list[Destination]:
+    """The hosts the actor may migrate domains of `source` to, by name, with their room now (request_migrate
+    checks again under the hosts' locks)."""
+    hosts = list(rules.restrict(Host.objects.exclude(pk=source.pk), actor, "migrate").order_by("name"))
+    booked = booked_by_host([host.pk for host in hosts])
+    found = []
+    for host in hosts:
+        closed = "in maintenance" if host.maintenance else "" if host.is_online else host.get_status_display().lower()
+        found.append(Destination(host, max(0, host.usable_kib - booked[host.pk]), closed))
+    return found
 
 
 def check_host_room(host: Host, adding_kib: int, *, exclude_domain: Domain | None = None) -> None:
@@ -190,7 +224,7 @@ def check_delegation(actor: Actor, team: Team | None, target_kib: int, adding_ki
             "team_limit",
         )
     if team.quota_kib is not None:
-        in_use = sum(booked_kib(h) for h in Host.objects.filter(team=team))
+        in_use = sum(booked_by_host(list(Host.objects.filter(team=team).values_list("pk", flat=True))).values())
         if in_use + adding_kib > team.quota_kib:
             raise Forbidden(
                 f"the team {team.name}'s quota of {mib(team.quota_kib)} running memory would be exceeded: "
@@ -330,6 +364,7 @@ def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
         check_not_busy(domain, Job.Kind.MIGRATE)
         check_host_online(source)
         check_host_online(target)
+        check_host_accepts(target)
         memory_kib = booked_kib(source) - booked_kib(source, exclude_domain=domain)
         check_host_room(target, memory_kib)
         if target.team_id != source.team_id:  # the memory moves into another team's quota
@@ -351,6 +386,7 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
         host = locked_host(host.pk)
         check_permission(actor, "create", host)
         check_host_online(host)
+        check_host_accepts(host)
         if Domain.objects.present().filter(host=host, name=config.name).exists():
             raise Conflict(f"{host.name} already has a domain named {config.name}", "name_taken")
         check_host_room(host, config.memory_kib)

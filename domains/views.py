@@ -23,7 +23,7 @@ from balloonweb.access import rules
 from balloonweb.access.actors import Actor
 from hosts.models import RUNNING_STATES, Host
 
-from . import samples, services
+from . import maintenance, samples, services
 from .templatetags.console import mib
 from .autoscaler.models import Decision
 from .models import Domain, Job
@@ -72,6 +72,16 @@ def get_visible(request: HttpRequest, queryset: QuerySet, pk: int) -> Model:
     except rules.Forbidden as exc:
         raise PermissionDenied(str(exc)) from exc
     return obj
+
+
+def refusal(request: HttpRequest, exc: services.ServiceError) -> None:
+    """A refused plain-form action: outsiders get 404 and members without the right 403, as everywhere; other
+    refusals become a message on the page the form redirects back to."""
+    if exc.status == 404:
+        raise Http404(exc.message)
+    if exc.status == 403:
+        raise PermissionDenied(exc.message)
+    messages.error(request, exc.message)
 
 
 def may(actor: Actor, action: str, obj: Model) -> bool:
@@ -172,12 +182,43 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
         .order_by(order, "name", "pk")
     )
     page = Paginator(domains, HOST_PAGE_SIZE).get_page(request.GET.get("page"))
+    row = fleet_hosts(actor_of(request)).get(pk=host.pk)
     context = {
         "nav": "fleet", "host": host, "page": page, "sort": sort, "dir": "desc" if descending else "asc",
-        "columns": HOST_COLUMNS, "base_query": query_without_page(request),
-        "bar": host_bar(fleet_hosts(actor_of(request)).get(pk=host.pk)),
+        "columns": HOST_COLUMNS, "base_query": query_without_page(request), "bar": host_bar(row),
     }
-    return partial_or_page(request, "pages/host.html", "pages/_host_domains.html", context)
+    if request.htmx:
+        return render(request, "pages/_host_domains.html", context)
+    may_manage = may(actor_of(request), "manage_host", host)
+    context.update({
+        "may_manage": may_manage, "running_here": row.running_count,
+        # What starting maintenance would do: worked out for those who may start it, before they do.
+        "evacuation": maintenance.preview(actor_of(request), host) if may_manage and not host.maintenance else None,
+    })
+    return render(request, "pages/host.html", context)
+
+
+@login_required
+@require_POST
+def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpResponse:
+    """Start or end a host's maintenance (domains/maintenance.py), and say what it did."""
+    host = get_visible(request, Host.objects.select_related("team"), host_id)
+    try:
+        if action == "start":
+            done = maintenance.start(actor_of(request), host)
+            jobs = ", ".join(str(job.pk) for job in done.jobs)
+            messages.success(request, f"{host.name} is in maintenance: " + (
+                f"{len(done.jobs)} migration{'s' if len(done.jobs) != 1 else ''} queued (job{'s' if len(done.jobs) != 1 else ''} {jobs})."
+                if done.jobs else "no domain to move."
+            ))
+            for domain, reason in done.staying:
+                messages.warning(request, f"{domain.name} stays: {reason}")
+        else:
+            maintenance.end(actor_of(request), host)
+            messages.success(request, f"{host.name} takes domains again.")
+    except services.ServiceError as exc:
+        refusal(request, exc)
+    return redirect("host", host.pk)
 
 
 @login_required
@@ -217,16 +258,10 @@ def domain_queryset() -> QuerySet:
 
 def migration_targets(actor: Actor, domain: Domain) -> list[dict]:
     """Hosts the user may migrate to, with the room each has now (the service checks again under a lock)."""
-    need = domain.memory_kib
     targets = []
-    for candidate in rules.restrict(Host.objects.exclude(pk=domain.host_id), actor, "migrate").order_by("name"):
-        free = max(0, candidate.usable_kib - services.booked_kib(candidate))
-        reason = ""
-        if not candidate.is_online:
-            reason = f"{candidate.get_status_display().lower()}"
-        elif free < need:
-            reason = "no room"
-        targets.append({"host": candidate, "free_kib": free, "ok": not reason, "reason": reason})
+    for destination in services.destinations(actor, domain.host):
+        reason = destination.closed or ("no room" if destination.free_kib < domain.memory_kib else "")
+        targets.append({"host": destination.host, "free_kib": destination.free_kib, "ok": not reason, "reason": reason})
     return targets
 
 

@@ -27,6 +27,9 @@ class Host(models.Model):
     capacity_kib = models.BigIntegerField(null=True, blank=True)
     reserved_kib = models.BigIntegerField("memory reserved for the host itself (KiB)", default=0)
     cpus = models.PositiveIntegerField(default=0)
+    # Being emptied for maintenance: no domain may come here (migrations, creations, the autoscaler's moves and
+    # what-ifs) until an admin ends it (domains/maintenance.py).
+    maintenance = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

@@ -51,7 +51,8 @@ class HostSerializer(serializers.ModelSerializer):
         model = Host
         fields = ["id", "name", "uri", "team", "team_name", "queue_group", "status", "last_error", "last_seen",
                   "status_changed", "cpus", "total_mib", "capacity_mib", "reserved_mib", "usable_mib", "running_mib",
-                  "running_domains"]
+                  "running_domains", "maintenance"]
+        read_only_fields = ["maintenance"]
 
     def get_total_mib(self, host) -> int:
         return mib(host.total_kib)
@@ -145,6 +146,22 @@ class SizeSerializer(serializers.Serializer):
 
 class MigrateSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=100, help_text="the destination host's name")
+
+
+class MaintenanceSerializer(serializers.Serializer):
+    on = serializers.BooleanField(help_text="true: start maintenance (empty the host); false: end it")
+
+
+class StayingSerializer(serializers.Serializer):
+    domain = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class MaintenanceResultSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    maintenance = serializers.BooleanField()
+    jobs = serializers.ListField(child=serializers.IntegerField(), help_text="the migrations queued to empty it")
+    staying = StayingSerializer(many=True, help_text="running or shut-off domains left on it, and why")
 
 
 class CreateDomainSerializer(serializers.Serializer):

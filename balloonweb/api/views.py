@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from balloonweb.access import actors, rules
 from balloonweb.access.models import Team
 from balloonweb.audit import review
-from domains import services
+from domains import maintenance, services
 from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
 
@@ -126,6 +126,20 @@ class HostViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
             running_kib=Sum("domains__memory_kib", filter=running), running_domains=Count("domains", filter=running)
         )
         return rules.restrict(hosts, self.actor, "view")
+
+    @extend_schema(request=serializers.MaintenanceSerializer, responses={200: serializers.MaintenanceResultSerializer},
+                   summary="Start maintenance (no domain may come; its running domains migrate away, as your jobs) or end it")
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request, pk=None):
+        host = self.get_object()
+        if body(serializers.MaintenanceSerializer, request)["on"]:
+            done = maintenance.start(self.actor, host)
+            jobs, staying = [job.pk for job in done.jobs], [{"domain": d.name, "reason": r} for d, r in done.staying]
+        else:
+            maintenance.end(self.actor, host)
+            jobs, staying = [], []
+        host.refresh_from_db()
+        return Response({"host": host.name, "maintenance": host.maintenance, "jobs": jobs, "staying": staying})
 
 
 # -- domains --------------------------------------------------------------------------------------------------

@@ -86,6 +86,8 @@ class ApprovePlan(ApiView, APIView):
     state: applied (its job created as you), waiting (for the shrinks approved with it), or still recommended
     with the refusal in `error`."""
 
+    queryset = Host.objects.none()  # for the schema: `pk` is a host's
+
     @extend_schema(request=None, responses=DecisionSerializer(many=True))
     def post(self, request, pk: int):
         host = Host.objects.filter(pk=pk).first()

@@ -396,7 +396,7 @@ class Planner:
 
     def _plan_migrations(self, short: list[HostSnapshot]) -> None:
         budget = Budget.of(self.managed)
-        receivers = [h for h in self.managed if budget.can_receive(h.id)]
+        receivers = [h for h in self.managed if not h.in_maintenance and budget.can_receive(h.id)]
         # Room after its own ballooning, leaving room for its own domains' recent peaks.
         # A receiver keeps the relief margin free too: filled to the brim, it would be the next to need relief.
         at_target = RoomIndex({
@@ -524,7 +524,7 @@ class Planner:
         or migration budget (hosts that have started a third of their hourly migrations keep the rest for sending)."""
         emergency = deficit.keep_kib > 0
         rooms = [*at_target.rooms.values(), *(squeezed.rooms.values() if emergency else ())]
-        others = [h for h in self.managed if h.id != host.id]
+        others = [h for h in self.managed if h.id != host.id and not h.in_maintenance]
         return {
             "emergency": emergency,
             # As _pick books it: a domain arrives with all it holds.

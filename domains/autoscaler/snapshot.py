@@ -160,6 +160,7 @@ class HostSnapshot:
     migrations_last_hour: int = 0
     squeezed_since: float | None = None  # unable to give its domains their targets since (the plan says next)
     coincidence: Coincidence = NO_COINCIDENCE  # the plan says the next one
+    in_maintenance: bool = False  # being emptied: no domain may come here
 
     @property
     def capacity_kib(self) -> int:

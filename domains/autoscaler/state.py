@@ -111,7 +111,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         "id", "name", "status", "total_kib", "capacity_kib", "reserved_kib", "team_id", "team__autoscale_policy__mode",
         "autoscale_policy__mode", *(f"autoscale_policy__{name}" for name in HOST_POLICY_FIELDS),
         "autoscale_state__squeezed_since", "autoscale_state__last_codes", "autoscale_state__coincident_kib",
-        "autoscale_state__coincident_least_kib", "autoscale_state__coincident_at",
+        "autoscale_state__coincident_least_kib", "autoscale_state__coincident_at", "maintenance",
     ):
         host_id = row["id"]
         mode = effective_mode(row["autoscale_policy__mode"], row["team__autoscale_policy__mode"])
@@ -129,7 +129,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         hosts.append(engine.HostSnapshot(
             host_id, row["name"], usable, row["status"] == Host.Status.ONLINE, policy, incoming.get(host_id, 0),
             flying_in.get(host_id, 0), flying_out.get(host_id, 0), started_last_hour.get(host_id, 0), squeezed_since,
-            coincidence,
+            coincidence, row["maintenance"],
         ))
 
     domains: list[engine.DomainSnapshot] = []

@@ -9,7 +9,6 @@ whose service calls check the right (403 for members without it). Other refusals
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.utils import timezone
@@ -19,22 +18,13 @@ from balloonweb.access.models import Team
 from domains import services
 from domains.models import Domain
 from domains.samples import series
-from domains.views import actor_of, domain_queryset, get_visible
+from domains.views import actor_of, domain_queryset, get_visible, refusal
 from hosts.models import Host
 
 from . import run, show
 from .models import Decision
 from .reasons import mib
 from .show import POLICY_FIELDS
-
-
-def refusal(request: HttpRequest, exc: services.ServiceError) -> None:
-    """Outsiders get 404 and members without the right 403, as everywhere; other refusals become a message."""
-    if exc.status == 404:
-        raise Http404(exc.message)
-    if exc.status == 403:
-        raise PermissionDenied(exc.message)
-    messages.error(request, exc.message)
 
 
 def visible_decision(request: HttpRequest, decision_id: int) -> Decision:

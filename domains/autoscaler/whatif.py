@@ -64,6 +64,8 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
     need = new.memory_kib
     candidates: list[Candidate] = []
     for host in base.managed:
+        if host.in_maintenance:
+            continue  # being emptied: it takes no domain
         balance = base.balances[host.id]
         wants = [w for w in base.wants[host.id] if w.movable]
         free = host.capacity_kib - balance.fixed_kib - sum(w.current_kib for w in wants)

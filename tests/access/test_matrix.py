@@ -71,6 +71,9 @@ MATRIX: dict[str, list[Case]] = {
     "jobs": [Case(expect=ANY_SIGNED_IN)],
     "host": [Case(args={"host_id": "a1.pk"}, expect=TEAM_PAGE)],
     "host-part": [Case(args={"host_id": "a1.pk", "part": part}, expect=TEAM_PAGE) for part in ("autoscaler", "history")],
+    # Maintenance is the host admins': a plain form, answered with a redirect back to the host page.
+    "host-maintenance-start": [Case("post", {"host_id": "a1.pk"}, expect=answers(admin=302))],
+    "host-maintenance-end": [Case("post", {"host_id": "a1.pk"}, expect=answers(admin=302))],
     "domain": [Case(args={"domain_id": "da.pk"}, expect=TEAM_PAGE)],
     "domain-part": [Case(args={"domain_id": "da.pk", "part": "figures"}, expect=TEAM_PAGE)],
     "domain-samples": [Case(args={"domain_id": "da.pk"}, expect=TEAM_PAGE)],
@@ -99,6 +102,7 @@ MATRIX: dict[str, list[Case]] = {
     # -- the API (issue 5) ------------------------------------------------------------------------------------
     "api:host-list": [Case(expect=API_LIST)],
     "api:host-detail": [Case(args={"pk": "a1.pk"}, expect=API_OBJECT)],
+    "api:host-maintenance": [Case("post", {"pk": "a1.pk"}, {"on": True}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True)],
     "api:domain-list": [
         Case(expect=API_LIST),
         Case("post", data={"host": "a1", "config": 'name = "new"\nmemory = 256\n'}, json=True, expect=API_ADMIN),

@@ -88,6 +88,22 @@ def test_the_host_that_cannot_fit_moves_the_fewest_bytes_to_a_host_with_room():
     assert kinds == sorted(kinds, key=["shrink", "migrate", "grow"].index)
 
 
+def test_a_host_in_maintenance_receives_nothing_even_with_the_most_room():
+    domains = [
+        guest(1, 1, used=5 * GiB, memory=6 * GiB, maxmem=16 * GiB),
+        guest(2, 1, used=3 * GiB, memory=4 * GiB, maxmem=16 * GiB),
+        guest(3, 1, used=1800 * MiB, memory=2 * GiB, maxmem=16 * GiB),
+    ]
+    hosts = [host(1, 10 * GiB), host(2, 16 * GiB, in_maintenance=True), host(3, 5 * GiB)]
+    p = plan(snapshot(hosts, domains))
+    assert [(m.domain_id, m.to_host_id) for m in p.migrations] == [(3, 3)]
+    hosts[2] = host(3, 5 * GiB, in_maintenance=True)
+    p = plan(snapshot(hosts, domains))
+    assert not p.migrations
+    no_destination = next(d for d in p.decisions if d.code == "no_destination")
+    assert no_destination.figures["other_hosts"] == 0
+
+
 def test_when_no_single_domain_covers_the_shortfall_the_largest_moves_first():
     domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 7)]
     hosts = [host(1, 9 * GiB), host(2, 32 * GiB)]

@@ -14,6 +14,11 @@ from .conftest import GIB, make_fleet
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
+# The console's routes that only take a POST (a form's action).
+POST_ONLY = {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel", "host-maintenance-start",
+             "host-maintenance-end"}
+
+
 def page_routes(ids: dict) -> list[tuple[str, str]]:
     """Every route of the console (domains/urls.py), as (name, url), with the ids of existing objects."""
     kwargs = {"host_id": ids["host"], "domain_id": ids["domain"], "job_id": ids["job"], "part": "history"}
@@ -73,7 +78,7 @@ def test_changing_the_password(client, people):
 
 def test_a_superuser_sees_every_page(admin_client, ids):
     for name, url in page_routes(ids):
-        if name in {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel"}:
+        if name in POST_ONLY:
             continue
         response = admin_client.get(url)
         assert response.status_code == 200, name
@@ -120,7 +125,7 @@ def test_outsiders_get_404_and_members_see_their_team(client, people, ids):
     for name, url in page_routes(ids):
         if name in {"fleet", "jobs"}:
             continue
-        method = client.post if name in {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel"} else client.get
+        method = client.post if name in POST_ONLY else client.get
         assert method(url).status_code == 404, name
     assert b"host0000" not in client.get(reverse("fleet")).content
     assert b"foo" not in client.get(reverse("jobs")).content

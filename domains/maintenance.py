@@ -1,0 +1,107 @@
+"""Maintenance: an admin empties a host. From then on no domain may come to it (migrations, creations, the
+autoscaler's moves and what-ifs all refuse it), and each of its running domains migrates live to the host with
+the most room for it, largest first, each an ordinary job of the admin's. Domains that fit nowhere stay and are
+named with the reason; shut-off domains stay (only a running domain migrates live). Ending it opens the host
+again; domains come back only as people or the autoscaler move them.
+
+The plan (`evacuation`) is a pure function, so the host page can show it before anyone starts.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from balloonweb.access.actors import Actor
+from balloonweb.audit.log import record
+from balloonweb.audit.models import AuditEntry
+from hosts.models import RUNNING_STATES, Host
+
+from .models import Domain, Job
+from .services import (
+    Conflict,
+    Destination,
+    ServiceError,
+    audit_refusals,
+    check_permission,
+    destinations,
+    locked_host,
+    mib,
+    request_migrate,
+)
+
+
+@dataclass
+class Evacuation:
+    moves: list[tuple[Domain, Host]] = field(default_factory=list)
+    staying: list[tuple[Domain, str]] = field(default_factory=list)  # a domain not moved, and why
+    jobs: list[Job] = field(default_factory=list)  # once started: the migrations queued
+
+    def by_destination(self) -> list[tuple[Host, int, int]]:
+        """(host, domains, KiB) that the moves bring to each destination, by name."""
+        counts: dict[int, list] = {}
+        for domain, host in self.moves:
+            entry = counts.setdefault(host.pk, [host, 0, 0])
+            entry[1] += 1
+            entry[2] += domain.memory_kib
+        return sorted((tuple(entry) for entry in counts.values()), key=lambda entry: entry[0].name)
+
+
+def evacuation(domains: list[Domain], places: list[Destination]) -> Evacuation:
+    """Where each running domain goes: largest first, to the open host with the most room left (the tightest
+    fit would be the first to run short when its own domains grow)."""
+    plan = Evacuation()
+    free = {d.host.pk: d.free_kib for d in places if not d.closed}
+    hosts = {d.host.pk: d.host for d in places}
+    for domain in sorted(domains, key=lambda d: (-d.memory_kib, d.name)):
+        if domain.state not in RUNNING_STATES:
+            plan.staying.append((domain, f"{domain.get_state_display()}: only a running domain migrates live"))
+            continue
+        best = max(free, key=lambda pk: (free[pk], -pk), default=None)
+        if best is None or free[best] < domain.memory_kib:
+            most = f"the most is {mib(free[best])} on {hosts[best].name}" if best is not None else "no host is open to it"
+            plan.staying.append((domain, f"no host has room for its {mib(domain.memory_kib)}: {most}"))
+            continue
+        free[best] -= domain.memory_kib
+        plan.moves.append((domain, hosts[best]))
+    return plan
+
+
+def preview(actor: Actor, host: Host) -> Evacuation:
+    """What starting maintenance would do now (nothing changes)."""
+    return evacuation(list(Domain.objects.present().filter(host=host)), destinations(actor, host))
+
+
+@audit_refusals("host.maintenance")
+def start(actor: Actor, host: Host) -> Evacuation:
+    """Put the host in maintenance (host admins), then queue the migrations that empty it, as the actor's jobs.
+    A migration refused now (the fleet moved since the plan) leaves its domain staying, with the refusal."""
+    with transaction.atomic():
+        host = locked_host(host.pk)
+        check_permission(actor, "manage_host", host)
+        if host.maintenance:
+            raise Conflict(f"{host.name} is already in maintenance", "in_maintenance")
+        host.maintenance = True
+        host.save(update_fields=["maintenance"])
+        record(actor, "host.maintenance", host, result=AuditEntry.Result.SUCCEEDED, before={"maintenance": False},
+               after={"maintenance": True})
+    plan = preview(actor, host)
+    for domain, target in plan.moves:
+        try:
+            plan.jobs.append(request_migrate(actor, domain, target))
+        except ServiceError as exc:
+            plan.staying.append((domain, exc.message))
+    return plan
+
+
+@audit_refusals("host.maintenance")
+def end(actor: Actor, host: Host) -> Host:
+    with transaction.atomic():
+        host = locked_host(host.pk)
+        check_permission(actor, "manage_host", host)
+        if not host.maintenance:
+            raise Conflict(f"{host.name} is not in maintenance", "not_in_maintenance")
+        host.maintenance = False
+        host.save(update_fields=["maintenance"])
+        record(actor, "host.maintenance", host, result=AuditEntry.Result.SUCCEEDED, before={"maintenance": True},
+               after={"maintenance": False})
+    return host

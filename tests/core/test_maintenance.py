@@ -1,0 +1,130 @@
+"""Maintenance: an admin empties a host (domains/maintenance.py). On the database with the access tests' world
+(team A: hosts a1 and a2 of 7,680 MiB usable, domain da on a1), and end to end on the simulated hosts with a
+real worker and libvirt."""
+
+import pytest
+
+from balloonweb.access.actors import Actor
+from balloonweb.audit.models import AuditEntry
+from domains import maintenance, services
+from domains.autoscaler.models import TeamPolicy
+from domains.autoscaler.run import what_if
+from domains.models import Domain, Job
+from hosts.models import Host
+from tests.access.conftest import World, build_world, make_domain, make_host
+from tests.conftest import define_domain, virsh, wait_for_job
+
+MiB = 1024
+
+
+@pytest.fixture
+def world(db) -> World:
+    world = build_world()
+    Job.objects.filter(pk=world.job.pk).update(state=Job.State.SUCCEEDED)  # nothing pending on da
+    return world
+
+
+def admin(world: World) -> Actor:
+    return Actor.for_user(world.users["admin"])
+
+
+def test_starting_maintenance_moves_the_running_domains_away_largest_first_to_the_most_room(world):
+    """a1 holds da (1,024 MiB), big (4,096) and mid (2,048), and a stopped one; a2 has 5,680 MiB free, a3 3,680:
+    big goes to a2 (1,584 left), mid to a3 (1,632 left), da to a3, which has the most left by then."""
+    a3 = make_host("a3", world.team_a)
+    make_domain(a3, "filler", memory_mib=4000)
+    make_domain(world.a2, "resident", memory_mib=2000)
+    make_domain(world.a1, "big", memory_mib=4096)
+    make_domain(world.a1, "mid", memory_mib=2048)
+    stopped = make_domain(world.a1, "stopped")
+    Domain.objects.filter(pk=stopped.pk).update(state=Domain.State.SHUTOFF)
+
+    preview = maintenance.preview(admin(world), world.a1)
+    assert [(d.name, h.name) for d, h in preview.moves] == [("big", "a2"), ("mid", "a3"), ("da", "a3")]
+    assert [(d.name, reason) for d, reason in preview.staying] == [("stopped", "shut off: only a running domain migrates live")]
+    assert not Job.objects.filter(kind=Job.Kind.MIGRATE).exists() and not Host.objects.get(pk=world.a1.pk).maintenance
+
+    done = maintenance.start(admin(world), world.a1)
+    assert Host.objects.get(pk=world.a1.pk).maintenance
+    jobs = Job.objects.filter(kind=Job.Kind.MIGRATE).order_by("pk")
+    assert [(j.domain.name, j.target_host.name, j.actor_label) for j in jobs] == [
+        ("big", "a2", "admin"), ("mid", "a3", "admin"), ("da", "a3", "admin")]
+    assert [j.pk for j in done.jobs] == [j.pk for j in jobs]
+    assert AuditEntry.objects.filter(action="host.maintenance", object_repr="a1", after={"maintenance": True}).exists()
+
+
+def test_a_domain_that_fits_nowhere_stays_and_says_why(world):
+    make_domain(world.a2, "resident", memory_mib=7000)
+    preview = maintenance.preview(admin(world), world.a1)
+    assert not preview.moves
+    assert preview.staying == [(world.da, "no host has room for its 1024 MiB: the most is 680 MiB on a2")]
+
+
+def test_a_host_in_maintenance_takes_no_domain_from_anyone(world):
+    maintenance.start(admin(world), world.a2)
+    with pytest.raises(services.Conflict, match="a2 is in maintenance: it takes no domains"):
+        services.request_migrate(admin(world), world.da, world.a2)
+    with pytest.raises(services.Conflict, match="in maintenance"):
+        services.request_create(admin(world), world.a2, 'name = "new"\nmemory = 512\n')
+    # Nor the autoscaler's what-if: a2 is empty, but only a1 is counted on.
+    TeamPolicy.objects.create(team=world.team_a, mode="recommend")
+    assert what_if(admin(world), 512 * MiB, 512 * MiB).host_id == world.a1.pk
+    maintenance.end(admin(world), world.a2)
+    assert services.request_migrate(admin(world), world.da, world.a2).target_host_id == world.a2.pk
+
+
+def test_only_the_hosts_admins_start_or_end_maintenance(world):
+    for role in ("operator", "viewer"):
+        with pytest.raises(services.Forbidden):
+            maintenance.start(Actor.for_user(world.users[role]), world.a1)
+    with pytest.raises(services.NotFound):
+        maintenance.start(Actor.for_user(world.users["outsider"]), world.a1)
+    assert not Host.objects.get(pk=world.a1.pk).maintenance and not Job.objects.filter(kind=Job.Kind.MIGRATE).exists()
+    assert AuditEntry.objects.filter(action="host.maintenance", result=AuditEntry.Result.REFUSED, actor_label="operator").exists()
+    maintenance.start(admin(world), world.a1)
+    with pytest.raises(services.Conflict, match="already in maintenance"):
+        maintenance.start(admin(world), world.a1)
+
+
+def test_the_host_page_shows_the_plan_to_its_admins_and_starts_and_ends_it(world):
+    page = world.client("admin").get(f"/hosts/{world.a1.pk}/").content.decode()
+    assert "Start maintenance" in page and "It would move 1 running domain: 1 to a2 (1,024 MiB)." in page
+    assert "da</a> (1,024 MiB) to a2" in page
+    assert "Start maintenance" not in world.client("operator").get(f"/hosts/{world.a1.pk}/").content.decode()
+    assert world.client("operator").post(f"/hosts/{world.a1.pk}/maintenance/start/").status_code == 403
+    started = world.client("admin").post(f"/hosts/{world.a1.pk}/maintenance/start/", follow=True).content.decode()
+    job = Job.objects.get(kind=Job.Kind.MIGRATE)
+    assert f"a1 is in maintenance: 1 migration queued (job {job.pk})." in started and "End maintenance" in started
+    # Everyone who sees the host sees that it takes no domains; the migrate form on a domain page says so too.
+    assert "In maintenance" in world.client("viewer").get("/").content.decode()
+    world.client("admin").post(f"/hosts/{world.a2.pk}/maintenance/start/")
+    other = make_domain(world.a1, "other")  # a2 has da's 1,024 MiB booked, on its way
+    assert "a2 — 6,656 MiB free (in maintenance)" in world.client("admin").get(f"/domains/{other.pk}/").content.decode()
+    ended = world.client("admin").post(f"/hosts/{world.a1.pk}/maintenance/end/", follow=True).content.decode()
+    assert "a1 takes domains again." in ended
+
+
+def test_the_api_starts_and_ends_maintenance(world):
+    client = world.client("admin")
+    response = client.post(f"/api/hosts/{world.a1.pk}/maintenance/", {"on": True}, content_type="application/json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["maintenance"] is True and body["jobs"] == [Job.objects.get(kind=Job.Kind.MIGRATE).pk] and body["staying"] == []
+    assert client.get(f"/api/hosts/{world.a1.pk}/").json()["maintenance"] is True
+    assert world.client("operator").post(f"/api/hosts/{world.a1.pk}/maintenance/", {"on": False}, content_type="application/json").status_code == 403
+    bad = client.post(f"/api/hosts/{world.a1.pk}/maintenance/", {}, content_type="application/json")
+    assert bad.status_code == 400
+    ended = client.post(f"/api/hosts/{world.a1.pk}/maintenance/", {"on": False}, content_type="application/json").json()
+    assert ended["maintenance"] is False
+
+
+def test_maintenance_empties_a_simulated_host_through_the_workers(celery_worker, sim_hosts):
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    for name, size in (("web", 1024), ("db", 2048)):
+        define_domain(hv1, name, size)
+    done = maintenance.start(Actor.command_line(), hv1)
+    assert done.staying == []
+    for job in done.jobs:
+        assert wait_for_job(job).state == Job.State.SUCCEEDED, job.error
+    assert set(Domain.objects.present().filter(host=hv2).values_list("name", flat=True)) == {"web", "db"}
+    assert "web" in virsh(hv2.uri, "list", "--name") and "web" not in virsh(hv1.uri, "list", "--name")
