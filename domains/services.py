@@ -287,10 +287,23 @@ def audit_refusals(action: str):
     return wrap
 
 
+def _where_it_runs(domain: Domain) -> int:
+    """The domain's host as the database has it now: a caller's copy (a page, an autoscaler step) may be older
+    than a migration."""
+    return Domain.objects.filter(pk=domain.pk).values_list("host_id", flat=True).get()
+
+
+def _check_not_moved(domain: Domain, host: Host) -> None:
+    """The domain read under its host's lock is still on that host (a migration may have ended in between)."""
+    if domain.host_id != host.pk:
+        raise Conflict(f"{domain.name} has just moved to {domain.host.name}; try again", "domain_moved")
+
+
 def _locked_for(actor: Actor, action: str, domain: Domain) -> tuple[Host, Domain]:
     """Lock the domain's host, read the domain afresh under that lock, and check the actor's right."""
-    host = locked_host(domain.host_id)
+    host = locked_host(_where_it_runs(domain))
     domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
+    _check_not_moved(domain, host)
     check_permission(actor, action, domain)
     return host, domain
 
@@ -352,9 +365,11 @@ def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
     """Live-migrate a running domain to another host (`xm migrate`)."""
     with transaction.atomic():
         # Lock both hosts in id order, so that two opposite migrations cannot deadlock.
-        locked = {h.pk: h for h in Host.objects.select_for_update().filter(pk__in=[domain.host_id, target.pk]).order_by("pk")}
-        source, target = locked[domain.host_id], locked[target.pk]
+        source_id = _where_it_runs(domain)
+        locked = {h.pk: h for h in Host.objects.select_for_update().filter(pk__in=[source_id, target.pk]).order_by("pk")}
+        source, target = locked[source_id], locked[target.pk]
         domain = Domain.objects.select_related("host__team").get(pk=domain.pk)
+        _check_not_moved(domain, source)
         check_permission(actor, "migrate", domain)
         check_permission(actor, "migrate", target)
         if source.pk == target.pk:

@@ -186,16 +186,14 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     context = {
         "nav": "fleet", "host": host, "page": page, "sort": sort, "dir": "desc" if descending else "asc",
         "columns": HOST_COLUMNS, "base_query": query_without_page(request), "bar": host_bar(row),
+        "running_here": row.running_count,
     }
     if request.htmx:
         return render(request, "pages/_host_domains.html", context)
     may_manage = may(actor_of(request), "manage_host", host)
-    context.update({
-        "may_manage": may_manage, "running_here": row.running_count,
-        # What starting maintenance would do: worked out for those who may start it, before they do.
-        "evacuation": maintenance.preview(actor_of(request), host) if may_manage and not host.maintenance else None,
-    })
-    return render(request, "pages/host.html", context)
+    # What starting maintenance would do: worked out for those who may start it, before they do.
+    evacuation = maintenance.preview(actor_of(request), host) if may_manage and not host.maintenance else None
+    return render(request, "pages/host.html", {**context, "may_manage": may_manage, "evacuation": evacuation})
 
 
 @login_required

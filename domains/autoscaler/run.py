@@ -116,7 +116,7 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
     for step in the_plan.steps:  # shrinks, then migrations, then grows
         mode = context.modes.get(step.host_id, Mode.OFF)
         if mode == Mode.RECOMMEND:
-            key = (step.domain_id, step.kind, step.to_host_id)
+            key = (step.domain_id, step.kind, step.to_host_id, step.host_id)
             waiting = kept.get(key)
             # The same step is still on the page, its size within the domain's deadband of what the plan says
             # now: leave it there, so that a person's Approve is not refused because demand crept by 1 MiB.
@@ -145,18 +145,20 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
     waiting_to_retry = {d.domain_id for d in the_plan.decisions if d.code == STUCK}
     kept = {key: value for key, value in kept.items() if key[0] not in waiting_to_retry}
     if kept:  # recommendations this plan no longer makes
-        Decision.objects.filter(pk__in=[pk for pk, _, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
-    superseded = [(host_id, domain_id) for (domain_id, _, _), (_, _, host_id) in kept.items()]
+        Decision.objects.filter(pk__in=[pk for pk, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
+    superseded = [(host_id, domain_id) for (domain_id, _, _, host_id), _ in kept.items()]
     return decisions, grown, superseded
 
 
-def _open_recommendations(host_ids: set[int]) -> dict[tuple, tuple[int, int, int]]:
+def _open_recommendations(host_ids: set[int]) -> dict[tuple, tuple[int, int]]:
+    """{(domain, kind, destination, host): (decision, to_kib)} of the steps waiting for a person. The host is
+    part of the key: a domain that moved since is planned afresh where it is, and its old step goes."""
     if not host_ids:
         return {}
     rows = Decision.objects.filter(state=Decision.State.RECOMMENDED, host_id__in=host_ids).values_list(
         "pk", "domain_id", "step_kind", "to_kib", "to_host_id", "host_id"
     )
-    return {(domain_id, kind, to_host): (pk, to_kib, host_id) for pk, domain_id, kind, to_kib, to_host, host_id in rows}
+    return {(domain_id, kind, to_host, host_id): (pk, to_kib) for pk, domain_id, kind, to_kib, to_host, host_id in rows}
 
 
 def tell_pages(changed: list[tuple[int, int | None]]) -> None:

@@ -301,3 +301,16 @@ def test_a_step_left_waiting_by_a_lost_task_is_refused_rather_than_waiting_forev
     recent.refresh_from_db()
     assert lost.state == Decision.State.REFUSED and "still waiting for shrinks after 5 minutes" in lost.error
     assert recent.state == Decision.State.WAITING  # approved half a minute ago: its shrinks may still be running
+
+
+def test_a_recommendation_for_a_domain_that_moved_goes_and_is_made_again_where_it_runs(team, now):
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    hv1, hv2 = make_host("hv1", team), make_host("hv2", team)
+    idle = make_domain(hv1, "idle", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    old = Decision.objects.get(domain=idle, state=Decision.State.RECOMMENDED)
+    Domain.objects.filter(pk=idle.pk).update(host=hv2)  # a person moved it meanwhile
+    run.run_autoscaler(now + 10)
+    old.refresh_from_db()
+    assert old.state == Decision.State.SUPERSEDED
+    assert Decision.objects.get(domain=idle, state=Decision.State.RECOMMENDED).host_id == hv2.pk

@@ -95,6 +95,7 @@ def test_the_host_page_shows_the_plan_to_its_admins_and_starts_and_ends_it(world
     started = world.client("admin").post(f"/hosts/{world.a1.pk}/maintenance/start/", follow=True).content.decode()
     job = Job.objects.get(kind=Job.Kind.MIGRATE)
     assert f"a1 is in maintenance: 1 migration queued (job {job.pk})." in started and "End maintenance" in started
+    assert "In maintenance: 1 running domain still here." in started  # in the live part, until da has gone
     # Everyone who sees the host sees that it takes no domains; the migrate form on a domain page says so too.
     assert "In maintenance" in world.client("viewer").get("/").content.decode()
     world.client("admin").post(f"/hosts/{world.a2.pk}/maintenance/start/")
@@ -128,3 +129,14 @@ def test_maintenance_empties_a_simulated_host_through_the_workers(celery_worker,
         assert wait_for_job(job).state == Job.State.SUCCEEDED, job.error
     assert set(Domain.objects.present().filter(host=hv2).values_list("name", flat=True)) == {"web", "db"}
     assert "web" in virsh(hv2.uri, "list", "--name") and "web" not in virsh(hv1.uri, "list", "--name")
+
+
+def test_a_change_asked_with_an_old_copy_of_a_moved_domain_is_made_where_it_runs(world):
+    """A page or a step may hold a domain as it was before a migration: the services go by where it runs now."""
+    stale = Domain.objects.get(pk=world.da.pk)
+    Domain.objects.filter(pk=world.da.pk).update(host=world.a2)
+    assert services.request_resize(admin(world), stale, "512").host_id == world.a2.pk
+    Job.objects.update(state=Job.State.SUCCEEDED)
+    with pytest.raises(services.BadRequest, match="already runs on a2"):
+        services.request_migrate(admin(world), stale, world.a2)
+    assert services.request_migrate(admin(world), stale, world.a1).host_id == world.a2.pk
