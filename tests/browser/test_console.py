@@ -236,6 +236,28 @@ def test_a_recommended_step_comes_to_the_open_host_page_and_is_approved_there(ne
     assert not_reloaded(page)
 
 
+def test_maintenance_empties_the_host_while_its_page_is_open(new_page, sim_hosts, foo):
+    """An admin sees what starting maintenance will do, starts it, and watches the domain leave without a
+    reload; the fleet says the host is in maintenance."""
+    hv1 = sim_hosts["hv1"]
+    page = new_page()
+    page.goto(f"/hosts/{hv1.pk}/")
+    page.get_by_text("Empty hv1 for maintenance").click()
+    expect(page.locator("#maintenance")).to_contain_text("It would move 1 running domain: 1 to hv2 (1,024 MiB).")
+    screenshot(page, "host-maintenance-plan")
+    page.get_by_role("button", name="Start maintenance").click()  # a plain form: the page reloads with the outcome
+    expect(page.locator(".messages")).to_contain_text("hv1 is in maintenance: 1 migration queued")
+    wait_live(page)
+    mark_page(page)
+    wait_for_job(Job.objects.get(domain=foo, kind=Job.Kind.MIGRATE))
+    expect(page.locator("#domains")).to_contain_text("In maintenance: no domain runs here.")
+    expect(page.locator("#domains tbody")).not_to_contain_text("foo")
+    assert not_reloaded(page)
+    screenshot(page, "host-maintenance")
+    page.goto("/")
+    expect(page.locator(f"#host-{hv1.pk}")).to_contain_text("In maintenance")
+
+
 def daphne_redis_addresses(pid: int) -> list[str]:
     """The client addresses of daphne's own connections to Redis, as Redis names them (ip:port)."""
     out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True, text=True, check=True).stdout
