@@ -1,4 +1,5 @@
-"""`xm` as in Xen, on BalloonWeb: list, mem-set, mem-max, create, migrate. Changes run as jobs."""
+"""`xm` as in Xen, on BalloonWeb: list, mem-set, mem-max, create, migrate, and maintenance (emptying a host,
+as XenServer's `xe host-evacuate`). Changes run as jobs."""
 
 import sys
 import time
@@ -9,7 +10,7 @@ from django.core.management.base import BaseCommand
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
-from domains import services
+from domains import maintenance, services
 from domains.models import Domain, Job
 
 WAIT_POLL_S = 0.2
@@ -26,7 +27,7 @@ def cli_actor(username: str | None) -> Actor:
 
 
 class Command(BaseCommand):
-    help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate."
+    help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate, maintenance."
 
     def add_arguments(self, parser):
         parser.add_argument("--user", help="act as this BalloonWeb user (default: the command line, with full rights)")
@@ -52,8 +53,15 @@ class Command(BaseCommand):
         migrate.add_argument("destination")
         migrate.add_argument("--live", action="store_true", help="accepted for xm compatibility; migration is always live")
 
+        service = commands.add_parser(
+            "maintenance", help="on: take a host out of service and migrate its running domains away; off: end it"
+        )
+        service.add_argument("host_name", metavar="host")
+        service.add_argument("state", choices=["on", "off"])
+
         for sub in (mem_set, mem_max, create, migrate):
             sub.add_argument("--host", required=sub is create, help="the host the domain is on (create: where to start it)")
+        for sub in (mem_set, mem_max, create, migrate, service):
             sub.add_argument("--no-wait", action="store_true", help="print the job id instead of waiting")
             sub.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
 
@@ -62,6 +70,8 @@ class Command(BaseCommand):
             actor = cli_actor(user)
             if subcommand == "list":
                 return self.list(actor, options["domains"], options["host"])
+            if subcommand == "maintenance":
+                return self.maintenance(actor, options)
             job = self.request(actor, subcommand, options)
             if options["no_wait"]:
                 self.stdout.write(str(job.pk))
@@ -89,6 +99,22 @@ class Command(BaseCommand):
         if subcommand == "mem-max":
             return services.request_set_maxmem(actor, domain, options["memory"])
         return services.request_migrate(actor, domain, services.find_host(actor, options["destination"]))
+
+    def maintenance(self, actor: Actor, options: dict) -> None:
+        host = services.find_host(actor, options["host_name"])
+        if options["state"] == "off":
+            maintenance.end(actor, host)
+            self.stdout.write(f"{host.name} takes domains again")
+            return
+        done = maintenance.start(actor, host)
+        for domain, reason in done.staying:
+            self.stderr.write(f"xm: {domain.name} stays on {host.name}: {reason}")
+        if options["no_wait"]:
+            self.stdout.write(" ".join(str(job.pk) for job in done.jobs))
+            return
+        for job in done.jobs:
+            self.wait(job, options["timeout"])
+        self.stdout.write(f"{host.name} is in maintenance: {len(done.jobs)} domain(s) moved, {len(done.staying)} stayed")
 
     def wait(self, job: Job, timeout: float) -> None:
         deadline = time.monotonic() + timeout
