@@ -72,7 +72,10 @@
       live.opens += 1;
       retry = 500;
       show("live", "ok");
-      if (live.opens > 1) refresh(["*"]); // catch up on what happened while we were away
+      // Catch up on what happened while we were away: after a reconnect, and also after the first connect, since
+      // the page was drawn before the socket joined its groups and a hint sent in between is lost (a job that
+      // ended while the page loaded left it showing the domain still there).
+      refresh(["*"]);
     };
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);

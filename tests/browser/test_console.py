@@ -50,6 +50,14 @@ def wait_live(page) -> None:
     page.wait_for_function("window.bwLive && window.bwLive.connected")
 
 
+def submit_and_watch(page, button, message: str) -> None:
+    """Submit a plain form (the page reloads with its outcome), then watch the new page for live updates."""
+    button.click()
+    expect(page.locator(".messages")).to_contain_text(message)
+    wait_live(page)
+    mark_page(page)
+
+
 def test_login_and_the_fleet(new_page, sim_hosts, foo):
     page = new_page(log_in=False)
     page.goto("/")
@@ -225,10 +233,7 @@ def test_a_recommended_step_comes_to_the_open_host_page_and_is_approved_there(ne
     expect(step).to_contain_text("resize foo")
     assert not_reloaded(page)
     screenshot(page, "host-recommended-step")
-    step.get_by_role("button", name="Approve").click()  # a plain form: the page reloads with the outcome
-    expect(page.locator(".messages")).to_contain_text("Approved: job")
-    wait_live(page)
-    mark_page(page)
+    submit_and_watch(page, step.get_by_role("button", name="Approve"), "Approved: job")
     wait_for_job(Job.objects.get(domain=foo, kind=Job.Kind.RESIZE))
     history = page.locator("#host-history")
     expect(history).to_contain_text("domain.resize")
@@ -245,10 +250,7 @@ def test_maintenance_empties_the_host_while_its_page_is_open(new_page, sim_hosts
     page.get_by_text("Empty hv1 for maintenance").click()
     expect(page.locator("#maintenance")).to_contain_text("It would move 1 running domain: 1 to hv2 (1,024 MiB).")
     screenshot(page, "host-maintenance-plan")
-    page.get_by_role("button", name="Start maintenance").click()  # a plain form: the page reloads with the outcome
-    expect(page.locator(".messages")).to_contain_text("hv1 is in maintenance: 1 migration queued")
-    wait_live(page)
-    mark_page(page)
+    submit_and_watch(page, page.get_by_role("button", name="Start maintenance"), "hv1 is in maintenance: 1 migration queued")
     wait_for_job(Job.objects.get(domain=foo, kind=Job.Kind.MIGRATE))
     expect(page.locator("#domains")).to_contain_text("In maintenance: no domain runs here.")
     expect(page.locator("#domains tbody")).not_to_contain_text("foo")
