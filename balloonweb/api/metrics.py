@@ -80,7 +80,8 @@ class FleetCollector:
         used = _gauge("host_memory_used_bytes", "Current memory of the host's running domains", ["host"])
         domains = _gauge("host_running_domains", "Running domains on the host", ["host"])
         up = _gauge("host_up", "1 when the host answered its last poll", ["host", "status"])
-        for host in hosts.values("name", "status", "total_kib", "capacity_kib", "reserved_kib", "used", "n"):
+        maintenance = _gauge("host_maintenance", "1 while the host is in maintenance (it takes no domains)", ["host"])
+        for host in hosts.values("name", "status", "total_kib", "capacity_kib", "reserved_kib", "used", "n", "maintenance"):
             name = [host["name"]]
             total.add_metric(name, host["total_kib"] * KIB)
             capacity.add_metric(name, (host["capacity_kib"] or host["total_kib"]) * KIB)
@@ -88,7 +89,8 @@ class FleetCollector:
             used.add_metric(name, (host["used"] or 0) * KIB)
             domains.add_metric(name, host["n"])
             up.add_metric([host["name"], host["status"]], 1 if host["status"] == Host.Status.ONLINE else 0)
-        yield from (total, capacity, reserved, used, domains, up)
+            maintenance.add_metric(name, 1 if host["maintenance"] else 0)
+        yield from (total, capacity, reserved, used, domains, up, maintenance)
 
     def _domains(self):
         labels = ["domain", "host", "uuid"]

@@ -26,6 +26,7 @@ def test_memory_jobs_and_the_poll_cycle(fleet, client):
     assert 'balloonweb_host_memory_total_bytes{host="h1"} 8.589934592e+09' in text
     assert 'balloonweb_host_memory_reserved_bytes{host="h1"} 5.36870912e+08' in text
     assert 'balloonweb_host_memory_used_bytes{host="h1"} 1.073741824e+09' in text
+    assert 'balloonweb_host_maintenance{host="h1"} 0.0' in text
     uuid = fleet["foo"].uuid
     assert f'balloonweb_domain_memory_target_bytes{{domain="foo",host="h1",uuid="{uuid}"}} 1.073741824e+09' in text
     assert f'balloonweb_domain_memory_current_bytes{{domain="foo",host="h1",uuid="{uuid}"}} 1.073741824e+09' in text
