@@ -36,6 +36,15 @@ class Evacuation:
     staying: list[tuple[Domain, str]] = field(default_factory=list)  # a domain not moved, and why
     jobs: list[Job] = field(default_factory=list)  # once started: the migrations queued
 
+    def queued(self) -> str:
+        """"3 migrations queued (jobs 4, 5, 6)", or "no domain to move"."""
+        if not self.jobs:
+            return "no domain to move"
+        ids = ", ".join(str(job.pk) for job in self.jobs)
+        if len(self.jobs) == 1:
+            return f"1 migration queued (job {ids})"
+        return f"{len(self.jobs)} migrations queued (jobs {ids})"
+
     def by_destination(self) -> list[tuple[Host, int, int]]:
         """(host, domains, KiB) that the moves bring to each destination, by name."""
         counts: dict[int, list] = {}

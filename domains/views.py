@@ -204,11 +204,7 @@ def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpRes
     try:
         if action == "start":
             done = maintenance.start(actor_of(request), host)
-            jobs = ", ".join(str(job.pk) for job in done.jobs)
-            messages.success(request, f"{host.name} is in maintenance: " + (
-                f"{len(done.jobs)} migration{'s' if len(done.jobs) != 1 else ''} queued (job{'s' if len(done.jobs) != 1 else ''} {jobs})."
-                if done.jobs else "no domain to move."
-            ))
+            messages.success(request, f"{host.name} is in maintenance: {done.queued()}.")
             for domain, reason in done.staying:
                 messages.warning(request, f"{domain.name} stays: {reason}")
         else:
