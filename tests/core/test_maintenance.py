@@ -99,6 +99,8 @@ def test_the_host_page_shows_the_plan_to_its_admins_and_starts_and_ends_it(world
     assert "In maintenance: 1 running domain still here." in started  # in the live part, until da has gone
     # Everyone who sees the host sees that it takes no domains; the migrate form on a domain page says so too.
     assert "In maintenance" in world.client("viewer").get("/").content.decode()
+    team_page = world.client("admin").get(f"/teams/{world.team_a.pk}/").content.decode()
+    assert f'<a href="/hosts/{world.a1.pk}/">a1</a> (in maintenance)' in team_page
     world.client("admin").post(f"/hosts/{world.a2.pk}/maintenance/start/")
     other = make_domain(world.a1, "other")  # a2 has da's 1,024 MiB booked, on its way
     assert "a2 — 6,656 MiB free (in maintenance)" in world.client("admin").get(f"/domains/{other.pk}/").content.decode()
