@@ -16,7 +16,8 @@ from balloonweb.audit.models import AuditEntry
 from balloonweb.access.actors import Actor
 from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
-from hosts.drivers import DomainConfig, DriverError, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
+from hosts.drivers import DomainConfig, DomainInfo, DriverError, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
+from hosts.models import Host
 
 from . import inventory
 from .models import Domain, Job
@@ -138,8 +139,18 @@ def _migrate(job: Job) -> None:
     _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
     if stop_requested():
         _log(job, "it was asked to stop, but the move had ended before it could be stopped")
-    Domain.objects.filter(pk=domain.pk).update(host=target)
+    _arrived(domain.pk, target, target_driver.domain(uuid))
     domain.host = target
+
+
+def _arrived(domain_id: int, host: Host, info: DomainInfo | None) -> None:
+    """The domain runs on `host` after a move: recorded from what that host says, while the row still names the
+    host it left, so that the inventory sees a move (another host) rather than a boot (a new process on the
+    same host), which would make the autoscaler forget its watch of the balloon."""
+    if info is None:
+        Domain.objects.filter(pk=domain_id).update(host=host)
+    else:
+        inventory.record_domain(host, info)
 
 
 def _create(job: Job) -> None:
@@ -272,7 +283,7 @@ def _recover(job: Job) -> str:
         except DriverError:
             on_target = None
         if on_target is not None:
-            Domain.objects.filter(pk=job.domain_id).update(host=job.target_host)
+            _arrived(job.domain_id, job.target_host, on_target)
             _log(job, f"the worker stopped answering, but {job.domain.name} runs on {job.target_host.name}")
             _finish(job, Job.State.SUCCEEDED)
             _refresh_domain(job)

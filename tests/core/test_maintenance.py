@@ -128,11 +128,13 @@ def test_maintenance_empties_a_simulated_host_through_the_workers(celery_worker,
     hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
     for name, size in (("web", 1024), ("db", 2048), ("big", 6000)):
         define_domain(hv1, name, size)
+    booted_at = Domain.objects.get(name="web").booted_at
     started = xm("maintenance", "hv1", "on")
     assert started.returncode == 0, started.stderr
     assert started.stderr.strip() == "xm: db stays on hv1: no host has room for its 2048 MiB: the most is 1680 MiB on hv2"
     assert started.stdout.splitlines()[-1] == "hv1 is in maintenance: 2 domain(s) moved, 1 stayed"
     assert set(Domain.objects.present().filter(host=hv2).values_list("name", flat=True)) == {"web", "big"}
+    assert Domain.objects.get(name="web").booted_at == booted_at  # a move is not a boot
     assert "web" in virsh(hv2.uri, "list", "--name") and "web" not in virsh(hv1.uri, "list", "--name")
     refused = xm("migrate", "web", "hv1")
     assert refused.returncode == 1 and "hv1 is in maintenance: it takes no domains" in refused.stderr

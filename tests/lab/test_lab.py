@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from domains import services
+from domains import maintenance, services
 from domains.models import Domain, Job
 from domains.poller import poll_hosts
 from hosts.drivers import AboveMaxMemory, driver_for
@@ -122,6 +122,30 @@ def test_a_live_migration_job_keeps_the_guest_running_and_its_balloon(labvm2, la
     back = wait_for_job(services.request_migrate(cli, labvm2, lab2), timeout=120)
     assert back.state == Job.State.SUCCEEDED, f"{back.error}\n{back.log}"
     assert guest_report(labvm2, lambda r: r.uptime_s > arrived.uptime_s).memtotal_kib == ballooned.memtotal_kib
+
+
+def test_maintenance_moves_the_guest_live_and_the_move_is_not_a_boot(labvm2, lab_hosts, cli):
+    """lab2 is emptied for maintenance: its guest goes on running on lab1 (its own uptime goes on), the inventory
+    does not take the move for a boot (which would drop the autoscaler's watch of its balloon), and lab2 takes
+    nothing until the maintenance ends."""
+    lab1, lab2 = lab_hosts["lab1"], lab_hosts["lab2"]
+    booted_at = Domain.objects.get(pk=labvm2.pk).booted_at
+    before = guest_report(labvm2)
+    done = maintenance.start(cli, lab2)
+    assert done.staying == [] and len(done.jobs) == 1
+    job = wait_for_job(done.jobs[0], timeout=120)
+    assert job.state == Job.State.SUCCEEDED, f"{job.error}\n{job.log}"
+    assert setup.where(str(labvm2.uuid)).name == "lab1"
+    arrived = guest_report(labvm2, lambda r: r.uptime_s > before.uptime_s)
+    assert arrived.memtotal_kib == before.memtotal_kib
+    poll_hosts([lab1, lab2])
+    moved = Domain.objects.get(pk=labvm2.pk)
+    assert (moved.host.name, moved.booted_at) == ("lab1", booted_at)
+    with pytest.raises(services.Conflict, match="lab2 is in maintenance"):
+        services.request_migrate(cli, moved, lab2)
+    maintenance.end(cli, lab2)
+    back = wait_for_job(services.request_migrate(cli, moved, lab2), timeout=120)
+    assert back.state == Job.State.SUCCEEDED, f"{back.error}\n{back.log}"
 
 
 def test_a_running_migration_stopped_from_the_console_leaves_the_guest_running_where_it_was(labvm1, lab_hosts, cli):
