@@ -1,8 +1,10 @@
 """Maintenance: an admin empties a host. From then on no domain may come to it (migrations, creations, the
 autoscaler's moves and what-ifs all refuse it), and each of its running domains migrates live to the host with
 the most room for it, largest first, each an ordinary job of the admin's. Domains that fit nowhere stay and are
-named with the reason; shut-off domains stay (only a running domain migrates live). Ending it opens the host
-again; domains come back only as people or the autoscaler move them.
+named with the reason; shut-off domains stay (only a running domain migrates live). Where the autoscaler is on,
+it moves those that stayed once another host has room for them (receivers ballooned to their targets first),
+within its migration budget (domains.autoscaler.planner). Ending it opens the host again; domains come back
+only as people or the autoscaler move them.
 
 The plan (`evacuation`) is a pure function, so the host page can show it before anyone starts.
 """

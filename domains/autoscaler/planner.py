@@ -9,6 +9,8 @@
 5. A host that has lacked room for its domains' recent peaks for SUSTAINED_SQUEEZE_S moves domains away too, to
    a margin below. Peaks are counted at the fleet's planning level: at targets when the fleet can hold them,
    nearer the working sets when it cannot (`_plan_level`).
+6. A host in maintenance receives nothing, and moves all its domains away as relief does, within the budget:
+   the domains that did not fit when it was emptied leave once another host has room for them.
 """
 
 import bisect
@@ -41,6 +43,7 @@ BUDGET_REACHED = "budget_reached"
 NOTHING_TO_MOVE = "nothing_to_move"
 WAITING_FOR_MIGRATIONS = "waiting_for_migrations"
 SUSTAINED_SQUEEZE = "sustained_squeeze"
+MAINTENANCE = "maintenance"
 SQUEEZED = "squeezed"
 STARVED = "starved"
 
@@ -316,7 +319,7 @@ class Planner:
 
     def run(self) -> Plan:
         self.balance()
-        short = [h for h in self.managed if self.balances[h.id].shortfall_kib > 0 or self._relieving(h)]
+        short = [h for h in self.managed if self.balances[h.id].shortfall_kib > 0 or self._relieving(h) or h.in_maintenance]
         if short:
             self._plan_migrations(short)
         for host in self.managed:
@@ -412,18 +415,26 @@ class Planner:
         changed: set[int] = set()
         for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, -self.balances[h.id].excess_kib, h.id)):
             balance = self.balances[host.id]
-            # Working sets at risk come first; a lasting squeeze is relieved to a margin below the planning level.
-            deficit = Deficit(
-                balance.shortfall_kib - self.outgoing[host.id],
-                balance.excess_kib + _relief_margin(host) - self.outgoing[host.id] if self._relieving(host) else 0,
-            )
+            # Working sets at risk come first; a lasting squeeze is relieved to a margin below the planning level;
+            # a host in maintenance sheds everything, as the budget and the others' room allow.
+            if host.in_maintenance:  # those on their way out are not movable: not counted again
+                shed = sum(self._peak(w) for w in self.wants[host.id] if w.movable)
+            elif self._relieving(host):
+                shed = balance.excess_kib + _relief_margin(host) - self.outgoing[host.id]
+            else:
+                shed = 0
+            deficit = Deficit(balance.shortfall_kib - self.outgoing[host.id], shed)
+            if host.in_maintenance and deficit:
+                self._decide_host(host, MAINTENANCE, domains=sum(1 for w in self.wants[host.id] if w.movable),
+                                  leaving_kib=self.outgoing[host.id])
             if not deficit:
-                self._decide_host(
-                    host, WAITING_FOR_MIGRATIONS, shortfall_kib=max(balance.shortfall_kib, balance.excess_kib),
-                    leaving_kib=self.outgoing[host.id],
-                )
+                if not host.in_maintenance or self.outgoing[host.id]:  # an emptied host has nothing to say
+                    self._decide_host(
+                        host, WAITING_FOR_MIGRATIONS, shortfall_kib=max(balance.shortfall_kib, balance.excess_kib),
+                        leaving_kib=self.outgoing[host.id],
+                    )
                 continue
-            if deficit.keep_kib <= 0:
+            if deficit.keep_kib <= 0 and not host.in_maintenance:
                 self._decide_host(
                     host, SUSTAINED_SQUEEZE, excess_kib=deficit.target_kib,
                     squeezed_for_s=self.now - self.plan.squeezed_since[host.id],
@@ -634,7 +645,7 @@ def _migration_step(move: Move, balance: Balance) -> Step:
         **want.figures, "host": source.name, "destination": destination.name, "domain": domain.name,
         "bytes_kib": want.claim_kib, "frees_kib": want.keep_kib, "reserve_kib": move.reserve_kib,
         "shortfall_kib": balance.shortfall_kib, "excess_kib": balance.excess_kib,
-        "squeezes_destination": move.squeezes_destination,
+        "squeezes_destination": move.squeezes_destination, "maintenance": source.in_maintenance,
     }
     return Step(MIGRATE, MIGRATE, domain.id, domain.name, source.id, want.claim_kib, want.claim_kib, figures, destination.id)
 

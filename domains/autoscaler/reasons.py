@@ -110,13 +110,16 @@ def _migrate(f: dict) -> str:
     how = "after taking back some of its headroom" if f.get("squeezes_destination") else "after its own ballooning"
     if f.get("shortfall_kib"):
         why = f"{f['host']} is short by {mib(f['shortfall_kib'])} even with every domain at its working set or floor"
+    elif f.get("maintenance"):
+        why = f"{f['host']} is in maintenance"
     else:
         why = (
             f"{f['host']} has long lacked room for its domains' recent peaks ({mib(f.get('excess_kib'))} "
             "too little)"
         )
+    which = "" if f.get("maintenance") and not f.get("shortfall_kib") else ", the fewest bytes that help"
     return (
-        f"{why}: move {f['domain']} ({mib(f['bytes_kib'])}, the fewest bytes that help) to {f['destination']}, "
+        f"{why}: move {f['domain']} ({mib(f['bytes_kib'])}{which}) to {f['destination']}, "
         f"the host with the most room for its {mib(f['reserve_kib'])} {how}"
     )
 
@@ -174,6 +177,14 @@ def _sustained_squeeze(f: dict) -> str:
     )
 
 
+def _maintenance(f: dict) -> str:
+    leaving = f" ({mib(f['leaving_kib'])} on the way)" if f.get("leaving_kib") else ""
+    return (
+        f"{f['host']} is in maintenance: its {f['domains']} domain(s) move away{leaving} as the migration budget and "
+        "the other hosts' room allow"
+    )
+
+
 def _nothing_to_move(f: dict) -> str:
     return (
         f"{f['host']} is short by {mib(f['shortfall_kib'])}, but none of its domains can move now: each is busy, "
@@ -215,6 +226,7 @@ _RENDER = {
     "waiting_for_migrations": _waiting,
     "nothing_to_move": _nothing_to_move,
     "sustained_squeeze": _sustained_squeeze,
+    "maintenance": _maintenance,
     "host_off": lambda f: f"autoscaling is off for {f['host']}",
     "host_offline": lambda f: f"{f['host']} is offline: nothing planned for it",
 }

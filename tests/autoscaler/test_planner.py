@@ -104,6 +104,23 @@ def test_a_host_in_maintenance_receives_nothing_even_with_the_most_room():
     assert no_destination.figures["other_hosts"] == 0
 
 
+def test_a_host_in_maintenance_sheds_its_domains_within_the_budget_as_room_appears():
+    """What did not fit when the host was emptied leaves as soon as another host has room, two at once (the
+    budget), receivers ballooned to their targets first: balloon first, migrate second."""
+    domains = [guest(i, 1, used=1 * GiB, memory=2 * GiB) for i in range(1, 5)]
+    domains.append(guest(5, 2, used=1 * GiB, memory=8 * GiB))  # hv2's idle guest: its target is far below 8 GiB
+    hosts = [host(1, 16 * GiB, in_maintenance=True), host(2, 12 * GiB)]
+    p = plan(snapshot(hosts, domains))
+    assert [(m.host_id, m.to_host_id) for m in p.migrations] == [(1, 2), (1, 2)]  # two at once
+    assert "hv1 is in maintenance: move d" in p.migrations[0].reason and "fewest bytes" not in p.migrations[0].reason
+    assert any(s.domain_id == 5 and s.is_shrink for s in p.steps)  # hv2 gives back its idle guest's headroom
+    maintenance = next(d for d in p.decisions if d.code == "maintenance")
+    assert maintenance.reason.startswith("hv1 is in maintenance: its 4 domain(s) move away")
+    # Emptied: nothing more to say about it.
+    emptied = plan(snapshot(hosts, [domains[-1]]))
+    assert not [d for d in emptied.decisions if d.host_id == 1]
+
+
 def test_when_no_single_domain_covers_the_shortfall_the_largest_moves_first():
     domains = [guest(i, 1, used=1800 * MiB, memory=2 * GiB) for i in range(1, 7)]
     hosts = [host(1, 9 * GiB), host(2, 32 * GiB)]

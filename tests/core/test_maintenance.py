@@ -7,8 +7,8 @@ import pytest
 from balloonweb.access.actors import Actor
 from balloonweb.audit.models import AuditEntry
 from domains import maintenance, services
-from domains.autoscaler.models import TeamPolicy
-from domains.autoscaler.run import what_if
+from domains.autoscaler.models import Decision, EngineState, TeamPolicy
+from domains.autoscaler.run import run_autoscaler, what_if
 from domains.models import Domain, Job
 from hosts.models import Host
 from tests.access.conftest import World, build_world, make_domain, make_host
@@ -150,3 +150,22 @@ def test_a_change_asked_with_an_old_copy_of_a_moved_domain_is_made_where_it_runs
     with pytest.raises(services.BadRequest, match="already runs on a2"):
         services.request_migrate(admin(world), stale, world.a2)
     assert services.request_migrate(admin(world), stale, world.a1).host_id == world.a2.pk
+
+
+def test_the_autoscaler_moves_what_stayed_once_another_host_has_room(world):
+    """Recommend mode: a domain that stayed on a host in maintenance is recommended a move as soon as another
+    host has room for it, with the maintenance as its reason; until then the host's note says so."""
+    TeamPolicy.objects.create(team=world.team_a, mode="recommend")
+    Domain.objects.filter(pk=world.da.pk).update(actual_kib=1024 * MiB, available_kib=1000 * MiB, unused_kib=500 * MiB)
+    full = make_domain(world.a2, "full", memory_mib=7600, maxmem_mib=7600)
+    Domain.objects.filter(pk=full.pk).update(actual_kib=7600 * MiB, available_kib=7400 * MiB, unused_kib=100 * MiB)
+    done = maintenance.start(admin(world), world.a1)
+    assert done.jobs == [] and done.staying[0][0] == world.da
+    run_autoscaler(EngineState.get().last_run_at + 1000)
+    assert not Decision.objects.filter(step_kind="migrate").exists()
+    assert Decision.objects.filter(host=world.a1, code="maintenance").exists()
+    Domain.objects.filter(pk=full.pk).update(state=Domain.State.SHUTOFF)  # room on a2
+    run_autoscaler(EngineState.get().last_run_at + 1000)
+    move = Decision.objects.get(step_kind="migrate", state=Decision.State.RECOMMENDED)
+    assert (move.domain_id, move.to_host_id) == (world.da.pk, world.a2.pk)
+    assert move.reason.startswith("a1 is in maintenance: move da (1024 MiB) to a2")
