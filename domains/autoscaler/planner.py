@@ -552,6 +552,8 @@ class Planner:
     # -- output ---------------------------------------------------------------------------------------------
 
     def _decide_host(self, host: HostSnapshot, code: str, **figures) -> None:
+        if host.in_maintenance:  # its reasons to move domains are its maintenance (reasons._in_maintenance)
+            figures["maintenance"] = True
         self.plan.decisions.append(Decision(code, host_id=host.id, figures={"host": host.name, **figures}))
 
     def _emit_host(self, host: HostSnapshot) -> None:

@@ -147,7 +147,7 @@ def _no_destination(f: dict) -> str:
     if "least_needed_kib" not in f:  # a decision kept before these figures were recorded
         return f"{short}, and no host with migration budget has room for any of its domains"
     if not f["emergency"]:
-        short = f"{f['host']} lacks {mib(f['shortfall_kib'])} for its domains' recent peaks"
+        short = _in_maintenance(f) or f"{f['host']} lacks {mib(f['shortfall_kib'])} for its domains' recent peaks"
     if not f["other_hosts"]:
         return f"{short}, and there is no other host in automatic or recommend mode to move a domain to"
     over_budget = f["other_hosts_over_budget"]
@@ -161,9 +161,19 @@ def _no_destination(f: dict) -> str:
     )
 
 
+def _in_maintenance(f: dict) -> str:
+    """Why a host in maintenance moves domains, when no working set is at risk there ("" otherwise)."""
+    return f"{f['host']} is in maintenance" if f.get("maintenance") else ""
+
+
+def _short(f: dict, still: str = "") -> str:
+    """Why a host moves domains: its maintenance, or what it is short by."""
+    return _in_maintenance(f) or f"{f['host']} is {still}short by {mib(f['shortfall_kib'])}"
+
+
 def _budget_reached(f: dict) -> str:
     return (
-        f"{f['host']} is still short by {mib(f['shortfall_kib'])}, but its migration budget is spent "
+        f"{_short(f, 'still ')}, but its migration budget is spent "
         f"({f['migrations_out']} out at once, {f['migrations_per_hour']} an hour)"
     )
 
@@ -187,7 +197,7 @@ def _maintenance(f: dict) -> str:
 
 def _nothing_to_move(f: dict) -> str:
     return (
-        f"{f['host']} is short by {mib(f['shortfall_kib'])}, but none of its domains can move now: each is busy, "
+        f"{_short(f)}, but none of its domains can move now: each is busy, "
         "stuck, in a passing spike, or was moved (or had a move stopped) within the hour"
     )
 

@@ -119,6 +119,10 @@ def test_a_host_in_maintenance_sheds_its_domains_within_the_budget_as_room_appea
     # Emptied: nothing more to say about it.
     emptied = plan(snapshot(hosts, [domains[-1]]))
     assert not [d for d in emptied.decisions if d.host_id == 1]
+    # No room anywhere: it says so, and why it would move them (its maintenance, not a lack of room).
+    stuck = plan(snapshot([hosts[0], host(2, 2 * GiB)], domains[:4] + [guest(6, 2, used=1800 * MiB, memory=2 * GiB)]))
+    no_destination = next(d for d in stuck.decisions if d.code == "no_destination")
+    assert no_destination.reason.startswith("hv1 is in maintenance, and no host can take any of its domains")
 
 
 def test_when_no_single_domain_covers_the_shortfall_the_largest_moves_first():
