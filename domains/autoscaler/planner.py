@@ -457,12 +457,15 @@ class Planner:
         """Domains to move off a short host: the fewest bytes that cover the deficit, each to the host with the
         most room."""
         # A guest on the move cannot grow for the minutes the move takes: relief (no working set at risk yet)
-        # moves only guests that have not spiked lately; an emergency may move any.
+        # moves only guests that have not spiked lately; an emergency may move any. A host in maintenance must
+        # shed them all, whenever they moved last (each still books its peak where it goes), but none in a spike.
         emergency = deficit.keep_kib > 0
+        leaving = host.in_maintenance
         candidates = sorted(
             (
                 w for w in self.wants[host.id]
-                if w.movable and not w.passing_spike and not self._recently_moved(w) and (emergency or not _spiky(w))
+                if w.movable and not w.passing_spike
+                and (leaving or (not self._recently_moved(w) and (emergency or not _spiky(w))))
             ),
             key=lambda w: (w.claim_kib, w.domain.id),
         )

@@ -2,6 +2,7 @@
 within budget), and a reason for everything."""
 
 import gc
+from dataclasses import replace
 
 import pytest
 
@@ -116,6 +117,10 @@ def test_a_host_in_maintenance_sheds_its_domains_within_the_budget_as_room_appea
     assert any(s.domain_id == 5 and s.is_shrink for s in p.steps)  # hv2 gives back its idle guest's headroom
     maintenance = next(d for d in p.decisions if d.code == "maintenance")
     assert maintenance.reason.startswith("hv1 is in maintenance: its 4 domain(s) move away")
+    # A guest that spiked lately, or moved within the hour, leaves too (relief would keep it): the host must empty.
+    spiky = replace(domains[0], watch=domains[0].watch._replace(peak_kib=6 * GiB, peak_at=999.0), last_migrated_at=990.0)
+    again = plan(snapshot(hosts, [spiky, domains[-1]]))
+    assert [m.domain_id for m in again.migrations] == [1]
     # Emptied: nothing more to say about it.
     emptied = plan(snapshot(hosts, [domains[-1]]))
     assert not [d for d in emptied.decisions if d.host_id == 1]
@@ -277,7 +282,6 @@ def test_a_passing_spike_may_use_the_room_kept_above_the_planning_capacity():
 
 
 def test_a_lasting_shortage_of_a_saturated_guest_leads_to_a_migration():
-    from dataclasses import replace
 
     from domains.autoscaler.snapshot import PERSISTENT_SATURATION_S, BalloonWatch
 
@@ -348,7 +352,6 @@ def test_a_guest_out_of_memory_on_a_full_host_borrows_headroom_down_to_a_brief_f
 
 
 def test_a_host_squeezed_for_long_moves_domains_away_to_the_host_with_most_room():
-    from dataclasses import replace
 
     from domains.autoscaler.snapshot import SUSTAINED_SQUEEZE_S
 
@@ -367,7 +370,6 @@ def test_a_host_squeezed_for_long_moves_domains_away_to_the_host_with_most_room(
 
 
 def test_relief_leaves_a_guest_that_spiked_lately_where_it_is():
-    from dataclasses import replace
 
     from domains.autoscaler.snapshot import SUSTAINED_SQUEEZE_S, BalloonWatch
 
@@ -380,7 +382,6 @@ def test_relief_leaves_a_guest_that_spiked_lately_where_it_is():
 
 
 def test_a_domain_peak_is_remembered_for_a_while():
-    from dataclasses import replace
 
     from domains.autoscaler.snapshot import PEAK_MEMORY_S
 
