@@ -425,8 +425,7 @@ class Planner:
                 shed = 0
             deficit = Deficit(balance.shortfall_kib - self.outgoing[host.id], shed)
             if host.in_maintenance and deficit:
-                self._decide_host(host, MAINTENANCE, domains=sum(1 for w in self.wants[host.id] if w.movable),
-                                  leaving_kib=self.outgoing[host.id])
+                self._decide_host(host, MAINTENANCE)
             if not deficit:
                 if not host.in_maintenance or self.outgoing[host.id]:  # an emptied host has nothing to say
                     self._decide_host(

@@ -188,11 +188,9 @@ def _sustained_squeeze(f: dict) -> str:
 
 
 def _maintenance(f: dict) -> str:
-    leaving = f" ({mib(f['leaving_kib'])} on the way)" if f.get("leaving_kib") else ""
-    return (
-        f"{f['host']} is in maintenance: its {f['domains']} domain(s) move away{leaving} as the migration budget and "
-        "the other hosts' room allow"
-    )
+    # No counts: a host's notes are kept again only when their codes change, so figures here would grow stale
+    # (the host page says live how many domains are still there).
+    return f"{f['host']} is in maintenance: its domains move away as the migration budget and the other hosts' room allow"
 
 
 def _nothing_to_move(f: dict) -> str:
