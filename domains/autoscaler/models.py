@@ -12,6 +12,7 @@ from domains.models import Domain, Job
 from hosts.models import Host
 
 from . import snapshot as engine
+from .plan import RESIZE
 
 
 class Mode(models.TextChoices):
@@ -166,3 +167,12 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.domain or self.host} ({self.state})"
+
+    # As a plan's Step says them (plan.Step.is_shrink, is_grow), for a step once it is kept.
+    @property
+    def is_shrink(self) -> bool:
+        return self.step_kind == RESIZE and self.to_kib is not None and self.from_kib is not None and self.to_kib < self.from_kib
+
+    @property
+    def is_grow(self) -> bool:
+        return self.step_kind == RESIZE and self.to_kib is not None and self.from_kib is not None and self.to_kib > self.from_kib

@@ -228,7 +228,7 @@ def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:
         decision.save(update_fields=["state", "job", "error"])
         if decision.state == Decision.State.APPLIED:
             applied += 1
-            if decision.to_kib and decision.from_kib and decision.to_kib > decision.from_kib:
+            if decision.is_grow:
                 DomainState.objects.filter(pk=decision.domain_id).update(last_grown_at=time.time())
         else:
             refused += 1
@@ -348,7 +348,7 @@ def approve_plan(actor: Actor, host: Host) -> list[Decision]:
                 waits = exc.code == "no_room" and room_coming in shrinking
                 decision.state = Decision.State.WAITING if waits else Decision.State.RECOMMENDED
                 decision.error = exc.message
-            if decision.state == Decision.State.APPLIED and decision.step_kind == RESIZE and decision.to_kib < decision.from_kib:
+            if decision.state == Decision.State.APPLIED and decision.is_shrink:
                 shrinking.add(decision.host_id)
             if decision.state != Decision.State.RECOMMENDED:
                 decision.decided_by, decision.decided_at = actor.user, decided_at
