@@ -28,7 +28,7 @@ from .templatetags.console import mib
 from .autoscaler.models import Decision
 from .models import Domain, Job
 
-HOST_PAGE_SIZE = 100
+DOMAINS_PAGE_SIZE = 100
 JOBS_PAGE_SIZE = 50
 RECENT_JOBS = 10
 # Chart ranges offered on the domain page, in seconds; the first hour is the default.
@@ -48,6 +48,8 @@ DOMAIN_SORTS = {
     "used": F("used"),
     "unused": F("unused_kib"),
 }
+# The domains page sorts by host too.
+FLEET_DOMAIN_SORTS = {**DOMAIN_SORTS, "host": F("host__name")}
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
@@ -107,10 +109,12 @@ def memory_bar(capacity_kib: int, reserved_kib: int, running_kib: int) -> dict:
     }
 
 
-def query_without_page(request: HttpRequest) -> str:
-    """The current filters and sort as a query string prefix, for the pager's links."""
+def query_without(request: HttpRequest, *keys: str) -> str:
+    """The current query string less `keys`, as a prefix for links that set them: the pager's links keep the
+    filters and the sort, a column's sort link keeps the filters."""
     query = request.GET.copy()
-    query.pop("page", None)
+    for key in keys:
+        query.pop(key, None)
     return f"{query.urlencode()}&" if query else ""
 
 
@@ -170,22 +174,10 @@ def fleet(request: HttpRequest) -> HttpResponse:
 @login_required
 def host(request: HttpRequest, host_id: int) -> HttpResponse:
     host = get_visible(request, Host.objects.select_related("team"), host_id)
-    sort = request.GET.get("sort", "name")
-    if sort not in DOMAIN_SORTS:
-        sort = "name"
-    descending = request.GET.get("dir") == "desc"
-    key = DOMAIN_SORTS[sort]
-    order = key.desc(nulls_last=True) if descending else key.asc(nulls_last=True)
-    domains = (
-        Domain.objects.present().filter(host=host)
-        .annotate(used=F("available_kib") - F("unused_kib"))
-        .order_by(order, "name", "pk")
-    )
-    page = Paginator(domains, HOST_PAGE_SIZE).get_page(request.GET.get("page"))
+    table = domains_table(request, Domain.objects.present().filter(host=host), DOMAIN_SORTS)
     row = fleet_hosts(actor_of(request)).get(pk=host.pk)
     context = {
-        "nav": "fleet", "host": host, "page": page, "sort": sort, "dir": "desc" if descending else "asc",
-        "columns": HOST_COLUMNS, "base_query": query_without_page(request), "bar": host_bar(row),
+        **table, "nav": "fleet", "host": host, "columns": HOST_COLUMNS, "bar": host_bar(row),
         "running_here": row.running_count,
     }
     if request.htmx:
@@ -231,6 +223,64 @@ HOST_COLUMNS = [
     ("vcpus", "VCPUs", True), ("state", "State", False), ("time", "Time (s)", True),
     ("actual", "Actual (MiB)", True), ("used", "Used (MiB)", True), ("unused", "Unused (MiB)", True),
 ]
+FLEET_DOMAIN_COLUMNS = [HOST_COLUMNS[0], ("host", "Host", False), *HOST_COLUMNS[1:]]
+
+
+def domains_table(request: HttpRequest, domains: QuerySet, sorts: dict) -> dict:
+    """A page of `domains` sorted by the request's column (the host page and the domains page), as context."""
+    sort = request.GET.get("sort", "name")
+    if sort not in sorts:
+        sort = "name"
+    descending = request.GET.get("dir") == "desc"
+    order = sorts[sort].desc(nulls_last=True) if descending else sorts[sort].asc(nulls_last=True)
+    domains = domains.annotate(used=F("available_kib") - F("unused_kib")).order_by(order, "name", "pk")
+    return {
+        "page": Paginator(domains, DOMAINS_PAGE_SIZE).get_page(request.GET.get("page")),
+        "sort": sort, "dir": "desc" if descending else "asc",
+        "base_query": query_without(request, "page"), "sort_query": query_without(request, "page", "sort", "dir"),
+    }
+
+
+# -- domains, across the fleet (`xm list` of every host one may see) -------------------------------------------
+
+
+# The state filter's two groups besides the single states.
+UP, NOT_RUNNING = "up", "down"
+
+
+class DomainFilter(forms.Form):
+    name = forms.CharField(max_length=200, required=False, strip=True)
+    host = forms.CharField(max_length=100, required=False)
+    state = forms.ChoiceField(
+        choices=[("", "any state"), (UP, "up (r, b or p)"), (NOT_RUNNING, "not running")]
+        + [choice for choice in Domain.State.choices if choice[0] != Domain.State.GONE],
+        required=False,
+    )
+
+
+@login_required
+def domains(request: HttpRequest) -> HttpResponse:
+    actor = actor_of(request)
+    selected = rules.restrict(Domain.objects.present().select_related("host"), actor, "view")
+    form = DomainFilter(request.GET or None)
+    if form.is_valid():
+        wanted = form.cleaned_data
+        if wanted["name"]:
+            selected = selected.filter(name__icontains=wanted["name"])
+        if wanted["host"]:
+            selected = selected.filter(host__name=wanted["host"])
+        if wanted["state"] == UP:
+            selected = selected.filter(state__in=RUNNING_STATES)
+        elif wanted["state"] == NOT_RUNNING:
+            selected = selected.exclude(state__in=RUNNING_STATES)
+        elif wanted["state"]:
+            selected = selected.filter(state=wanted["state"])
+    hosts = rules.restrict(Host.objects.all(), actor, "view").order_by("name").values_list("name", flat=True)
+    context = {
+        **domains_table(request, selected, FLEET_DOMAIN_SORTS), "nav": "domains", "columns": FLEET_DOMAIN_COLUMNS,
+        "form": form if form.is_bound else DomainFilter(), "hosts": hosts, "query": request.GET.urlencode(),
+    }
+    return partial_or_page(request, "pages/domains.html", "pages/_domains_list.html", context)
 
 
 # -- domain ---------------------------------------------------------------------------------------------------
@@ -409,7 +459,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
     hosts = rules.restrict(Host.objects.all(), actor, "view").order_by("name").values_list("name", flat=True)
     context = {
         "nav": "jobs", "page": page, "form": form if form.is_bound else JobFilter(), "hosts": hosts,
-        "query": request.GET.urlencode(), "base_query": query_without_page(request),
+        "query": request.GET.urlencode(), "base_query": query_without(request, "page"),
     }
     return partial_or_page(request, "pages/jobs.html", "pages/_jobs_list.html", context)
 

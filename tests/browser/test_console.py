@@ -218,6 +218,26 @@ def test_the_host_page_sorts_and_updates_live(new_page, sim_hosts, foo):
     screenshot(phone, "host-phone")
 
 
+def test_a_domain_is_found_from_the_fleet_page_and_its_row_updates_live(new_page, sim_hosts, foo):
+    page = new_page()
+    page.goto("/")
+    page.get_by_role("searchbox", name="Domain name, or part of it").fill("fo")
+    page.get_by_role("button", name="Find").click()
+    expect(page).to_have_url("/domains/?name=fo")
+    rows = page.locator("#domains-list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("foo")
+    expect(rows.first).to_contain_text("hv1")
+    wait_live(page)
+    mark_page(page)
+    wait_for_job(resize(foo, "1536"))
+    expect(page.locator(f"#domain-{foo.pk} td").nth(2)).to_have_text("1536")  # Host, ID, Mem
+    assert not_reloaded(page)
+    screenshot(page, "domains")
+    page.get_by_role("link", name="foo", exact=True).click()
+    expect(page.locator("h1")).to_contain_text("foo")
+
+
 def test_a_recommended_step_comes_to_the_open_host_page_and_is_approved_there(new_page, sim_hosts, foo):
     """Recommend mode: a person keeps the host page open; the autoscaler's next step shows up on it, and when the
     approved step's job ends, the host's history shows it, both without a reload."""

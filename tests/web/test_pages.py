@@ -8,6 +8,7 @@ from django.utils import timezone
 from domains import urls as page_urls
 from domains.autoscaler.models import Decision
 from domains.models import Job
+from hosts.models import Host
 
 from .conftest import GIB, make_fleet
 
@@ -123,12 +124,13 @@ def test_the_fleet_shows_an_offline_host_with_its_error(admin_client, small_flee
 def test_outsiders_get_404_and_members_see_their_team(client, people, ids):
     client.force_login(people["outsider"])
     for name, url in page_routes(ids):
-        if name in {"fleet", "jobs"}:
+        if name in {"fleet", "domains", "jobs"}:  # lists: an outsider sees its own team's rows (below)
             continue
         method = client.post if name in POST_ONLY else client.get
         assert method(url).status_code == 404, name
     assert b"host0000" not in client.get(reverse("fleet")).content
     assert b"foo" not in client.get(reverse("jobs")).content
+    assert b"foo" not in client.get(reverse("domains")).content
     client.force_login(people["viewer"])
     assert b"host0000" in client.get(reverse("fleet")).content
     assert client.get(reverse("domain", args=[ids["domain"]])).status_code == 200
@@ -248,14 +250,63 @@ def test_the_host_page_sorts_and_paginates(admin_client, team):
     assert bogus.status_code == 200
 
 
-@pytest.mark.parametrize("make_url", [lambda ids: reverse("fleet"), lambda ids: reverse("host", args=[ids[0]])])
-def test_fleet_and_host_pages_run_a_constant_number_of_queries(admin_client, team, make_url):
+def domain_names(html: str) -> list[str]:
+    """The domains page's rows, in order (each row's heading cell is the domain's name)."""
+    import re
+
+    return re.findall(r'<th scope="row"><a href="/domains/\d+/">([^<]+)</a></th>', html)
+
+
+def test_the_domains_page_lists_every_visible_domain_and_filters_them(client, people, team, other_team):
+    """`xm list` of every host one may see: a name (or part of it), a host and a state narrow it, a column sorts
+    it, and sorting keeps the filters."""
+    *hosts, theirs = make_fleet(3, 3, team)
+    Host.objects.filter(pk=theirs.pk).update(team=other_team)
+    theirs.domains.exclude(name="host0002-vm0000").delete()
+    theirs.domains.update(name="secret")
+    stopped = hosts[1].domains.get(name="host0001-vm0002")
+    stopped.state, stopped.hv_id = "shutoff", None
+    stopped.save()
+    client.force_login(people["viewer"])
+    url = reverse("domains")
+
+    everything = client.get(url).content.decode()
+    assert domain_names(everything) == [f"host000{h}-vm000{d}" for h in (0, 1) for d in (0, 1, 2)]
+    assert "secret" not in everything and 'href="/hosts/' in everything
+    assert domain_names(client.get(url, {"name": "VM0001"}).content.decode()) == ["host0000-vm0001", "host0001-vm0001"]
+    assert domain_names(client.get(url, {"host": "host0001", "state": "up"}).content.decode()) == ["host0001-vm0000", "host0001-vm0001"]
+    assert domain_names(client.get(url, {"state": "down"}).content.decode()) == ["host0001-vm0002"]
+    assert domain_names(client.get(url, {"state": "shutoff"}).content.decode()) == ["host0001-vm0002"]
+    assert "No domains match." in client.get(url, {"name": "nosuch"}).content.decode()
+
+    by_host = client.get(url, {"name": "vm0000", "sort": "host", "dir": "desc"}).content.decode()
+    assert domain_names(by_host) == ["host0001-vm0000", "host0000-vm0000"]
+    assert 'href="?name=vm0000&amp;sort=memory&amp;dir=asc"' in by_host  # a column's link keeps the filter
+    assert 'aria-sort="descending"' in by_host
+
+    bad = client.get(url, {"state": "bogus", "sort": "nonsense", "page": "x"})
+    assert bad.status_code == 200 and "State: Select a valid choice. bogus is not one of the available choices." in bad.content.decode()
+    partial = client.get(url, {"name": "vm0002"}, **HTMX).content.decode()
+    assert "<html" not in partial and domain_names(partial) == ["host0000-vm0002", "host0001-vm0002"]
+
+    client.force_login(people["outsider"])
+    assert domain_names(client.get(url).content.decode()) == ["secret"]
+
+
+def test_the_fleet_page_finds_a_domain_by_name(admin_client, small_fleet):
+    html = admin_client.get(reverse("fleet")).content.decode()
+    assert 'action="/domains/" role="search"' in html and 'name="name"' in html
+    assert '<a href="/domains/">1 of 1 domain running</a>' in html
+
+
+@pytest.mark.parametrize("make_url", [
+    lambda ids: reverse("fleet"), lambda ids: reverse("host", args=[ids[0]]), lambda ids: reverse("domains"),
+])
+def test_fleet_host_and_domains_pages_run_a_constant_number_of_queries(admin_client, team, make_url):
     """The same number of queries for 20 domains on 2 hosts as for 2,000 domains on 40 hosts. (No absolute
     cap: other parts of the page, such as the audit history beside it, bring their own constant queries.)"""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-
-    from hosts.models import Host
 
     counts = []
     for hosts, per_host in ((2, 10), (40, 50)):
