@@ -183,8 +183,10 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     if request.htmx:
         return render(request, "pages/_host_domains.html", context)
     may_manage = may(actor_of(request), "manage_host", host)
-    # What starting maintenance would do: worked out for those who may start it, before they do.
-    evacuation = maintenance.preview(actor_of(request), host) if may_manage and not host.maintenance else None
+    # What starting maintenance would do is loaded when its section is opened (host_part); without JavaScript, a
+    # link asks for it with the page.
+    wanted = may_manage and not host.maintenance and request.GET.get("evacuation") == "1"
+    evacuation = maintenance.preview(actor_of(request), host) if wanted else None
     return render(request, "pages/host.html", {**context, "may_manage": may_manage, "evacuation": evacuation})
 
 
@@ -209,8 +211,14 @@ def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpRes
 
 @login_required
 def host_part(request: HttpRequest, host_id: int, part: str) -> HttpResponse:
-    """One live region of the host page besides its domains (the autoscaler's plan, the history)."""
+    """One part of the host page loaded on its own: a live region besides its domains (the autoscaler's plan, the
+    history), or the maintenance preview when its section is opened."""
     host = get_visible(request, Host.objects.select_related("team"), host_id)
+    if part == "evacuation":
+        # What starting maintenance would do now, for those who may start it.
+        if not may(actor_of(request), "manage_host", host):
+            raise PermissionDenied(f"only an admin of {host.name}'s team may put it in maintenance")
+        return render(request, "pages/_evacuation.html", {"host": host, "evacuation": maintenance.preview(actor_of(request), host)})
     templates = {"autoscaler": "autoscaler/_host_part.html", "history": "pages/_host_history.html"}
     if part not in templates:
         raise Http404("no such part of the page")

@@ -69,8 +69,10 @@ MATRIX: dict[str, list[Case]] = {
     # -- the console's pages (issue 3) ------------------------------------------------------------------------
     "fleet": [Case(expect=ANY_SIGNED_IN)],
     "jobs": [Case(expect=ANY_SIGNED_IN)],
+    "domains": [Case(expect=ANY_SIGNED_IN)],
     "host": [Case(args={"host_id": "a1.pk"}, expect=TEAM_PAGE)],
-    "host-part": [Case(args={"host_id": "a1.pk", "part": part}, expect=TEAM_PAGE) for part in ("autoscaler", "history")],
+    "host-part": [Case(args={"host_id": "a1.pk", "part": part}, expect=TEAM_PAGE) for part in ("autoscaler", "history")]
+    + [Case(args={"host_id": "a1.pk", "part": "evacuation"}, expect={**TEAM_PAGE, "viewer": 403, "operator": 403})],
     # Maintenance is the host admins': a plain form, answered with a redirect back to the host page.
     "host-maintenance-start": [Case("post", {"host_id": "a1.pk"}, expect=answers(admin=302))],
     "host-maintenance-end": [Case("post", {"host_id": "a1.pk"}, expect=answers(admin=302))],
