@@ -18,6 +18,7 @@ from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
 from hosts.drivers import DomainConfig, DomainInfo, DriverError, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
 from hosts.models import Host
+from hosts.units import format_mib
 
 from . import inventory
 from .models import Domain, Job
@@ -103,14 +104,14 @@ def _resize(job: Job) -> None:
     target = job.params["target_kib"]
     # The domain's host now, not when the job was asked for: a migration may have moved it meanwhile.
     driver_for(job.domain.host.uri).set_memory(str(job.domain.uuid), target, live=True, config=False)
-    _log(job, f"balloon target of {job.domain.name} set to {target // 1024} MiB")
+    _log(job, f"balloon target of {job.domain.name} set to {format_mib(target)}")
 
 
 def _set_maxmem(job: Job) -> None:
     maxmem = job.params["maxmem_kib"]
     driver_for(job.domain.host.uri).set_maxmem(str(job.domain.uuid), maxmem)
     when = "at its next boot" if job.domain.is_running else "at its next start"
-    _log(job, f"maxmem of {job.domain.name} set to {maxmem // 1024} MiB in the persistent config; it takes effect {when}")
+    _log(job, f"maxmem of {job.domain.name} set to {format_mib(maxmem)} in the persistent config; it takes effect {when}")
 
 
 def _migrate(job: Job) -> None:
@@ -162,7 +163,7 @@ def _create(job: Job) -> None:
     domain = inventory.record_domain(job.host, info)
     Job.objects.filter(pk=job.pk).update(domain=domain)
     job.domain = domain
-    _log(job, f"{info.name} defined and started on {job.host.name} with {info.memory_kib // 1024} MiB (maxmem {info.maxmem_kib // 1024} MiB)")
+    _log(job, f"{info.name} defined and started on {job.host.name} with {format_mib(info.memory_kib)} (maxmem {format_mib(info.maxmem_kib)})")
 
 
 HANDLERS = {Job.Kind.RESIZE: _resize, Job.Kind.MAXMEM: _set_maxmem, Job.Kind.MIGRATE: _migrate, Job.Kind.CREATE: _create}

@@ -18,7 +18,7 @@ from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
 from hosts.drivers import DomainConfig
 from hosts.models import RUNNING_STATES, Host
-from hosts.units import BadSize, parse_memory_kib
+from hosts.units import BadSize, format_mib as mib, parse_memory_kib
 
 from .jobs import announce
 from .models import Domain, Job
@@ -62,10 +62,6 @@ class NotFound(ServiceError):
 class Forbidden(ServiceError):
     status = 403
     code = "forbidden"
-
-
-def mib(kib: int) -> str:
-    return f"{kib // 1024} MiB"
 
 
 # -- the rules ------------------------------------------------------------------------------------------------

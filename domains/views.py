@@ -24,7 +24,7 @@ from balloonweb.access.actors import Actor
 from hosts.models import RUNNING_STATES, Host
 
 from . import maintenance, samples, services
-from .templatetags.console import mib
+from hosts.units import format_mib as mib
 from .autoscaler.models import Decision
 from .models import Domain, Job
 
@@ -397,18 +397,18 @@ def control_response(request: HttpRequest, domain: Domain, control: str, outcome
 
 def resize(actor: Actor, domain: Domain, data: dict) -> str:
     job = services.request_resize(actor, domain, data["memory"])
-    return f"Job {job.pk} queued: balloon {domain.name} to {job.params['target_kib'] // 1024} MiB."
+    return f"Job {job.pk} queued: balloon {domain.name} to {mib(job.params['target_kib'])}."
 
 
 def set_maxmem(actor: Actor, domain: Domain, data: dict) -> str:
     job = services.request_set_maxmem(actor, domain, data["memory"])
     when = "takes it at its next boot" if domain.is_running else "takes it when it starts"
-    return f"Job {job.pk} queued: maxmem {job.params['maxmem_kib'] // 1024} MiB in the config; {domain.name} {when}."
+    return f"Job {job.pk} queued: maxmem {mib(job.params['maxmem_kib'])} in the config; {domain.name} {when}."
 
 
 def set_floor(actor: Actor, domain: Domain, data: dict) -> str:
     domain.floor_kib = services.set_floor(actor, domain, data["memory"]).floor_kib
-    return f"Floor set to {domain.floor_kib // 1024} MiB."
+    return f"Floor set to {mib(domain.floor_kib)}."
 
 
 def migrate(actor: Actor, domain: Domain, data: dict) -> str:

@@ -12,7 +12,7 @@ import re
 import uuid as uuid_module
 
 from hosts.drivers import DomainConfig
-from hosts.units import BadSize, parse_memory_kib
+from hosts.units import BadSize, format_mib, parse_memory_kib
 
 KNOWN_KEYS = {"name", "memory", "maxmem", "vcpus", "uuid", "description"}
 _LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
@@ -53,7 +53,7 @@ def parse_xen_config(text: str) -> DomainConfig:
     except BadSize as exc:
         raise ConfigError(f"memory: {exc}") from exc
     if maxmem_kib < memory_kib:
-        raise ConfigError(f"maxmem ({maxmem_kib // 1024} MiB) is below memory ({memory_kib // 1024} MiB)")
+        raise ConfigError(f"maxmem ({format_mib(maxmem_kib)}) is below memory ({format_mib(memory_kib)})")
     try:
         vcpus = int(values.get("vcpus", "1"))
     except ValueError:

@@ -30,8 +30,10 @@ def parse_memory_kib(text: str | int) -> int:
 
 
 def mib(kib: int | None) -> int | None:
+    """KiB as the whole MiB that the API and `xm` columns give: 8388608 -> 8192."""
     return None if kib is None else kib // 1024
 
 
 def format_mib(kib: int | None) -> str:
-    return "—" if kib is None else f"{kib // 1024} MiB"
+    """KiB as every page, message and reason says it: 8388608 -> '8,192 MiB'; None (no figure) -> '—'."""
+    return "—" if kib is None else f"{kib // 1024:,} MiB"

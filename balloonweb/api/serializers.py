@@ -14,12 +14,9 @@ from balloonweb.access.models import Membership, Team
 from balloonweb.audit.models import AuditEntry
 from domains.models import Domain, Job
 from hosts.models import Host
+from hosts.units import mib
 
 from .models import ApiToken
-
-
-def mib(kib: int | None) -> int | None:
-    return None if kib is None else kib // 1024
 
 
 def kib_or_none(mib_value: int | None) -> int | None:

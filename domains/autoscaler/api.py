@@ -15,16 +15,10 @@ from balloonweb.api.views import ApiView, NewestFirst
 from domains import services
 from domains.models import Domain
 from hosts.models import Host
+from hosts.units import mib
 
 from . import run, show
 from .models import Decision
-
-MiB = 1024
-
-
-def mib(kib: int | None) -> int | None:
-    return None if kib is None else kib // MiB
-
 
 class DecisionSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name", default=None)

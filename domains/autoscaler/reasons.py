@@ -5,11 +5,12 @@ seconds, names); the sentence is made only when someone reads it. That keeps a 2
 stored decision can be shown again in the same words.
 """
 
+from hosts.units import format_mib
+
 from .snapshot import BRIEF_FREE_SHARE, STUCK_AFTER_CYCLES
 
 
-def mib(kib: int | None) -> str:
-    return "?" if kib is None else f"{kib // 1024} MiB"
+mib = format_mib
 
 
 def percent(share: float) -> str:

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
 from domains import services
-from domains.templatetags.console import mib
+from hosts.units import format_mib as mib
 from domains.models import Domain
 from hosts.models import Host
 

@@ -2,15 +2,14 @@
 
 from django import template
 
+from hosts.units import format_mib
+
 register = template.Library()
 
 NONE = "—"
 
 
-@register.filter
-def mib(kib: int | None) -> str:
-    """8388608 -> '8,192 MiB'; None (the guest gave no figure) -> '—'."""
-    return NONE if kib is None else f"{kib // 1024:,} MiB"
+register.filter("mib", format_mib)
 
 
 @register.filter

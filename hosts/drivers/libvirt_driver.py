@@ -7,6 +7,8 @@ from xml.sax.saxutils import escape
 
 import libvirt
 
+from hosts.units import format_mib
+
 from . import pool
 from .base import (
     DomainConfig,
@@ -230,7 +232,7 @@ class LibvirtDriver:
                 maxmem = dom.maxMemory()
                 if kib > maxmem:
                     raise AboveMaxMemory(
-                        f"{kib // 1024} MiB is above the maxmem of {name} ({maxmem // 1024} MiB); "
+                        f"{format_mib(kib)} is above the maxmem of {name} ({format_mib(maxmem)}); "
                         "raise maxmem first, which a running domain takes at its next boot"
                     )
                 dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
@@ -239,7 +241,7 @@ class LibvirtDriver:
         except libvirt.libvirtError as exc:
             error = self._translate(exc, name)
             if "higher than max memory" in (exc.get_error_message() or ""):
-                error = AboveMaxMemory(f"{kib // 1024} MiB is above the maxmem of {name}", detail=str(exc))
+                error = AboveMaxMemory(f"{format_mib(kib)} is above the maxmem of {name}", detail=str(exc))
             raise error from exc
 
     def set_maxmem(self, uuid: str, kib: int) -> None:

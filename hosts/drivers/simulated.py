@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from hosts.simulation.demand import Demand, demand_for, guest_figures
 from hosts.simulation.fleet import node_file_for
+from hosts.units import format_mib
 
 from .base import DomainInfo, DomainStats, HostInfo, MigrationProgress, MigrationResult, ProgressCallback, StopRequested
 from .errors import DriverError, MigrationStopped, NotSupported
@@ -120,7 +121,7 @@ class SimulatedDriver(LibvirtDriver):
         return MigrationResult(
             simulated=True,
             detail=f"simulated move: the test driver cannot migrate, so {moved.name} was defined and started on "
-            f"{destination.uri} with the same UUID, config and {moved.memory_kib // 1024} MiB, then undefined here",
+            f"{destination.uri} with the same UUID, config and {format_mib(moved.memory_kib)}, then undefined here",
         )
 
     def _send_memory(self, kib: int, report: ProgressCallback, stop_requested: StopRequested | None) -> None:

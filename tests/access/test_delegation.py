@@ -33,10 +33,10 @@ def test_an_operator_is_stopped_at_the_team_limit_with_the_limit_named(world: Wo
     with pytest.raises(services.Forbidden) as refused:
         services.request_resize(actor(world, "operator"), world.da, "3G")
     assert refused.value.code == "team_limit"
-    assert "3072 MiB is above the team A's limit of 2048 MiB for one domain" in refused.value.message
+    assert "3,072 MiB is above the team A's limit of 2,048 MiB for one domain" in refused.value.message
     # Refused attempts are audited, with the message.
     entry = AuditEntry.objects.filter(action="domain.resize", result="refused").get()
-    assert entry.actor_label == "operator" and "2048 MiB" in entry.message and entry.team_id == world.team_a.pk
+    assert entry.actor_label == "operator" and "2,048 MiB" in entry.message and entry.team_id == world.team_a.pk
     # Up to the limit is fine; an admin gives more.
     assert services.request_resize(actor(world, "operator"), world.da, "2G").params["target_kib"] == 2048 * MiB
     assert services.request_resize(actor(world, "admin"), world.da, "3G").params["target_kib"] == 3072 * MiB
@@ -49,14 +49,14 @@ def test_an_operator_may_shrink_a_domain_that_is_above_the_limit(world: World):
 
 
 def test_the_quota_binds_operators_and_admins_but_not_superusers(world: World):
-    make_domain(world.a2, "db", memory_mib=2048)  # team A runs 1024 + 2048 MiB
+    make_domain(world.a2, "db", memory_mib=2048)  # team A runs 1,024 + 2,048 MiB
     limit(world.team_a, quota_mib=4096)
     assert services.request_resize(actor(world, "operator"), world.da, "2G")  # 3072 + 1024 = 4096: just fits
     for role in ("operator", "admin"):
         with pytest.raises(services.Forbidden) as refused:
             services.request_resize(actor(world, role), world.da, "2049")
         assert refused.value.code == "team_quota"
-        assert "the team A's quota of 4096 MiB running memory would be exceeded: 4096 MiB in use, 1 MiB more asked, 0 MiB left" in refused.value.message
+        assert "the team A's quota of 4,096 MiB running memory would be exceeded: 4,096 MiB in use, 1 MiB more asked, 0 MiB left" in refused.value.message
     assert services.request_resize(Actor.for_user(world.users["superuser"]), world.da, "3G")
 
 
@@ -95,7 +95,7 @@ def resize_at_once(requests: list[tuple[Actor, Domain, str]]) -> list[object]:
 
 @pytest.mark.timeout(240)
 def test_concurrent_grows_on_two_hosts_never_pass_the_team_quota(sim_hosts, celery_worker):
-    """8 operators' requests at once, on two hosts of one team, each +256 MiB with 1024 MiB left in the quota:
+    """8 operators' requests at once, on two hosts of one team, each +256 MiB with 1,024 MiB left in the quota:
     exactly 4 are accepted, whatever the order (the team row lock serialises them across hosts), and the
     hypervisors end within the quota."""
     team = Team.objects.create(name="T", quota_kib=3072 * MiB)
@@ -105,7 +105,7 @@ def test_concurrent_grows_on_two_hosts_never_pass_the_team_quota(sim_hosts, cele
         host.save()
     operator = get_user_model().objects.create_user("op")
     Membership.objects.create(user=operator, team=team, role=Membership.Role.OPERATOR)
-    domains = [define_domain(hosts[i % 2], f"d{i}", 256, 2048) for i in range(8)]  # 2048 MiB running
+    domains = [define_domain(hosts[i % 2], f"d{i}", 256, 2048) for i in range(8)]  # 2,048 MiB running
     who = Actor.for_user(operator)
 
     results = resize_at_once([(Actor.for_user(operator), domain, "512") for domain in domains])
@@ -113,7 +113,7 @@ def test_concurrent_grows_on_two_hosts_never_pass_the_team_quota(sim_hosts, cele
     accepted = [r for r in results if isinstance(r, Job)]
     refused = [r for r in results if isinstance(r, services.Forbidden)]
     assert len(accepted) == 4 and len(refused) == 4, results
-    assert all(r.code == "team_quota" and "quota of 3072 MiB" in r.message for r in refused)
+    assert all(r.code == "team_quota" and "quota of 3,072 MiB" in r.message for r in refused)
     for job in accepted:
         assert wait_for_job(job).state == Job.State.SUCCEEDED, job.error
     running = sum(d.memory_kib for d in Domain.objects.filter(host__team=team).running())

@@ -32,7 +32,7 @@ def test_the_story(world: World):
     assert 'name="memory"' in operator.get(page).content.decode()
     over = operator.post(reverse("domain-resize", args=[da.pk]), {"memory": "3G"}, headers={"HX-Request": "true"})
     assert over.status_code == 403
-    assert "3072 MiB is above the team A&#x27;s limit of 2048 MiB for one domain that an operator may give" in over.content.decode()
+    assert "3,072 MiB is above the team A&#x27;s limit of 2,048 MiB for one domain that an operator may give" in over.content.decode()
     api_over = operator.post(api_resize, {"size": "3G"}, content_type="application/json")
     assert api_over.status_code == 403 and api_over.json()["code"] == "team_limit"
     # Within the limit it is accepted.
@@ -40,13 +40,13 @@ def test_the_story(world: World):
 
     # The admin finds all of it on the review page: the limit, the refusals with their reasons, the accepted job.
     review = admin.get(reverse("audit"), {"team": world.team_a.pk}).content.decode()
-    for text in ("team.update", "viewer", "does not allow", "operator", "limit of 2048 MiB", "accepted"):
+    for text in ("team.update", "viewer", "does not allow", "operator", "limit of 2,048 MiB", "accepted"):
         assert text in review, text
     refusals = admin.get(reverse("audit"), {"result": "refused", "domain": da.pk}).context["rows"]
     assert [(e.actor_label, e.action) for e in refusals] == [("operator", "domain.resize")] * 2 + [("viewer", "domain.resize")]
     assert all(e.request_id and e.client_ip == "127.0.0.1" for e in refusals)
     # The domain page shows the same history.
-    assert "limit of 2048 MiB" in admin.get(page).content.decode()
+    assert "limit of 2,048 MiB" in admin.get(page).content.decode()
 
     # The other team's admin: no such domain, and none of team A's entries.
     outsider = world.client("outsider")

@@ -75,7 +75,7 @@ def test_every_refusal_is_json_with_a_code(people, fleet, as_):
     resize = f"/api/domains/{foo.pk}/resize/"
 
     status, code, message = error(operator.post(resize, {"size": "5000"}, format="json"))
-    assert (status, code) == (400, "above_maxmem") and "maxmem of foo (4096 MiB)" in message
+    assert (status, code) == (400, "above_maxmem") and "maxmem of foo (4,096 MiB)" in message
 
     status, code, message = error(operator.post(resize, {"size": "lots"}, format="json"))
     assert (status, code) == (400, "bad_size") and "512M, 4G, 524288K" in message

@@ -56,7 +56,7 @@ def test_the_walkthrough(sim_hosts, blue):
     refused = operator.post(resize, {"size": "5000"}, format="json")
     assert refused.status_code == 400 and refused.json() == {
         "code": "above_maxmem",
-        "message": "5000 MiB is above the maxmem of foo (4096 MiB); raise maxmem first (xm mem-max foo 5000), "
+        "message": "5,000 MiB is above the maxmem of foo (4,096 MiB); raise maxmem first (xm mem-max foo 5000), "
         "which a running domain takes at its next boot",
     }
     assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == "4194304 KiB"

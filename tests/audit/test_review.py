@@ -102,7 +102,7 @@ def test_the_history_snippet_shows_an_objects_own_entries(world: World):
     request = RequestFactory().get("/")
     request.actor = Actor.for_user(world.users["admin"])
     html = Template("{% load audit %}{% audit_history domain %}").render(Context({"domain": world.da, "request": request}))
-    assert "mine" in html and "not mine" not in html and "memory 1024 MiB → memory 512 MiB" in html
+    assert "mine" in html and "not mine" not in html and "memory 1,024 MiB → memory 512 MiB" in html
     assert f"?domain={world.da.pk}" in html
 
 

@@ -24,7 +24,7 @@ def test_a_guest_short_of_free_memory_grows_to_its_target_in_one_step():
     assert step.to_kib == steady_target(1800 * MiB, 2 * GiB)
     # The target leaves the guest its 20 % free: used / available-at-target = 0.8 (to a MiB).
     assert abs(1800 * MiB / (step.to_kib * 97 / 100) - 0.80) < 0.005
-    assert "grow" in step.reason and "1800 MiB" in step.reason
+    assert "grow" in step.reason and "1,800 MiB" in step.reason
     assert step.figures["used_kib"] == 1800 * MiB
 
 

@@ -83,12 +83,12 @@ def test_fleet_what_if_is_applied_as_the_person_where_the_autoscaler_is_on(world
     assert not Job.objects.exclude(pk=world.job.pk).exists()
     assert AuditEntry.objects.filter(action="autoscaler.what_if", result=AuditEntry.Result.REFUSED, actor_label="viewer").exists()
     response = world.client("operator").post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}, follow=True)
-    assert "Making room for 7000 MiB: 1 of 1 steps queued" in response.content.decode()
+    assert "Making room for 7,000 MiB: 1 of 1 steps queued" in response.content.decode()
     job = Job.objects.exclude(pk=world.job.pk).get()
     assert (job.domain_id, job.actor_label) == (world.da.pk, "operator")
     HostPolicy.objects.create(host=world.a1, mode="off")
     refused = world.client("operator").post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}, follow=True)
-    assert "nothing to apply: no host can take 7000 MiB" in refused.content.decode()  # a1 is no longer counted on
+    assert "nothing to apply: no host can take 7,000 MiB" in refused.content.decode()  # a1 is no longer counted on
     assert Job.objects.exclude(pk=world.job.pk).count() == 1
 
 
@@ -175,8 +175,8 @@ def test_a_step_refused_in_a_plan_stays_for_a_person_and_says_why(world):
     grow.refresh_from_db()
     assert grow.state == Decision.State.RECOMMENDED and "above the maxmem of db" in grow.error
     page = response.content.decode()
-    assert "Not approved last time: 9000 MiB is above the maxmem of db" in page  # the plan, still on the page
-    assert "Approved 1 of 2 steps" in page and "Not approved: resize db 6,144 MiB → 9,000 MiB: 9000 MiB is above the maxmem" in page
+    assert "Not approved last time: 9,000 MiB is above the maxmem of db" in page  # the plan, still on the page
+    assert "Approved 1 of 2 steps" in page and "Not approved: resize db 6,144 MiB → 9,000 MiB: 9,000 MiB is above the maxmem" in page
 
 
 def test_a_viewer_cannot_approve_a_plan_and_nothing_changes(world):

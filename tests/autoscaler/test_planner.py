@@ -221,7 +221,7 @@ def test_no_destination_says_whether_the_other_hosts_lack_room_or_migration_budg
     assert decision.figures["least_needed_kib"] == 2 * GiB  # it arrives with all it holds
     assert 0 < decision.figures["most_room_kib"] < 2 * GiB
     assert (decision.figures["other_hosts"], decision.figures["other_hosts_over_budget"]) == (2, 1)
-    assert "short by" in decision.reason and "the smallest needs 2048 MiB there" in decision.reason
+    assert "short by" in decision.reason and "the smallest needs 2,048 MiB there" in decision.reason
     assert "1 of the other 2 hosts may not receive now" in decision.reason
 
     alone = plan(snapshot([host(1, 8 * GiB)], domains))
@@ -234,7 +234,7 @@ def test_a_no_destination_decision_kept_before_its_figures_existed_still_reads()
     from domains.autoscaler.reasons import explain
 
     old = explain(planner_module.NO_DESTINATION, {"host": "hv1", "shortfall_kib": 1024 * MiB})
-    assert old == "hv1 is short by 1024 MiB after taking headroom down to working sets and floors, and no host with migration budget has room for any of its domains"
+    assert old == "hv1 is short by 1,024 MiB after taking headroom down to working sets and floors, and no host with migration budget has room for any of its domains"
 
 
 def test_a_recently_migrated_domain_is_not_moved_again():
@@ -460,7 +460,7 @@ def test_spikes_that_come_together_are_remembered_and_planned_for():
     assert plan(snapshot(hosts, calm, now=1100.0)).squeezed_since[1] == 1100.0
     hosts[0].squeezed_since = 1100.0 - SUSTAINED_SQUEEZE_S
     relief = plan(snapshot(hosts, calm, now=1100.0))
-    assert relief.migrations and "counting 2048 MiB for spikes that came together" in relief.for_host(1)[0].reason
+    assert relief.migrations and "counting 2,048 MiB for spikes that came together" in relief.for_host(1)[0].reason
     assert plan(snapshot([host(1, 9 * GiB), host(2, 64 * GiB)], calm, now=1100.0)).squeezed_since[1] is None
     expired = plan(snapshot(hosts, calm, now=1000.0 + PEAK_MEMORY_S + 10))
     assert expired.squeezed_since[1] is None and expired.coincidences[1] == NO_COINCIDENCE

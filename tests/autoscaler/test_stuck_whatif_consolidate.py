@@ -163,11 +163,11 @@ def test_what_if_no_host_can_take_it():
     fleet = snapshot([host(1, 4 * GiB)], [guest(1, 1, used=3 * GiB, memory=3500 * MiB)])
     answer = make_room(fleet, NewDomain("big", 2 * GiB, 2 * GiB))
     assert answer.grade == NO_ROOM and answer.host_id is None and answer.plan.steps == []
-    assert "no host can take 2048 MiB, even with others shrunk to their floors and working sets" in answer.reason
+    assert "no host can take 2,048 MiB, even with others shrunk to their floors and working sets" in answer.reason
     # Larger than any host could ever hold: the answer says that, not that floors or budgets are in the way.
     huge = make_room(fleet, NewDomain("huge", 8 * GiB, 8 * GiB))
     assert huge.grade == NO_ROOM
-    assert huge.reason == "no host can take 8192 MiB: the largest, hv1, plans for at most 4096 MiB of guests"
+    assert huge.reason == "no host can take 8,192 MiB: the largest, hv1, plans for at most 4,096 MiB of guests"
 
 
 def test_lower_bound():

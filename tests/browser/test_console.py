@@ -107,7 +107,7 @@ def test_resize_with_the_control_is_pushed_to_a_second_browser(new_page, sim_hos
     page.fill("#resize-memory", "5000")
     page.keyboard.press("Enter")  # the keyboard submits the control as the button does
     error = page.locator("#resize-error")
-    expect(error).to_contain_text("5000 MiB is above the maxmem of foo (4096 MiB)")
+    expect(error).to_contain_text("5,000 MiB is above the maxmem of foo (4,096 MiB)")
     expect(page.locator("#resize-memory")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#fig-memory")).to_have_text("512 MiB")  # the refusal replaced the control, not the page
     assert not_reloaded(page)

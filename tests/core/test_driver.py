@@ -40,7 +40,7 @@ def test_above_maxmem_names_the_maxmem(driver):
     info = define(driver)
     with pytest.raises(AboveMaxMemory) as error:
         driver.set_memory(info.uuid, 5000 * 1024, live=True, config=False)
-    assert "4096 MiB" in str(error.value) and "maxmem" in str(error.value)
+    assert "4,096 MiB" in str(error.value) and "maxmem" in str(error.value)
     assert driver.domain(info.uuid).memory_kib == 1024 * 1024
 
 

@@ -58,7 +58,7 @@ def test_a_domain_that_fits_nowhere_stays_and_says_why(world):
     make_domain(world.a2, "resident", memory_mib=7000)
     preview = maintenance.preview(admin(world), world.a1)
     assert not preview.moves
-    assert preview.staying == [(world.da, "no host has room for its 1024 MiB: the most is 680 MiB on a2")]
+    assert preview.staying == [(world.da, "no host has room for its 1,024 MiB: the most is 680 MiB on a2")]
 
 
 def test_a_host_in_maintenance_takes_no_domain_from_anyone(world):
@@ -134,7 +134,7 @@ def test_maintenance_empties_a_simulated_host_through_the_workers(celery_worker,
     booted_at = Domain.objects.get(name="web").booted_at
     started = xm("maintenance", "hv1", "on")
     assert started.returncode == 0, started.stderr
-    assert started.stderr.strip() == "xm: db stays on hv1: no host has room for its 2048 MiB: the most is 1680 MiB on hv2"
+    assert started.stderr.strip() == "xm: db stays on hv1: no host has room for its 2,048 MiB: the most is 1,680 MiB on hv2"
     assert started.stdout.splitlines()[-1] == "hv1 is in maintenance: 2 domain(s) moved, 1 stayed"
     assert set(Domain.objects.present().filter(host=hv2).values_list("name", flat=True)) == {"web", "big"}
     assert Domain.objects.get(name="web").booted_at == booted_at  # a move is not a boot
@@ -171,4 +171,4 @@ def test_the_autoscaler_moves_what_stayed_once_another_host_has_room(world):
     run_autoscaler(EngineState.get().last_run_at + 1000)
     move = Decision.objects.get(step_kind="migrate", state=Decision.State.RECOMMENDED)
     assert (move.domain_id, move.to_host_id) == (world.da.pk, world.a2.pk)
-    assert move.reason.startswith("a1 is in maintenance: move da (1024 MiB) to a2")
+    assert move.reason.startswith("a1 is in maintenance: move da (1,024 MiB) to a2")

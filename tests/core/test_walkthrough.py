@@ -43,7 +43,7 @@ def test_the_walkthrough(sim_hosts, tmp_path):
     too_much = xm("mem-set", "foo", "5000")
     assert too_much.returncode == 1
     assert too_much.stderr.strip() == (
-        "xm: 5000 MiB is above the maxmem of foo (4096 MiB); raise maxmem first (xm mem-max foo 5000), "
+        "xm: 5,000 MiB is above the maxmem of foo (4,096 MiB); raise maxmem first (xm mem-max foo 5000), "
         "which a running domain takes at its next boot"
     )
     assert virsh_dominfo(hv1, "foo")["Used memory"] == "4194304 KiB"
@@ -78,7 +78,7 @@ def test_a_config_without_maxmem_cannot_grow_until_maxmem_is_raised(sim_hosts, t
     config.write_text('name = "bar"\nmemory = 1024\n')
     assert xm("create", str(config), "--host", "hv1").returncode == 0
     refused = xm("mem-set", "bar", "1100")
-    assert refused.returncode == 1 and "above the maxmem of bar (1024 MiB)" in refused.stderr
+    assert refused.returncode == 1 and "above the maxmem of bar (1,024 MiB)" in refused.stderr
 
     raised = xm("mem-max", "bar", "2048")
     assert raised.returncode == 0, raised.stderr
@@ -92,7 +92,7 @@ def test_errors_are_one_line_and_exit_1(sim_hosts, foo):
     cases = {
         ("mem-set", "nosuch", "512"): "xm: no domain named nosuch",
         ("mem-set", "foo", "lots"): "xm: 'lots' is not a memory size; use a whole number of MiB (512), or with a unit: 512M, 4G, 524288K",
-        ("mem-set", "foo", "64"): "xm: 64 MiB is below the floor of foo (128 MiB); allowed: 128 MiB to 4096 MiB",
+        ("mem-set", "foo", "64"): "xm: 64 MiB is below the floor of foo (128 MiB); allowed: 128 MiB to 4,096 MiB",
         ("migrate", "foo", "hv9"): "xm: no host named hv9",
         ("migrate", "foo", "hv1"): "xm: foo already runs on hv1; pick another host",
         ("--user", "nobody", "list"): "xm: no active user named nobody",

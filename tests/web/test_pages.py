@@ -88,7 +88,7 @@ def test_a_superuser_sees_every_page(admin_client, ids):
 def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
     html = admin_client.get(reverse("fleet")).content.decode()
     assert "host0000" in html and "host0001" in html
-    # foo runs with 1024 MiB on host0000 (64 GiB, 1 GiB reserved).
+    # foo runs with 1,024 MiB on host0000 (64 GiB, 1 GiB reserved).
     assert "1,024 MiB running" in html and "1,024 MiB reserved" in html and "64,512 MiB free" in html
     assert "2 of 2 hosts online" in html and "1 of 1 domain running" in html
 
@@ -160,8 +160,8 @@ def test_resize_through_the_control(client, people, small_fleet):
 @pytest.mark.parametrize(
     "typed, status, message",
     [
-        ("5000", 400, "5000 MiB is above the maxmem of foo (4096 MiB); raise maxmem first"),
-        ("64", 400, "64 MiB is below the floor of foo (128 MiB); allowed: 128 MiB to 4096 MiB"),
+        ("5000", 400, "5,000 MiB is above the maxmem of foo (4,096 MiB); raise maxmem first"),
+        ("64", 400, "64 MiB is below the floor of foo (128 MiB); allowed: 128 MiB to 4,096 MiB"),
         ("lots", 400, "&#x27;lots&#x27; is not a memory size"),
         ("", 400, "Enter a size, e.g. 512 (MiB) or 2G."),
         ("9" * 30, 400, "Ensure this value has at most 20 characters"),
@@ -183,7 +183,7 @@ def test_without_javascript_a_refusal_renders_the_whole_page(client, people, sma
     client.force_login(people["operator"])
     response = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "5000"})
     assert response.status_code == 400
-    assert b"<title>foo" in response.content and b"above the maxmem of foo (4096 MiB)" in response.content
+    assert b"<title>foo" in response.content and b"above the maxmem of foo (4,096 MiB)" in response.content
     accepted = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "2G"})
     assert accepted.status_code == 302 and accepted.url == reverse("domain", args=[foo.pk])
 
@@ -192,7 +192,7 @@ def test_maxmem_floor_and_migrate_controls(client, people, small_fleet):
     foo, hv2 = small_fleet["foo"], small_fleet["hv2"]
     client.force_login(people["admin"])
     maxmem = client.post(reverse("domain-maxmem", args=[foo.pk]), {"memory": "8G"}, **HTMX)
-    assert maxmem.status_code == 200 and b"maxmem 8192 MiB in the config; foo takes it at its next boot" in maxmem.content
+    assert maxmem.status_code == 200 and b"maxmem 8,192 MiB in the config; foo takes it at its next boot" in maxmem.content
     floor = client.post(reverse("domain-floor", args=[foo.pk]), {"memory": "256"}, **HTMX)
     assert floor.status_code == 200 and b"Floor set to 256 MiB." in floor.content
     foo.refresh_from_db()

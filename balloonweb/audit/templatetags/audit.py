@@ -5,6 +5,7 @@ from django import template
 
 from balloonweb.audit.models import AuditEntry
 from balloonweb.audit.review import may_review
+from hosts.units import format_mib
 
 register = template.Library()
 HISTORY_LENGTH = 15
@@ -36,7 +37,7 @@ def pretty_change(values: dict) -> str:
     for name, value in (values or {}).items():
         label = name.removesuffix("_kib").removesuffix("_id").replace("_", " ")
         if name.endswith("_kib") and isinstance(value, int):
-            parts.append(f"{label} {value // 1024} MiB")
+            parts.append(f"{label} {format_mib(value)}")
         else:
             parts.append(f"{label} {_readable(value)}")
     return ", ".join(parts)
