@@ -22,9 +22,9 @@ from django.views.decorators.http import require_POST
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
 from hosts.models import RUNNING_STATES, Host
+from hosts.units import format_mib as mib
 
 from . import maintenance, samples, services
-from hosts.units import format_mib as mib
 from .autoscaler.models import Decision
 from .models import Domain, Job
 

@@ -12,9 +12,9 @@ from django.db.models import QuerySet
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
 from domains import services
-from hosts.units import format_mib as mib
 from domains.models import Domain
 from hosts.models import Host
+from hosts.units import format_mib as mib
 
 from .models import Decision, DomainPolicy, DomainState, HostMode, HostPolicy, Mode, TeamPolicy
 from .plan import PLACE
