@@ -29,6 +29,8 @@ from .autoscaler.models import Decision
 from .models import Domain, Job
 
 DOMAINS_PAGE_SIZE = 100
+FLEET_PAGE_SIZE = 60  # host cards: whole rows of 2, 3 or 4
+FLEET_FILTER_FROM = 8  # hosts; a smaller fleet fits on a screen without a filter
 JOBS_PAGE_SIZE = 50
 RECENT_JOBS = 10
 # Chart ranges offered on the domain page, in seconds; the first hour is the default.
@@ -150,6 +152,31 @@ def host_bar(host: Host) -> dict:
     return memory_bar(host.capacity_kib or host.total_kib, host.reserved_kib, host.running_kib)
 
 
+# The fleet page's host filter: status -> whether a host shows.
+HOST_STATUSES = {
+    "online": lambda host: host.is_online,
+    "not-online": lambda host: not host.is_online,
+    "maintenance": lambda host: host.maintenance,
+}
+# The fleet page's host orders: key -> (sort key of a row, largest first).
+HOST_ORDERS = {
+    "name": (lambda row: row["host"].name, False),
+    "free": (lambda row: (row["bar"]["free_kib"], row["host"].name), True),
+    "used": (lambda row: (row["bar"]["running_pct"] + row["bar"]["reserved_pct"], row["host"].name), True),
+}
+
+
+class HostFilter(forms.Form):
+    name = forms.CharField(max_length=100, required=False, strip=True)
+    status = forms.ChoiceField(
+        choices=[("", "any status"), ("online", "online"), ("not-online", "offline or in error"), ("maintenance", "in maintenance")],
+        required=False,
+    )
+    order = forms.ChoiceField(
+        choices=[("name", "name"), ("free", "most free memory"), ("used", "fullest")], required=False,
+    )
+
+
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     rows = []
@@ -164,7 +191,24 @@ def fleet(request: HttpRequest) -> HttpResponse:
         totals["running"] += host.running_count
         totals["domains"] += host.domain_count
         totals["online"] += host.is_online
-    context = {"nav": "fleet", "rows": rows, "totals": totals, "total_bar": memory_bar(totals["capacity_kib"], totals["reserved_kib"], totals["running_kib"])}
+    # The totals are the whole visible fleet's; the filter and the pages choose which cards show.
+    form = HostFilter(request.GET or None)
+    shown = rows
+    if form.is_valid():
+        wanted = form.cleaned_data
+        if wanted["name"]:
+            shown = [row for row in shown if wanted["name"].lower() in row["host"].name.lower()]
+        if wanted["status"]:
+            shown = [row for row in shown if HOST_STATUSES[wanted["status"]](row["host"])]
+        key, largest_first = HOST_ORDERS[wanted["order"] or "name"]
+        shown = sorted(shown, key=key, reverse=largest_first)
+    context = {
+        "nav": "fleet", "hosts_in_fleet": len(rows), "page": Paginator(shown, FLEET_PAGE_SIZE).get_page(request.GET.get("page")),
+        "filtered": len(shown) != len(rows), "totals": totals, "form": form if form.is_bound else HostFilter(),
+        "total_bar": memory_bar(totals["capacity_kib"], totals["reserved_kib"], totals["running_kib"]),
+        "query": request.GET.urlencode(), "base_query": query_without(request, "page"),
+        "offer_filter": len(rows) > FLEET_FILTER_FROM or bool(request.GET),
+    }
     return partial_or_page(request, "pages/fleet.html", "pages/_fleet_hosts.html", context)
 
 

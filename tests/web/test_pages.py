@@ -293,6 +293,45 @@ def test_the_domains_page_lists_every_visible_domain_and_filters_them(client, pe
     assert domain_names(client.get(url).content.decode()) == ["secret"]
 
 
+def host_cards(html: str) -> list[str]:
+    import re
+
+    return re.findall(r'<h2><a href="/hosts/\d+/">([^<]+)</a></h2>', html)
+
+
+def test_a_large_fleet_is_shown_in_pages_that_filter_and_order_its_hosts(admin_client, team):
+    """70 hosts: 60 cards a page; the totals are the whole fleet's whatever the filter; a live refetch keeps the
+    filter and the page (the region asks for the page's own URL)."""
+    hosts = make_fleet(70, 1, team)
+    Host.objects.filter(name="host0005").update(status=Host.Status.OFFLINE)
+    Host.objects.filter(name="host0007").update(maintenance=True)
+    hosts[42].domains.update(memory_kib=9 * GIB)  # the fullest, so the least free
+    first = admin_client.get(reverse("fleet")).content.decode()
+    assert host_cards(first) == [f"host{i:04d}" for i in range(60)] and "Page 1 of 2 (70 hosts)" in first
+    assert "69 of 70 hosts online" in first and "79,872 MiB running" in first  # 69 hosts with 1 GiB running, one with 9 GiB
+    second = admin_client.get(reverse("fleet"), {"page": 2}).content.decode()
+    assert host_cards(second) == [f"host{i:04d}" for i in range(60, 70)]
+
+    assert host_cards(admin_client.get(reverse("fleet"), {"name": "HOST006"}).content.decode()) == [f"host006{i}" for i in range(10)]
+    offline = admin_client.get(reverse("fleet"), {"status": "not-online"}).content.decode()
+    assert host_cards(offline) == ["host0005"] and "1 of 70 hosts match." in offline and "69 of 70 hosts online" in offline
+    assert host_cards(admin_client.get(reverse("fleet"), {"status": "maintenance"}).content.decode()) == ["host0007"]
+    assert "No hosts match." in admin_client.get(reverse("fleet"), {"name": "nosuch"}).content.decode()
+    assert host_cards(admin_client.get(reverse("fleet"), {"order": "used"}).content.decode())[0] == "host0042"
+    assert host_cards(admin_client.get(reverse("fleet"), {"order": "free"}).content.decode())[-1] != "host0042"
+    by_free = admin_client.get(reverse("fleet"), {"order": "free", "page": 2}).content.decode()
+    assert host_cards(by_free)[-1] == "host0042" and 'href="?order=free&amp;page=1"' in by_free
+
+    bad = admin_client.get(reverse("fleet"), {"status": "sideways"})
+    assert bad.status_code == 200 and "Status: Select a valid choice. sideways is not one of the available choices." in bad.content.decode()
+    partial = admin_client.get(reverse("fleet"), {"name": "host0001"}, **HTMX).content.decode()
+    assert "<html" not in partial and host_cards(partial) == ["host0001"] and 'id="host-filter" hx-preserve="true"' in partial
+
+
+def test_a_small_fleet_needs_no_host_filter(admin_client, small_fleet):
+    assert 'id="host-filter"' not in admin_client.get(reverse("fleet")).content.decode()
+
+
 def test_the_fleet_page_finds_a_domain_by_name(admin_client, small_fleet):
     html = admin_client.get(reverse("fleet")).content.decode()
     assert 'action="/domains/" role="search"' in html and 'name="name"' in html
