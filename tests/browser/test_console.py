@@ -218,6 +218,28 @@ def test_the_host_page_sorts_and_updates_live(new_page, sim_hosts, foo):
     screenshot(phone, "host-phone")
 
 
+def test_a_live_update_of_the_fleet_keeps_what_is_typed_in_its_host_filter(new_page, sim_hosts, foo):
+    from tests.web.conftest import make_fleet
+
+    make_fleet(8, 0)  # ten hosts in all: the page offers its filter
+    page = new_page()
+    page.goto("/?order=used")
+    hv1_card = page.locator(f"#host-{sim_hosts['hv1'].pk}")
+    expect(hv1_card).to_contain_text("1,024 MiB running")
+    wait_live(page)
+    mark_page(page)
+    typed = page.get_by_role("searchbox", name="Host")
+    typed.fill("hv")  # not submitted yet
+    wait_for_job(resize(foo, "2048"))
+    off_loop(poll_hosts, [sim_hosts["hv1"]])
+    expect(hv1_card).to_contain_text("2,048 MiB running")
+    expect(typed).to_have_value("hv")
+    assert not_reloaded(page)
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url("/?name=hv&status=&order=used")
+    expect(page.locator(".host-card h2")).to_have_text(["hv1", "hv2"])
+
+
 def test_a_domain_is_found_from_the_fleet_page_and_its_row_updates_live(new_page, sim_hosts, foo):
     page = new_page()
     page.goto("/")
