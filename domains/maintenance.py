@@ -3,8 +3,9 @@ autoscaler's moves and what-ifs all refuse it), and each of its running domains 
 the most room for it, largest first, each an ordinary job of the admin's. Domains that fit nowhere stay and are
 named with the reason; shut-off domains stay (only a running domain migrates live). Where the autoscaler is on,
 it moves those that stayed once another host has room for them (receivers ballooned to their targets first),
-within its migration budget (domains.autoscaler.planner). Ending it opens the host again; domains come back
-only as people or the autoscaler move them.
+within its migration budget (domains.autoscaler.planner). Starting it again on a host already in maintenance
+moves what is still there (a domain that stayed, once room has been made) without touching the rest. Ending it
+opens the host again; domains come back only as people or the autoscaler move them.
 
 The plan (`evacuation`) is a pure function, so the host page can show it before anyone starts.
 """
@@ -36,7 +37,9 @@ from .services import (
 class Evacuation:
     moves: list[tuple[Domain, Host]] = field(default_factory=list)
     staying: list[tuple[Domain, str]] = field(default_factory=list)  # a domain not moved, and why
+    moving: list[tuple[Domain, str]] = field(default_factory=list)  # already on its way: (domain, destination)
     jobs: list[Job] = field(default_factory=list)  # once started: the migrations queued
+    already: bool = False  # the host was in maintenance before: this moved what was still there
 
     def queued(self) -> str:
         """"3 migrations queued (jobs 4, 5, 6)", or "no domain to move"."""
@@ -78,24 +81,34 @@ def evacuation(domains: list[Domain], places: list[Destination]) -> Evacuation:
 
 
 def preview(actor: Actor, host: Host) -> Evacuation:
-    """What starting maintenance would do now (nothing changes)."""
-    return evacuation(list(Domain.objects.present().filter(host=host)), destinations(actor, host))
+    """What starting maintenance would do now (nothing changes). Domains already migrating are left to their
+    moves."""
+    present = list(Domain.objects.present().filter(host=host))
+    on_their_way = dict(
+        Job.objects.filter(kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED, domain__in=present)
+        .values_list("domain_id", "target_host__name")
+    )
+    plan = evacuation([d for d in present if d.pk not in on_their_way], destinations(actor, host))
+    plan.moving = [(d, on_their_way[d.pk]) for d in present if d.pk in on_their_way]
+    return plan
 
 
 @audit_refusals("host.maintenance")
 def start(actor: Actor, host: Host) -> Evacuation:
     """Put the host in maintenance (host admins), then queue the migrations that empty it, as the actor's jobs.
-    A migration refused now (the fleet moved since the plan) leaves its domain staying, with the refusal."""
+    A migration refused now (the fleet moved since the plan) leaves its domain staying, with the refusal. On a
+    host already in maintenance, only the migrations of what is still there (each is audited as usual)."""
     with transaction.atomic():
         host = locked_host(host.pk)
         check_permission(actor, "manage_host", host)
-        if host.maintenance:
-            raise Conflict(f"{host.name} is already in maintenance", "in_maintenance")
-        host.maintenance = True
-        host.save(update_fields=["maintenance"])
-        record(actor, "host.maintenance", host, result=AuditEntry.Result.SUCCEEDED, before={"maintenance": False},
-               after={"maintenance": True})
+        already = host.maintenance
+        if not already:
+            host.maintenance = True
+            host.save(update_fields=["maintenance"])
+            record(actor, "host.maintenance", host, result=AuditEntry.Result.SUCCEEDED, before={"maintenance": False},
+                   after={"maintenance": True})
     plan = preview(actor, host)
+    plan.already = already
     for domain, target in plan.moves:
         try:
             plan.jobs.append(request_migrate(actor, domain, target))

@@ -229,7 +229,7 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     may_manage = may(actor_of(request), "manage_host", host)
     # What starting maintenance would do is loaded when its section is opened (host_part); without JavaScript, a
     # link asks for it with the page.
-    wanted = may_manage and not host.maintenance and request.GET.get("evacuation") == "1"
+    wanted = may_manage and request.GET.get("evacuation") == "1"
     evacuation = maintenance.preview(actor_of(request), host) if wanted else None
     return render(request, "pages/host.html", {**context, "may_manage": may_manage, "evacuation": evacuation})
 
@@ -242,7 +242,10 @@ def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpRes
     try:
         if action == "start":
             done = maintenance.start(actor_of(request), host)
-            messages.success(request, f"{host.name} is in maintenance: {done.queued()}.")
+            if done.already:
+                messages.success(request, f"{host.name} was in maintenance already; for the domains still here: {done.queued()}.")
+            else:
+                messages.success(request, f"{host.name} is in maintenance: {done.queued()}.")
             for domain, reason in done.staying:
                 messages.warning(request, f"{domain.name} stays: {reason}")
         else:

@@ -154,11 +154,17 @@ class StayingSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
+class MovingSerializer(serializers.Serializer):
+    domain = serializers.CharField()
+    to = serializers.CharField(help_text="the host it is migrating to")
+
+
 class MaintenanceResultSerializer(serializers.Serializer):
     host = serializers.CharField()
     maintenance = serializers.BooleanField()
     jobs = serializers.ListField(child=serializers.IntegerField(), help_text="the migrations queued to empty it")
     staying = StayingSerializer(many=True, help_text="running or shut-off domains left on it, and why")
+    moving = MovingSerializer(many=True, help_text="domains already on their way (asking again moves only the rest)")
 
 
 class CreateDomainSerializer(serializers.Serializer):

@@ -128,18 +128,20 @@ class HostViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
         return rules.restrict(hosts, self.actor, "view")
 
     @extend_schema(request=serializers.MaintenanceSerializer, responses={200: serializers.MaintenanceResultSerializer},
-                   summary="Start maintenance (no domain may come; its running domains migrate away, as your jobs) or end it")
+                   summary="Start maintenance (no domain may come; its running domains migrate away, as your jobs) or end it; "
+                   "on again, it moves what is still there")
     @action(detail=True, methods=["post"])
     def maintenance(self, request, pk=None):
         host = self.get_object()
         if body(serializers.MaintenanceSerializer, request)["on"]:
             done = maintenance.start(self.actor, host)
             jobs, staying = [job.pk for job in done.jobs], [{"domain": d.name, "reason": r} for d, r in done.staying]
+            moving = [{"domain": d.name, "to": to} for d, to in done.moving]
         else:
             maintenance.end(self.actor, host)
-            jobs, staying = [], []
+            jobs, staying, moving = [], [], []
         host.refresh_from_db()
-        return Response({"host": host.name, "maintenance": host.maintenance, "jobs": jobs, "staying": staying})
+        return Response({"host": host.name, "maintenance": host.maintenance, "jobs": jobs, "staying": staying, "moving": moving})
 
 
 # -- domains --------------------------------------------------------------------------------------------------

@@ -61,6 +61,24 @@ def test_a_domain_that_fits_nowhere_stays_and_says_why(world):
     assert preview.staying == [(world.da, "no host has room for its 1,024 MiB: the most is 680 MiB on a2")]
 
 
+def test_starting_maintenance_again_moves_what_stayed_once_there_is_room(world):
+    """The autoscaler is off: a domain that fit nowhere stays until a person makes room and moves it, from the
+    host page, by starting maintenance again."""
+    resident = make_domain(world.a2, "resident", memory_mib=7000)
+    first = world.client("admin").post(f"/hosts/{world.a1.pk}/maintenance/start/", follow=True).content.decode()
+    assert "a1 is in maintenance: no domain to move." in first and "da stays: no host has room for its 1,024 MiB" in first
+    assert "Move the 1 running domain still here" in first
+    Domain.objects.filter(pk=resident.pk).update(memory_kib=4000 * MiB)  # someone shrank it
+    preview = world.client("admin").get(f"/hosts/{world.a1.pk}/part/evacuation/", HTTP_HX_REQUEST="true").content.decode()
+    assert "It would move 1 running domain: 1 to a2 (1,024 MiB)." in preview
+    again = world.client("admin").post(f"/hosts/{world.a1.pk}/maintenance/start/", follow=True).content.decode()
+    job = Job.objects.get(kind=Job.Kind.MIGRATE, domain=world.da)
+    assert f"a1 was in maintenance already; for the domains still here: 1 migration queued (job {job.pk})." in again
+    assert job.target_host_id == world.a2.pk and job.actor_label == "admin"
+    on_its_way = world.client("admin").get(f"/hosts/{world.a1.pk}/part/evacuation/", HTTP_HX_REQUEST="true").content.decode()
+    assert "da is on its way to a2" in on_its_way and "It would move" not in on_its_way
+
+
 def test_a_host_in_maintenance_takes_no_domain_from_anyone(world):
     maintenance.start(admin(world), world.a2)
     with pytest.raises(services.Conflict, match="a2 is in maintenance: it takes no domains"):
@@ -83,8 +101,11 @@ def test_only_the_hosts_admins_start_or_end_maintenance(world):
     assert not Host.objects.get(pk=world.a1.pk).maintenance and not Job.objects.filter(kind=Job.Kind.MIGRATE).exists()
     assert AuditEntry.objects.filter(action="host.maintenance", result=AuditEntry.Result.REFUSED, actor_label="operator").exists()
     maintenance.start(admin(world), world.a1)
-    with pytest.raises(services.Conflict, match="already in maintenance"):
-        maintenance.start(admin(world), world.a1)
+    # Again: da is already on its way, so nothing more is queued, and the host's state did not change.
+    again = maintenance.start(admin(world), world.a1)
+    assert again.already and not again.jobs and [(d.name, to) for d, to in again.moving] == [("da", "a2")]
+    assert Job.objects.filter(kind=Job.Kind.MIGRATE).count() == 1
+    assert AuditEntry.objects.filter(action="host.maintenance", result=AuditEntry.Result.SUCCEEDED).count() == 1
 
 
 def test_the_host_page_shows_the_plan_to_its_admins_and_starts_and_ends_it(world):
@@ -118,6 +139,8 @@ def test_the_api_starts_and_ends_maintenance(world):
     body = response.json()
     assert body["maintenance"] is True and body["jobs"] == [Job.objects.get(kind=Job.Kind.MIGRATE).pk] and body["staying"] == []
     assert client.get(f"/api/hosts/{world.a1.pk}/").json()["maintenance"] is True
+    again = client.post(f"/api/hosts/{world.a1.pk}/maintenance/", {"on": True}, content_type="application/json").json()
+    assert again["jobs"] == [] and again["moving"] == [{"domain": "da", "to": "a2"}]
     assert world.client("operator").post(f"/api/hosts/{world.a1.pk}/maintenance/", {"on": False}, content_type="application/json").status_code == 403
     bad = client.post(f"/api/hosts/{world.a1.pk}/maintenance/", {}, content_type="application/json")
     assert bad.status_code == 400
