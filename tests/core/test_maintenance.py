@@ -150,7 +150,8 @@ def test_the_api_starts_and_ends_maintenance(world):
 
 def test_maintenance_empties_a_simulated_host_through_the_workers(celery_worker, sim_hosts):
     """From the command line, as `xe host-evacuate`: largest first, big and web move to hv2 (7,680 MiB free),
-    db no longer fits after big and stays, named with the reason; libvirt agrees, and hv1 takes nothing back."""
+    db no longer fits after big and stays, named with the reason; libvirt agrees, and hv1 takes nothing back.
+    Once big has been shrunk, asking again moves db."""
     hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
     for name, size in (("web", 1024), ("db", 2048), ("big", 6000)):
         define_domain(hv1, name, size)
@@ -164,6 +165,13 @@ def test_maintenance_empties_a_simulated_host_through_the_workers(celery_worker,
     assert "web" in virsh(hv2.uri, "list", "--name") and "web" not in virsh(hv1.uri, "list", "--name")
     refused = xm("migrate", "web", "hv1")
     assert refused.returncode == 1 and "hv1 is in maintenance: it takes no domains" in refused.stderr
+    # Someone makes room on hv2, and asks again: db moves, and only db.
+    assert xm("mem-set", "big", "4000").returncode == 0  # hv2 had 656 MiB left
+    again = xm("maintenance", "hv1", "on")
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert again.stdout.splitlines()[-1] == "hv1 is in maintenance: 1 domain(s) moved, 0 stayed"
+    assert set(Domain.objects.present().filter(host=hv2).values_list("name", flat=True)) == {"web", "big", "db"}
+    assert not Domain.objects.present().filter(host=hv1).exists() and "db" in virsh(hv2.uri, "list", "--name")
     assert xm("maintenance", "hv1", "off").stdout.strip() == "hv1 takes domains again"
 
 

@@ -109,6 +109,8 @@ class Command(BaseCommand):
         done = maintenance.start(actor, host)
         for domain, reason in done.staying:
             self.stderr.write(f"xm: {domain.name} stays on {host.name}: {reason}")
+        for domain, destination in done.moving:
+            self.stdout.write(f"{domain.name} is already on its way to {destination}")
         if options["no_wait"]:
             self.stdout.write(" ".join(str(job.pk) for job in done.jobs))
             return
