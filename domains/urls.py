@@ -6,7 +6,10 @@ from . import views
 
 urlpatterns = [
     path("", views.fleet, name="fleet"),
+    path("hosts/add/", views.host_add, name="host-add"),
     path("hosts/<int:host_id>/", views.host, name="host"),
+    path("hosts/<int:host_id>/settings/", views.host_change, {"action": "settings"}, name="host-settings"),
+    path("hosts/<int:host_id>/remove/", views.host_change, {"action": "remove"}, name="host-remove"),
     path("hosts/<int:host_id>/part/<slug:part>/", views.host_part, name="host-part"),
     path("hosts/<int:host_id>/maintenance/start/", views.host_maintenance, {"action": "start"}, name="host-maintenance-start"),
     path("hosts/<int:host_id>/maintenance/end/", views.host_maintenance, {"action": "end"}, name="host-maintenance-end"),

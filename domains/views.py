@@ -8,6 +8,7 @@ the region's partial template, any other request the whole page, so every region
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -16,15 +17,17 @@ from django.db.models import Count, F, IntegerField, Model, OuterRef, Q, QuerySe
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
+from balloonweb.access.models import Team
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import format_mib as mib
 
-from . import maintenance, samples, services
+from . import host_registry, maintenance, samples, services
 from .autoscaler.models import Decision
 from .models import Domain, Job
 
@@ -208,6 +211,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "total_bar": memory_bar(totals["capacity_kib"], totals["reserved_kib"], totals["running_kib"]),
         "query": request.GET.urlencode(), "base_query": query_without(request, "page"),
         "offer_filter": len(rows) > FLEET_FILTER_FROM or bool(request.GET),
+        "owner": actor_of(request).is_privileged,
     }
     return partial_or_page(request, "pages/fleet.html", "pages/_fleet_hosts.html", context)
 
@@ -231,7 +235,11 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     # link asks for it with the page.
     wanted = may_manage and request.GET.get("evacuation") == "1"
     evacuation = maintenance.preview(actor_of(request), host) if wanted else None
-    return render(request, "pages/host.html", {**context, "may_manage": may_manage, "evacuation": evacuation})
+    return render(request, "pages/host.html", {
+        **context, "may_manage": may_manage, "evacuation": evacuation, "values": host_values(host),
+        "owner": actor_of(request).is_privileged,
+        "teams": Team.objects.order_by("name").values_list("name", flat=True),
+    })
 
 
 @login_required
@@ -254,6 +262,62 @@ def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpRes
     except services.ServiceError as exc:
         refusal(request, exc)
     return redirect("host", host.pk)
+
+
+# A host's settings, as typed: host_registry parses and judges them (the same for the API and the command line).
+HOST_FIELDS = ("name", "uri", "team", "reserved", "capacity", "queue_group")
+HOST_SETTINGS = ("reserved", "capacity", "team", "queue_group")
+
+
+def host_values(host: Host | None) -> dict:
+    """The host forms' values for a host (or a new one's defaults), as people type them: sizes in MiB."""
+    if host is None:
+        return {"reserved": str(host_registry.DEFAULT_RESERVE_KIB // 1024)}
+    return {
+        "team": host.team.name if host.team else "", "reserved": str(host.reserved_kib // 1024),
+        "capacity": "" if host.capacity_kib is None else str(host.capacity_kib // 1024), "queue_group": host.queue_group,
+    }
+
+
+@login_required
+def host_add(request: HttpRequest) -> HttpResponse:
+    """The fleet owner registers a hypervisor."""
+    actor = actor_of(request)
+    if not actor.is_privileged:
+        raise PermissionDenied("only a superuser adds hosts: hosts are the fleet owner's to give to teams")
+    values, error, status = host_values(None), "", 200
+    if request.method == "POST":
+        values = {field: request.POST.get(field, "") for field in HOST_FIELDS}
+        try:
+            host = host_registry.add_host(
+                actor, values["name"], values["uri"], team=values["team"], reserved=values["reserved"],
+                capacity=values["capacity"], queue_group=values["queue_group"],
+            )
+        except services.ServiceError as exc:
+            error, status = exc.message, exc.status
+        else:
+            messages.success(request, f"{host.name} added: BalloonWeb connects to it at its next poll, within {settings.POLL_INTERVAL:.0f} s.")
+            return redirect("host", host.pk)
+    teams = Team.objects.order_by("name").values_list("name", flat=True)
+    return render(request, "pages/host_add.html", {"nav": "fleet", "values": values, "error": error, "teams": teams}, status=status)
+
+
+@login_required
+@require_POST
+def host_change(request: HttpRequest, host_id: int, action: str) -> HttpResponse:
+    """Save a host's settings, or remove it."""
+    host = get_visible(request, Host.objects.select_related("team"), host_id)
+    try:
+        if action == "remove":
+            messages.success(request, host_registry.remove_host(actor_of(request), host) + ".")
+            return redirect("fleet")
+        # Only the fields the page showed: a team admin's form has no team or queue group.
+        changes = {field: request.POST[field] for field in HOST_SETTINGS if field in request.POST}
+        host_registry.change_host(actor_of(request), host, **changes)
+        messages.success(request, f"{host.name}'s settings saved.")
+    except services.ServiceError as exc:
+        refusal(request, exc)
+    return redirect(f"{reverse('host', args=[host.pk])}#settings")
 
 
 @login_required

@@ -167,6 +167,28 @@ class MaintenanceResultSerializer(serializers.Serializer):
     moving = MovingSerializer(many=True, help_text="domains already on their way (asking again moves only the rest)")
 
 
+class HostSettingsSerializer(serializers.Serializer):
+    """A host's settings as typed (domains/host_registry.py parses and judges them, as for the pages)."""
+
+    team = serializers.CharField(required=False, allow_blank=True, allow_null=True,
+                                 help_text="a team's name or id; empty or null: no team (only superusers see it)")
+    reserved = serializers.CharField(required=False, allow_blank=True, max_length=20,
+                                     help_text="memory the host keeps for itself: 512 (MiB), 1G or 0; default 512 MiB")
+    capacity = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=20,
+                                     help_text="what the host hands out in all, reserve included; empty or null: all it reports")
+    queue_group = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                        help_text="its jobs and polls go to the queues jobs.GROUP and poll.GROUP; empty: the default ones")
+
+
+class AddHostSerializer(HostSettingsSerializer):
+    name = serializers.CharField(max_length=100)
+    uri = serializers.CharField(max_length=500, help_text="qemu:///system, qemu+ssh://root@hv3/system, xen+ssh://root@hv3/")
+
+
+class RemovedSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
 class CreateDomainSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=100, help_text="the host's name")
     config = serializers.CharField(max_length=10000, trim_whitespace=False,

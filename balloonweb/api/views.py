@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from balloonweb.access import actors, rules
 from balloonweb.access.models import Team
 from balloonweb.audit import review
-from domains import maintenance, services
+from domains import host_registry, maintenance, services
 from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
 
@@ -115,10 +115,33 @@ def body(serializer_class, request) -> dict:
 
 
 class HostViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
-    """Hosts you can see, with their memory in MiB."""
+    """Hosts you can see, with their memory in MiB. Superusers add and remove hosts; a team's admins set their
+    reserve and capacity (domains/host_registry.py)."""
 
     serializer_class = serializers.HostSerializer
     filterset_class = filters.HostFilter
+
+    def shown(self, host: Host) -> dict:
+        return self.get_serializer(self.get_queryset().get(pk=host.pk)).data
+
+    @extend_schema(request=serializers.AddHostSerializer, responses={201: serializers.HostSerializer},
+                   summary="Add a host (superusers); BalloonWeb connects to it at its next poll")
+    def create(self, request):
+        values = body(serializers.AddHostSerializer, request)
+        settings = {field: values.get(field) for field in ("team", "reserved", "capacity")}
+        host = host_registry.add_host(self.actor, values["name"], values["uri"], queue_group=values.get("queue_group", ""), **settings)
+        return Response(self.shown(host), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=serializers.HostSettingsSerializer, responses={200: serializers.HostSerializer},
+                   summary="Change a host's reserve or capacity (its team's admins), team or queue group (superusers)")
+    def partial_update(self, request, pk=None):
+        host = host_registry.change_host(self.actor, self.get_object(), **body(serializers.HostSettingsSerializer, request))
+        return Response(self.shown(host))
+
+    @extend_schema(responses={200: serializers.RemovedSerializer},
+                   summary="Remove a host that runs nothing (superusers); the hypervisor is not touched")
+    def destroy(self, request, pk=None):
+        return Response({"message": host_registry.remove_host(self.actor, self.get_object())})
 
     def get_queryset(self):
         running = Q(domains__state__in=RUNNING_STATES)

@@ -35,6 +35,7 @@ API_LIST = dict(anonymous=401, outsider=200, viewer=200, operator=200, admin=200
 API_OBJECT = dict(anonymous=401, outsider=404, viewer=200, operator=200, admin=200, superuser=200)
 API_OPERATOR = dict(anonymous=401, outsider=404, viewer=403, operator=202, admin=202, superuser=202)
 API_ADMIN = dict(anonymous=401, outsider=404, viewer=403, operator=403, admin=202, superuser=202)
+OWNER_ONLY_API = dict(anonymous=401, outsider=403, viewer=403, operator=403, admin=403, superuser=201)
 
 
 @dataclass
@@ -71,6 +72,13 @@ MATRIX: dict[str, list[Case]] = {
     "jobs": [Case(expect=ANY_SIGNED_IN)],
     "domains": [Case(expect=ANY_SIGNED_IN)],
     "host": [Case(args={"host_id": "a1.pk"}, expect=TEAM_PAGE)],
+    "host-add": [
+        Case(expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),
+        Case("post", data={"name": "new", "uri": "qemu+ssh://root@new/system"},
+             expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=302)),
+    ],
+    "host-settings": [Case("post", {"host_id": "a1.pk"}, {"reserved": "256"}, answers(admin=302))],
+    "host-remove": [Case("post", {"host_id": "a2.pk"}, expect=answers(admin=403, superuser=302))],
     "host-part": [Case(args={"host_id": "a1.pk", "part": part}, expect=TEAM_PAGE) for part in ("autoscaler", "history")]
     + [Case(args={"host_id": "a1.pk", "part": "evacuation"}, expect={**TEAM_PAGE, "viewer": 403, "operator": 403})],
     # Maintenance is the host admins': a plain form, answered with a redirect back to the host page.
@@ -102,8 +110,16 @@ MATRIX: dict[str, list[Case]] = {
     "audit": [Case(expect=answers(outsider=200))],
     "audit-export": [Case(expect=answers(outsider=200))],
     # -- the API (issue 5) ------------------------------------------------------------------------------------
-    "api:host-list": [Case(expect=API_LIST)],
-    "api:host-detail": [Case(args={"pk": "a1.pk"}, expect=API_OBJECT)],
+    # Hosts are the fleet owner's to add and remove; a team's admins set their reserve and capacity.
+    "api:host-list": [
+        Case(expect=API_LIST),
+        Case("post", data={"name": "new", "uri": "qemu+ssh://root@new/system"}, json=True, expect=OWNER_ONLY_API),
+    ],
+    "api:host-detail": [
+        Case(args={"pk": "a1.pk"}, expect=API_OBJECT),
+        Case("patch", {"pk": "a1.pk"}, {"reserved": "256"}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True),
+        Case("delete", {"pk": "a2.pk"}, expect={**API_ADMIN, "admin": 403, "superuser": 200}),
+    ],
     "api:host-maintenance": [Case("post", {"pk": "a1.pk"}, {"on": True}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True)],
     "api:domain-list": [
         Case(expect=API_LIST),

@@ -17,7 +17,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 # The console's routes that only take a POST (a form's action).
 POST_ONLY = {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel", "host-maintenance-start",
-             "host-maintenance-end"}
+             "host-maintenance-end", "host-settings", "host-remove"}
 
 
 def page_routes(ids: dict) -> list[tuple[str, str]]:
@@ -125,6 +125,9 @@ def test_outsiders_get_404_and_members_see_their_team(client, people, ids):
     client.force_login(people["outsider"])
     for name, url in page_routes(ids):
         if name in {"fleet", "domains", "jobs"}:  # lists: an outsider sees its own team's rows (below)
+            continue
+        if name == "host-add":  # the fleet owner's: no team's admin may
+            assert client.get(url).status_code == 403
             continue
         method = client.post if name in POST_ONLY else client.get
         assert method(url).status_code == 404, name

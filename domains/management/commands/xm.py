@@ -1,5 +1,6 @@
 """`xm` as in Xen, on BalloonWeb: list, mem-set, mem-max, create, migrate, and maintenance (emptying a host,
-as XenServer's `xe host-evacuate`). Changes run as jobs."""
+as XenServer's `xe host-evacuate`). Changes run as jobs. Also the fleet's hosts: host-list, host-add, host-set,
+host-remove (domains/host_registry.py)."""
 
 import sys
 import time
@@ -7,11 +8,14 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db import models
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
-from domains import maintenance, services
+from domains import host_registry, maintenance, services
 from domains.models import Domain, Job
+from hosts.models import Host
+from hosts.units import format_mib, mib
 
 WAIT_POLL_S = 0.2
 
@@ -27,7 +31,7 @@ def cli_actor(username: str | None) -> Actor:
 
 
 class Command(BaseCommand):
-    help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate, maintenance."
+    help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate, maintenance; host-list, host-add, host-set, host-remove."
 
     def add_arguments(self, parser):
         parser.add_argument("--user", help="act as this BalloonWeb user (default: the command line, with full rights)")
@@ -59,6 +63,20 @@ class Command(BaseCommand):
         service.add_argument("host_name", metavar="host")
         service.add_argument("state", choices=["on", "off"])
 
+        commands.add_parser("host-list", help="the hosts you can see, with their memory")
+        host_add = commands.add_parser("host-add", help="register a hypervisor (superusers)")
+        host_add.add_argument("host_name", metavar="name")
+        host_add.add_argument("uri", help="qemu:///system, qemu+ssh://root@hv3/system, xen+ssh://root@hv3/")
+        host_set = commands.add_parser("host-set", help="change a host's reserve or capacity (its admins), team or queue group (superusers)")
+        host_set.add_argument("host_name", metavar="host")
+        for sub in (host_add, host_set):
+            sub.add_argument("--team", help="a team's name or id ('' for none)")
+            sub.add_argument("--reserve", dest="reserved", help="memory the host keeps for itself: 512, 1G, 0")
+            sub.add_argument("--capacity", help="what it hands out in all, reserve included ('' for all it reports)")
+            sub.add_argument("--queue-group", dest="queue_group", help="its jobs and polls go to jobs.GROUP and poll.GROUP")
+        host_remove = commands.add_parser("host-remove", help="forget a host that runs nothing (superusers)")
+        host_remove.add_argument("host_name", metavar="host")
+
         for sub in (mem_set, mem_max, create, migrate):
             sub.add_argument("--host", required=sub is create, help="the host the domain is on (create: where to start it)")
         for sub in (mem_set, mem_max, create, migrate, service):
@@ -72,6 +90,8 @@ class Command(BaseCommand):
                 return self.list(actor, options["domains"], options["host"])
             if subcommand == "maintenance":
                 return self.maintenance(actor, options)
+            if subcommand.startswith("host-"):
+                return self.hosts(actor, subcommand, options)
             job = self.request(actor, subcommand, options)
             if options["no_wait"]:
                 self.stdout.write(str(job.pk))
@@ -99,6 +119,28 @@ class Command(BaseCommand):
         if subcommand == "mem-max":
             return services.request_set_maxmem(actor, domain, options["memory"])
         return services.request_migrate(actor, domain, services.find_host(actor, options["destination"]))
+
+    def hosts(self, actor: Actor, subcommand: str, options: dict) -> None:
+        settings = {k: options[k] for k in ("team", "reserved", "capacity", "queue_group") if options.get(k) is not None}
+        if subcommand == "host-list":
+            self.stdout.write(f"{'Name':<16}{'Status':<9}{'Team':<12}{'Usable(MiB)':>12}{'Reserve(MiB)':>13}{'Running(MiB)':>13}  URI")
+            hosts = rules.restrict(Host.objects.select_related("team"), actor, "view").order_by("name")
+            running = dict(Domain.objects.running().values_list("host_id").annotate(models.Sum("memory_kib")))
+            for host in hosts:
+                state = "maint" if host.maintenance else host.status
+                self.stdout.write(
+                    f"{host.name:<16}{state:<9}{(host.team.name if host.team else '-'):<12}{mib(host.usable_kib):>12}"
+                    f"{mib(host.reserved_kib):>13}{mib(running.get(host.pk, 0)):>13}  {host.uri}"
+                )
+        elif subcommand == "host-add":
+            host = host_registry.add_host(actor, options["host_name"], options["uri"], **settings)
+            self.stdout.write(f"{host.name} added; BalloonWeb connects to it at its next poll")
+        elif subcommand == "host-set":
+            host = host_registry.change_host(actor, services.find_host(actor, options["host_name"]), **settings)
+            self.stdout.write(f"{host.name}: reserve {format_mib(host.reserved_kib)}, usable {format_mib(host.usable_kib)}, "
+                              f"team {host.team.name if host.team else 'none'}, queue group {host.queue_group or 'default'}")
+        else:
+            self.stdout.write(host_registry.remove_host(actor, services.find_host(actor, options["host_name"])))
 
     def maintenance(self, actor: Actor, options: dict) -> None:
         host = services.find_host(actor, options["host_name"])
