@@ -28,7 +28,8 @@ from .services import BadRequest, Conflict, Forbidden, audit_refusals, booked_ki
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # The hypervisors BalloonWeb balloons and migrates through, over libvirt's transports (test is the simulated one).
-URI = re.compile(r"^(qemu|xen|test)(\+(ssh|libssh|libssh2|tcp|tls|unix|ext))?://\S*$")
+# Not +ext, nor a `command=` parameter: they run a program on this server, which a web form must not choose.
+URI = re.compile(r"^(qemu|xen|test)(\+(ssh|libssh|libssh2|tcp|tls|unix))?://\S*$")
 URI_EXAMPLES = "qemu:///system, qemu+ssh://root@hv3/system or xen+ssh://root@hv3/"
 DEFAULT_RESERVE_KIB = 512 * 1024
 # What a team's admins may change; the rest is the fleet owner's.
@@ -47,7 +48,7 @@ def parse_name(name: str) -> str:
 
 def parse_uri(uri: str) -> str:
     uri = (uri or "").strip()
-    if not URI.match(uri):
+    if not URI.match(uri) or "command=" in uri:
         raise BadRequest(f"{uri!r} is not a libvirt URI of a hypervisor BalloonWeb drives; use {URI_EXAMPLES}", "bad_uri")
     return uri
 

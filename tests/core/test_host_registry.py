@@ -49,6 +49,7 @@ def test_a_superuser_adds_a_host_from_the_fleet_page(world):
 @pytest.mark.parametrize("changes, status, message", [
     ({"name": "bad name"}, 400, "'bad name' is not a host name: use up to 100 letters, digits"),
     ({"uri": "ssh://hv3"}, 400, "'ssh://hv3' is not a libvirt URI of a hypervisor BalloonWeb drives; use qemu:///system"),
+    ({"uri": "qemu+ext:///system?command=/bin/sh"}, 400, "is not a libvirt URI of a hypervisor BalloonWeb drives"),
     ({"name": "a1"}, 409, "a host named a1 already exists"),
     ({"uri": "test:///a1"}, 409, "a1 already has the URI test:///a1: a hypervisor is added once"),
     ({"reserved": "lots"}, 400, "reserve: 'lots' is not a memory size; use a whole number of MiB (512), or with a unit"),
