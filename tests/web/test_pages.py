@@ -83,6 +83,7 @@ def test_a_superuser_sees_every_page(admin_client, ids):
             continue
         response = admin_client.get(url)
         assert response.status_code == 200, name
+        assert b"{#" not in response.content and b"{%" not in response.content, f"template syntax shows on {name}"
 
 
 def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
