@@ -420,12 +420,13 @@ def domain_queryset() -> QuerySet:
 
 
 def migration_targets(actor: Actor, domain: Domain) -> list[dict]:
-    """Hosts the user may migrate to, with the room each has now (the service checks again under a lock)."""
+    """Hosts the user may migrate to, with the room each has now (the service checks again under a lock): those
+    that can take it first, the most room first (so the first choice is the one maintenance would make)."""
     targets = []
     for destination in services.destinations(actor, domain.host):
         reason = destination.closed or ("no room" if destination.free_kib < domain.memory_kib else "")
         targets.append({"host": destination.host, "free_kib": destination.free_kib, "ok": not reason, "reason": reason})
-    return targets
+    return sorted(targets, key=lambda t: (not t["ok"], -t["free_kib"], t["host"].name))
 
 
 def control_hints(domain: Domain) -> dict:

@@ -211,6 +211,21 @@ def test_maxmem_floor_and_migrate_controls(client, people, small_fleet):
     assert nowhere.status_code == 400 and b"Pick a host from the list." in nowhere.content
 
 
+def test_the_migrate_list_offers_the_host_with_the_most_room_first(admin_client, team):
+    import re
+
+    from domains.models import Domain
+
+    source, small, large, full = make_fleet(4, 0, team)
+    Host.objects.filter(pk=small.pk).update(capacity_kib=8 * GIB)
+    Host.objects.filter(pk=full.pk).update(capacity_kib=2 * GIB)
+    foo = Domain.objects.create(host=source, name="foo", uuid="00000000-0000-0000-0000-000000000001", state="running",
+                                memory_kib=4 * GIB, maxmem_kib=4 * GIB, config_memory_kib=4 * GIB, config_maxmem_kib=4 * GIB)
+    page = admin_client.get(reverse("domain", args=[foo.pk])).content.decode()
+    options = re.findall(r'<option value="\d+" (disabled)?>(host\d+) — ([\d,]+) MiB free', page)
+    assert options == [("", large.name, "64,512"), ("", small.name, "7,168"), ("disabled", full.name, "1,024")]
+
+
 def test_an_operator_may_not_set_maxmem(client, people, small_fleet):
     foo = small_fleet["foo"]
     client.force_login(people["operator"])
