@@ -136,11 +136,14 @@ def host_saving(sender, instance, **kwargs):
 def host_saved(sender, instance, created, **kwargs):
     if created:
         record(actors.current(), "host.add", instance, result=Result.SUCCEEDED, after=_values(instance, HOST_FIELDS))
+        sockets.host_changed_team(instance.pk, None, instance.team_id)
         return
     # Status, stats and last_seen change every poll; only what an admin sets is recorded.
     before, after = _changes(instance, HOST_FIELDS)
     if after:
         record(actors.current(), "host.update", instance, result=Result.SUCCEEDED, before=before, after=after)
+    if "team_id" in after:
+        sockets.host_changed_team(instance.pk, before["team_id"], after["team_id"])
 
 
 def host_deleted(sender, instance, **kwargs):

@@ -31,3 +31,20 @@ def access_changed(user_id: int, reason: str, *, team: int | None = None, sessio
 def team_joined(user_id: int, team: int) -> None:
     """Let the user's open sockets join the groups of a team they now see (after the transaction commits)."""
     publish(TOPIC, user_id, {"type": "regroup", "team": team})
+
+
+def host_changed_team(host_id: int, old_team: int | None, new_team: int | None) -> None:
+    """A host added, or given to another team. The old team's members may no longer watch it: their sockets
+    close, and reconnect through the permission check. The new team's members and the superusers (who see every
+    host) join the new team's groups, which they had not if it had no host before."""
+    from django.contrib.auth import get_user_model
+
+    from .models import Membership
+
+    if old_team is not None:
+        for user_id in Membership.objects.filter(team_id=old_team).values_list("user_id", flat=True):
+            access_changed(user_id, f"host {host_id} left the team", team=old_team)
+    joining = set(Membership.objects.filter(team_id=new_team).values_list("user_id", flat=True)) if new_team is not None else set()
+    joining |= set(get_user_model().objects.filter(is_superuser=True, is_active=True).values_list("pk", flat=True))
+    for user_id in sorted(joining):
+        team_joined(user_id, new_team)

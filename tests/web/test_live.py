@@ -193,3 +193,27 @@ def test_a_recommendation_of_the_autoscaler_reaches_the_host_page_and_the_domain
         assert await domain_page.receive_nothing(timeout=0.3)
 
     run(scenario)
+
+
+def test_a_host_given_to_another_team_leaves_the_old_team_s_sockets_and_joins_the_new_one_s(people, small_fleet, team, other_team):
+    """Team blue's viewer watches host0000; the fleet's owner gives it to team green: the viewer's socket closes
+    (its page reconnects through the permission check, and is refused), green's admin's fleet socket joins."""
+    from domains import host_registry
+
+    hv1 = small_fleet["hv1"]
+
+    async def scenario():
+        watching, ok = await connect(HostConsumer, people["viewer"], host_id=hv1.pk)
+        assert ok
+        fleet, ok = await connect(FleetConsumer, people["outsider"])  # green's admin: green has no host yet
+        assert ok
+        await sync_to_async(host_registry.change_host)(Actor.command_line(), hv1, team=other_team.name)
+        assert (await watching.receive_output(timeout=5))["type"] == "websocket.close"
+        assert (await fleet.receive_json_from(timeout=5))["type"] == "resync"
+        await send("fleet", other_team.pk, {"type": "hosts", "hosts": [hv1.pk]})
+        assert await fleet.receive_json_from(timeout=5) == {"type": "hosts", "hosts": [hv1.pk]}
+        again, ok = await connect(HostConsumer, people["viewer"], host_id=hv1.pk)
+        assert not ok
+        await fleet.disconnect()
+
+    run(scenario)
