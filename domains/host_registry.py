@@ -13,7 +13,7 @@ connects to a new host at its next poll, and its card on the fleet page says whe
 
 import re
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from balloonweb.access.actors import Actor
 from balloonweb.access.models import Team
@@ -118,12 +118,17 @@ def add_host(actor: Actor, name: str, uri: str, *, team: str | int | None = None
             "team": find_team(team), "reserved_kib": parse_reserve(reserved), "capacity_kib": parse_capacity(capacity),
             "queue_group": parse_queue_group(queue_group),
         }
+        taken = Conflict(f"a host named {name} already exists", "name_taken")
         with transaction.atomic():
             if Host.objects.filter(name=name).exists():
-                raise Conflict(f"a host named {name} already exists", "name_taken")
+                raise taken
             if (same := Host.objects.filter(uri=uri).first()) is not None:
                 raise Conflict(f"{same.name} already has the URI {uri}: a hypervisor is added once", "uri_taken")
-            host = Host.objects.create(name=name, uri=uri, status=Host.Status.OFFLINE, **fields)
+            try:
+                with transaction.atomic():
+                    host = Host.objects.create(name=name, uri=uri, status=Host.Status.OFFLINE, **fields)
+            except IntegrityError:
+                raise taken from None  # added by someone else since the check above
     except Forbidden as refusal:
         record(actor, "host.add", result=AuditEntry.Result.REFUSED, message=refusal.message)
         raise
