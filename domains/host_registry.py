@@ -75,6 +75,13 @@ def parse_capacity(size: str | int | None) -> int | None:
         raise BadRequest(f"capacity: {exc}, or nothing for all the memory the hypervisor reports", "bad_size") from exc
 
 
+def parse_queue_group(group: str | None) -> str:
+    group = (group or "").strip()
+    if group and not NAME.match(group):
+        raise BadRequest(f"{group!r} is not a queue group: letters, digits, dots, dashes and underscores", "bad_queue_group")
+    return group
+
+
 def find_team(name_or_id: str | int | None) -> Team | None:
     """A team by name or id; None (empty) for no team, where only superusers see the host."""
     if name_or_id in (None, ""):
@@ -134,13 +141,6 @@ def add_host(actor: Actor, name: str, uri: str, *, team: str | int | None = None
         raise
     publish("fleet", host.team_id, {"type": "hosts", "hosts": [host.pk]})
     return host
-
-
-def parse_queue_group(group: str | None) -> str:
-    group = (group or "").strip()
-    if group and not NAME.match(group):
-        raise BadRequest(f"{group!r} is not a queue group: letters, digits, dots, dashes and underscores", "bad_queue_group")
-    return group
 
 
 @audit_refusals("host.update")
