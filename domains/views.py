@@ -183,7 +183,8 @@ class HostFilter(forms.Form):
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     rows = []
-    totals = {"capacity_kib": 0, "reserved_kib": 0, "running_kib": 0, "free_kib": 0, "running": 0, "domains": 0, "online": 0}
+    totals = {"capacity_kib": 0, "reserved_kib": 0, "running_kib": 0, "free_kib": 0, "running": 0, "domains": 0, "online": 0,
+              "closed_free_kib": 0}
     for host in fleet_hosts(actor_of(request)):
         bar = host_bar(host)
         rows.append({"host": host, "bar": bar})
@@ -194,6 +195,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
         totals["running"] += host.running_count
         totals["domains"] += host.domain_count
         totals["online"] += host.is_online
+        if host.maintenance or not host.is_online:
+            totals["closed_free_kib"] += bar["free_kib"]
     # The totals are the whole visible fleet's; the filter and the pages choose which cards show.
     form = HostFilter(request.GET or None)
     shown = rows

@@ -328,6 +328,8 @@ def test_a_large_fleet_is_shown_in_pages_that_filter_and_order_its_hosts(admin_c
     first = admin_client.get(reverse("fleet")).content.decode()
     assert host_cards(first) == [f"host{i:04d}" for i in range(60)] and "Page 1 of 2 (70 hosts)" in first
     assert "69 of 70 hosts online" in first and "79,872 MiB running" in first  # 69 hosts with 1 GiB running, one with 9 GiB
+    # host0005 (offline) and host0007 (in maintenance) have 62 GiB free each, which no domain can use now.
+    assert "126,976 MiB of the free memory is on hosts that take no domains now (offline or in maintenance)." in first
     second = admin_client.get(reverse("fleet"), {"page": 2}).content.decode()
     assert host_cards(second) == [f"host{i:04d}" for i in range(60, 70)]
 
