@@ -268,7 +268,7 @@ def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpRes
 
 
 # A host's settings, as typed: host_registry parses and judges them (the same for the API and the command line).
-HOST_FIELDS = ("name", "uri", "team", "reserved", "capacity", "queue_group")
+HOST_FORM_FIELDS = ("name", "uri", "team", "reserved", "capacity", "queue_group")
 HOST_SETTINGS = ("reserved", "capacity", "team", "queue_group")
 
 
@@ -286,21 +286,23 @@ def host_values(host: Host | None) -> dict:
 def host_add(request: HttpRequest) -> HttpResponse:
     """The fleet owner registers a hypervisor."""
     actor = actor_of(request)
-    if not actor.is_privileged:
-        raise PermissionDenied("only a superuser adds hosts: hosts are the fleet owner's to give to teams")
     values, error, status = host_values(None), "", 200
     if request.method == "POST":
-        values = {field: request.POST.get(field, "") for field in HOST_FIELDS}
+        values = {field: request.POST.get(field, "") for field in HOST_FORM_FIELDS}
         try:
             host = host_registry.add_host(
                 actor, values["name"], values["uri"], team=values["team"], reserved=values["reserved"],
                 capacity=values["capacity"], queue_group=values["queue_group"],
             )
+        except services.Forbidden as exc:  # audited by add_host
+            raise PermissionDenied(exc.message) from exc
         except services.ServiceError as exc:
             error, status = exc.message, exc.status
         else:
             messages.success(request, f"{host.name} added: BalloonWeb connects to it at its next poll, within {settings.POLL_INTERVAL:.0f} s.")
             return redirect("host", host.pk)
+    elif not actor.is_privileged:
+        raise PermissionDenied("only a superuser adds hosts: hosts are the fleet owner's to give to teams")
     teams = Team.objects.order_by("name").values_list("name", flat=True)
     return render(request, "pages/host_add.html", {"nav": "fleet", "values": values, "error": error, "teams": teams}, status=status)
 

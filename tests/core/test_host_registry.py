@@ -44,6 +44,8 @@ def test_a_superuser_adds_a_host_from_the_fleet_page(world):
     # Team A's admin sees it in the fleet, but may not add one.
     assert "hv3" in world.client("admin").get("/").content.decode()
     assert "Add a host" not in world.client("admin").get("/").content.decode()
+    assert world.client("admin").post("/hosts/add/", {**form, "name": "hv4", "uri": "qemu:///system"}).status_code == 403
+    assert AuditEntry.objects.filter(action="host.add", result=AuditEntry.Result.REFUSED, actor_label="admin").exists()
 
 
 @pytest.mark.parametrize("changes, status, message", [
