@@ -13,8 +13,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, F, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, FloatField, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -52,6 +52,7 @@ DOMAIN_SORTS = {
     "actual": F("actual_kib"),
     "used": F("used"),
     "unused": F("unused_kib"),
+    "free": F("free_share"),
 }
 # The domains page sorts by host too.
 FLEET_DOMAIN_SORTS = {**DOMAIN_SORTS, "host": F("host__name")}
@@ -346,6 +347,7 @@ HOST_COLUMNS = [
     ("name", "Name", False), ("id", "ID", True), ("memory", "Mem (MiB)", True), ("maxmem", "MaxMem (MiB)", True),
     ("vcpus", "VCPUs", True), ("state", "State", False), ("time", "Time (s)", True),
     ("actual", "Actual (MiB)", True), ("used", "Used (MiB)", True), ("unused", "Unused (MiB)", True),
+    ("free", "Free", True),
 ]
 FLEET_DOMAIN_COLUMNS = [HOST_COLUMNS[0], ("host", "Host", False), *HOST_COLUMNS[1:]]
 
@@ -357,7 +359,11 @@ def domains_table(request: HttpRequest, domains: QuerySet, sorts: dict) -> dict:
         sort = "name"
     descending = request.GET.get("dir") == "desc"
     order = sorts[sort].desc(nulls_last=True) if descending else sorts[sort].asc(nulls_last=True)
-    domains = domains.annotate(used=F("available_kib") - F("unused_kib")).order_by(order, "name", "pk")
+    domains = domains.annotate(
+        used=F("available_kib") - F("unused_kib"),
+        # The guest's free share, what ballooning works from: who has memory to give back, who lacks it.
+        free_share=Cast("unused_kib", FloatField()) * 100 / NullIf(Cast("available_kib", FloatField()), 0.0),
+    ).order_by(order, "name", "pk")
     return {
         "page": Paginator(domains, DOMAINS_PAGE_SIZE).get_page(request.GET.get("page")),
         "sort": sort, "dir": "desc" if descending else "asc",

@@ -19,6 +19,12 @@ def mib_number(kib: int | None) -> str:
 
 
 @register.filter
+def share(percent: float | None) -> str:
+    """A share in percent for a table cell: 38.4 -> '38 %'; None (no figure) -> '—'."""
+    return NONE if percent is None else f"{percent:.0f} %"
+
+
+@register.filter
 def cpu_seconds(ns: int | None) -> str:
     return NONE if ns is None else f"{ns / 1e9:,.1f}"
 

@@ -263,6 +263,9 @@ def test_the_host_page_sorts_and_paginates(admin_client, team):
     by_time = admin_client.get(reverse("host", args=[host.pk]), {"sort": "time", "dir": "desc"}).content.decode()
     assert by_time.index("host0000-vm0249") < by_time.index("host0000-vm0248")
     assert 'href="?sort=time&amp;dir=desc&amp;page=2"' in by_time or 'href="?sort=time&dir=desc&page=2"' in by_time
+    # The guest's free share: make_fleet gives vm j (j % 7) * 100 MiB unused of 97 % of 1 GiB.
+    by_free = admin_client.get(reverse("host", args=[host.pk]), {"sort": "free", "dir": "desc"}).content.decode()
+    assert by_free.index("host0000-vm0006") < by_free.index("host0000-vm0005") and "60 %</td>" in by_free
     partial = admin_client.get(reverse("host", args=[host.pk]), {"page": 3}, **HTMX).content.decode()
     assert "<html" not in partial and "host0000-vm0249" in partial
     bogus = admin_client.get(reverse("host", args=[host.pk]), {"sort": "nonsense", "page": "x"})
