@@ -14,6 +14,7 @@ urlpatterns = [
     path("hosts/<int:host_id>/maintenance/start/", views.host_maintenance, {"action": "start"}, name="host-maintenance-start"),
     path("hosts/<int:host_id>/maintenance/end/", views.host_maintenance, {"action": "end"}, name="host-maintenance-end"),
     path("domains/", views.domains, name="domains"),
+    path("domains/export.csv", views.domains_csv, name="domains-csv"),
     path("domains/<int:domain_id>/", views.domain, name="domain"),
     path("domains/<int:domain_id>/part/<slug:part>/", views.domain_part, name="domain-part"),
     path("domains/<int:domain_id>/samples/", views.domain_samples, name="domain-samples"),

@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, F, FloatField, IntegerField, Model, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Cast, Coalesce, NullIf
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,8 +24,10 @@ from django.views.decorators.http import require_POST
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
 from balloonweb.access.models import Team
+from balloonweb.csv_download import csv_download
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import format_mib as mib
+from hosts.units import mib as mib_of
 
 from . import host_registry, maintenance, samples, services
 from .autoscaler.models import Decision
@@ -352,8 +354,8 @@ HOST_COLUMNS = [
 FLEET_DOMAIN_COLUMNS = [HOST_COLUMNS[0], ("host", "Host", False), *HOST_COLUMNS[1:]]
 
 
-def domains_table(request: HttpRequest, domains: QuerySet, sorts: dict) -> dict:
-    """A page of `domains` sorted by the request's column (the host page and the domains page), as context."""
+def sorted_domains(request: HttpRequest, domains: QuerySet, sorts: dict) -> tuple[QuerySet, str, bool]:
+    """`domains` with their balloon figures, sorted by the request's column: (queryset, column, descending)."""
     sort = request.GET.get("sort", "name")
     if sort not in sorts:
         sort = "name"
@@ -364,6 +366,12 @@ def domains_table(request: HttpRequest, domains: QuerySet, sorts: dict) -> dict:
         # The guest's free share, what ballooning works from: who has memory to give back, who lacks it.
         free_share=Cast("unused_kib", FloatField()) * 100 / NullIf(Cast("available_kib", FloatField()), 0.0),
     ).order_by(order, "name", "pk")
+    return domains, sort, descending
+
+
+def domains_table(request: HttpRequest, domains: QuerySet, sorts: dict) -> dict:
+    """A page of `domains` sorted by the request's column (the host page and the domains page), as context."""
+    domains, sort, descending = sorted_domains(request, domains, sorts)
     return {
         "page": Paginator(domains, DOMAINS_PAGE_SIZE).get_page(request.GET.get("page")),
         "sort": sort, "dir": "desc" if descending else "asc",
@@ -388,10 +396,9 @@ class DomainFilter(forms.Form):
     )
 
 
-@login_required
-def domains(request: HttpRequest) -> HttpResponse:
-    actor = actor_of(request)
-    selected = rules.restrict(Domain.objects.present().select_related("host"), actor, "view")
+def filtered_domains(request: HttpRequest) -> tuple[QuerySet, DomainFilter]:
+    """The visible domains the request's filter selects (all of them when the filter is not valid)."""
+    selected = rules.restrict(Domain.objects.present().select_related("host"), actor_of(request), "view")
     form = DomainFilter(request.GET or None)
     if form.is_valid():
         wanted = form.cleaned_data
@@ -405,12 +412,42 @@ def domains(request: HttpRequest) -> HttpResponse:
             selected = selected.exclude(state__in=RUNNING_STATES)
         elif wanted["state"]:
             selected = selected.filter(state=wanted["state"])
-    hosts = rules.restrict(Host.objects.all(), actor, "view").order_by("name").values_list("name", flat=True)
+    return selected, form
+
+
+@login_required
+def domains(request: HttpRequest) -> HttpResponse:
+    selected, form = filtered_domains(request)
+    hosts = rules.restrict(Host.objects.all(), actor_of(request), "view").order_by("name").values_list("name", flat=True)
     context = {
         **domains_table(request, selected, FLEET_DOMAIN_SORTS), "nav": "domains", "columns": FLEET_DOMAIN_COLUMNS,
         "form": form if form.is_bound else DomainFilter(), "hosts": hosts, "query": request.GET.urlencode(),
     }
     return partial_or_page(request, "pages/domains.html", "pages/_domains_list.html", context)
+
+
+# The CSV's columns: (heading, value of a row of sorted_domains). Sizes in MiB, as `xm list` gives them.
+CSV_COLUMNS = [
+    ("name", lambda d: d.name), ("host", lambda d: d.host.name), ("uuid", lambda d: d.uuid), ("id", lambda d: d.hv_id),
+    ("state", lambda d: d.state), ("vcpus", lambda d: d.vcpus), ("memory_mib", lambda d: mib_of(d.memory_kib)),
+    ("maxmem_mib", lambda d: mib_of(d.maxmem_kib)), ("floor_mib", lambda d: mib_of(d.floor_kib)),
+    ("actual_mib", lambda d: mib_of(d.actual_kib)), ("used_mib", lambda d: mib_of(d.used)),
+    ("unused_mib", lambda d: mib_of(d.unused_kib)),
+    ("free_percent", lambda d: None if d.free_share is None else round(d.free_share, 1)),
+    ("last_seen_utc", lambda d: d.last_seen.isoformat() if d.last_seen else None),
+]
+
+
+@login_required
+def domains_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The domains page's view (its filter and its order, every page) as CSV, streamed: for a spreadsheet."""
+    selected, _ = filtered_domains(request)
+    domains, _, _ = sorted_domains(request, selected, FLEET_DOMAIN_SORTS)
+    rows = (
+        ["" if (value := cell(domain)) is None else value for _, cell in CSV_COLUMNS]
+        for domain in domains.iterator(chunk_size=2000)
+    )
+    return csv_download([heading for heading, _ in CSV_COLUMNS], rows, "domains.csv")
 
 
 # -- domain ---------------------------------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 """The audit review page and its CSV export. Superusers see every entry; team admins their teams' entries."""
 
-import csv
-
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
 from balloonweb.access.models import Team
+from balloonweb.csv_download import csv_download
 from hosts.models import Host
 
 from .review import EXPORT_FIELDS, AuditFilter, csv_values, may_review, page, visible_entries
@@ -43,22 +42,9 @@ def review(request: HttpRequest) -> HttpResponse:
     })
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered view as CSV, streamed (the same columns as `manage.py audit export --format csv`)."""
     form, entries = _filtered(request)
-    writer = csv.writer(_Echo())
-
-    def lines():
-        yield writer.writerow(EXPORT_FIELDS)
-        for entry in entries[:EXPORT_LIMIT].iterator(chunk_size=2000):
-            yield writer.writerow(csv_values(entry))
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv")
-    response["Content-Disposition"] = 'attachment; filename="audit.csv"'
-    return response
+    rows = (csv_values(entry) for entry in entries[:EXPORT_LIMIT].iterator(chunk_size=2000))
+    return csv_download(EXPORT_FIELDS, rows, "audit.csv")

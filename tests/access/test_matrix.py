@@ -71,6 +71,7 @@ MATRIX: dict[str, list[Case]] = {
     "fleet": [Case(expect=ANY_SIGNED_IN)],
     "jobs": [Case(expect=ANY_SIGNED_IN)],
     "domains": [Case(expect=ANY_SIGNED_IN)],
+    "domains-csv": [Case(expect=ANY_SIGNED_IN)],
     "host": [Case(args={"host_id": "a1.pk"}, expect=TEAM_PAGE)],
     "host-add": [
         Case(expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),

@@ -83,7 +83,8 @@ def test_a_superuser_sees_every_page(admin_client, ids):
             continue
         response = admin_client.get(url)
         assert response.status_code == 200, name
-        assert b"{#" not in response.content and b"{%" not in response.content, f"template syntax shows on {name}"
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert b"{#" not in body and b"{%" not in body, f"template syntax shows on {name}"
 
 
 def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
@@ -125,7 +126,7 @@ def test_the_fleet_shows_an_offline_host_with_its_error(admin_client, small_flee
 def test_outsiders_get_404_and_members_see_their_team(client, people, ids):
     client.force_login(people["outsider"])
     for name, url in page_routes(ids):
-        if name in {"fleet", "domains", "jobs"}:  # lists: an outsider sees its own team's rows (below)
+        if name in {"fleet", "domains", "domains-csv", "jobs"}:  # lists: an outsider sees its own team's rows (below)
             continue
         if name == "host-add":  # the fleet owner's: no team's admin may
             assert client.get(url).status_code == 403
@@ -354,6 +355,24 @@ def test_a_large_fleet_is_shown_in_pages_that_filter_and_order_its_hosts(admin_c
 
 def test_a_small_fleet_needs_no_host_filter(admin_client, small_fleet):
     assert 'id="host-filter"' not in admin_client.get(reverse("fleet")).content.decode()
+
+
+def test_the_domains_view_downloads_as_csv_with_its_filter_and_order(client, people, team, other_team):
+    import csv
+    import io
+
+    *hosts, theirs = make_fleet(3, 3, team)
+    Host.objects.filter(pk=theirs.pk).update(team=other_team)
+    client.force_login(people["viewer"])
+    page = client.get(reverse("domains"), {"name": "vm000", "sort": "free", "dir": "desc"}).content.decode()
+    assert 'href="/domains/export.csv?name=vm000&amp;sort=free&amp;dir=desc">Download CSV of this view</a>' in page
+    response = client.get(reverse("domains-csv"), {"name": "vm000", "sort": "free", "dir": "desc"})
+    assert response["Content-Type"] == "text/csv" and 'filename="domains.csv"' in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["name"] for r in rows] == ["host0000-vm0002", "host0001-vm0002", "host0000-vm0001", "host0001-vm0001",
+                                         "host0000-vm0000", "host0001-vm0000"]  # most free first; theirs left out
+    assert rows[0]["host"] == "host0000" and rows[0]["memory_mib"] == "1024" and rows[0]["free_percent"] == "20.1"
+    assert rows[-1]["unused_mib"] == "0" and rows[-1]["state"] == "running"
 
 
 def test_the_fleet_page_finds_a_domain_by_name(admin_client, small_fleet):
