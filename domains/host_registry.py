@@ -29,9 +29,10 @@ from .services import BadRequest, Conflict, Forbidden, audit_refusals, booked_ki
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # The hypervisors BalloonWeb balloons and migrates through, over libvirt's transports (test is the simulated one).
 # Not +ext, nor a `command=` parameter: they run a program on this server, which a web form must not choose.
-URI = re.compile(r"^(qemu|xen|test)(\+(ssh|libssh|libssh2|tcp|tls|unix))?://\S*$")
+URI = re.compile(r"^(qemu|xen|test)(\+(ssh|libssh|libssh2|tcp|tls|unix))?://\S{0,480}$")
 URI_EXAMPLES = "qemu:///system, qemu+ssh://root@hv3/system or xen+ssh://root@hv3/"
 DEFAULT_RESERVE_KIB = 512 * 1024
+QUEUE_GROUP_MAX = Host._meta.get_field("queue_group").max_length
 # What a team's admins may change; the rest is the fleet owner's.
 TEAM_ADMIN_FIELDS = {"reserved", "capacity"}
 
@@ -77,8 +78,11 @@ def parse_capacity(size: str | int | None) -> int | None:
 
 def parse_queue_group(group: str | None) -> str:
     group = (group or "").strip()
-    if group and not NAME.match(group):
-        raise BadRequest(f"{group!r} is not a queue group: letters, digits, dots, dashes and underscores", "bad_queue_group")
+    if group and not (NAME.match(group) and len(group) <= QUEUE_GROUP_MAX):
+        raise BadRequest(
+            f"{group!r} is not a queue group: up to {QUEUE_GROUP_MAX} letters, digits, dots, dashes and underscores",
+            "bad_queue_group",
+        )
     return group
 
 

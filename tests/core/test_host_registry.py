@@ -57,6 +57,11 @@ def test_a_superuser_adds_a_host_from_the_fleet_page(world):
     ({"reserved": "lots"}, 400, "reserve: 'lots' is not a memory size; use a whole number of MiB (512), or with a unit"),
     ({"capacity": "-4G"}, 400, "capacity: '-4G' is not a memory size"),
     ({"team": "C"}, 400, "there is no team C; give a team's name or id, or nothing for no team"),
+    ({"team": "99999999999999999999"}, 400, "there is no team 99999999999999999999"),
+    ({"name": "h" * 101}, 400, "is not a host name: use up to 100 letters"),
+    ({"uri": "qemu+ssh://root@hv3/" + "x" * 500}, 400, "is not a libvirt URI of a hypervisor BalloonWeb drives"),
+    ({"queue_group": "g" * 51}, 400, "is not a queue group: up to 50 letters"),
+    ({"capacity": "99999T"}, 400, "capacity: &#x27;99999T&#x27; is more than 1 PiB"),
 ])
 def test_a_host_that_cannot_be_added_is_refused_with_what_is_allowed_and_the_form_kept(world, changes, status, message):
     form = {"name": "hv3", "uri": "qemu+ssh://root@hv3/system", "reserved": "512", **changes}
