@@ -87,6 +87,16 @@ def test_a_superuser_sees_every_page(admin_client, ids):
         assert b"{#" not in body and b"{%" not in body, f"template syntax shows on {name}"
 
 
+def test_no_page_answers_500_to_a_query_it_does_not_expect(admin_client, ids):
+    """Every filter, sort and pager parameter the pages read, with values they do not expect (NUL characters,
+    which PostgreSQL refuses in a string, an oversized host name, a negative page): never a server error."""
+    weird = {"sort": "x\x00", "dir": "sideways", "page": "-1", "name": "a\x00b", "host": "h" * 300, "state": "\x00",
+             "status": "?", "order": "free'", "domain": "d\x00", "evacuation": "1", "range": "-5"}
+    for name, url in page_routes(ids):
+        if name not in POST_ONLY:
+            assert admin_client.get(url, weird).status_code < 500, name
+
+
 def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
     html = admin_client.get(reverse("fleet")).content.decode()
     assert "host0000" in html and "host0001" in html
