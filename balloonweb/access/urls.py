@@ -9,6 +9,7 @@ from . import views
 urlpatterns = [
     path("teams/", views.teams, name="teams"),
     path("teams/<int:team_id>/", views.team, name="team"),
+    path("teams/<int:team_id>/delete/", views.delete_team, name="team-delete"),
     path("teams/<int:team_id>/members/", views.add_member, name="team-add-member"),
     path("teams/<int:team_id>/members/<int:membership_id>/role/", views.member_role, name="team-member-role"),
     path("teams/<int:team_id>/members/<int:membership_id>/remove/", views.remove_member, name="team-member-remove"),

@@ -11,6 +11,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from balloonweb.api import teams as teams_service  # deleting a team: the API's service, the one place of its rules
+from domains.services import ServiceError
+
 from . import rules
 from .actors import Actor
 from .forms import AddMemberForm, RoleForm, TeamCreateForm, TeamLimitsForm
@@ -79,6 +82,7 @@ def team_context(request: HttpRequest, team: Team, **forms) -> dict:
         "limits": forms.get("limits") or TeamLimitsForm(instance=team, may_set_quota=may_set_quota(actor_of(request))),
         "add": forms.get("add") or AddMemberForm(team=team),
         "nav": "teams",
+        "owner": actor_of(request).is_privileged,
     }
 
 
@@ -125,6 +129,24 @@ def remove_member(request: HttpRequest, team_id: int, membership_id: int) -> Htt
         membership.delete()
         messages.success(request, f"{membership.user} left {team.name}.")
     return redirect("team", team_id=team.pk)
+
+
+@login_required
+@require_POST
+def delete_team(request: HttpRequest, team_id: int) -> HttpResponse:
+    """A superuser deletes a team that has no hosts left (the same service as the API's)."""
+    team = get_object_or_404(Team, pk=team_id)
+    try:
+        teams_service.delete_team(actor_of(request), team)
+    except ServiceError as exc:
+        if exc.status == 404:
+            raise Http404(exc.message) from exc
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from exc
+        messages.error(request, f"{exc.message}.")
+        return redirect("team", team_id=team.pk)
+    messages.success(request, f"Team {team.name} deleted.")
+    return redirect("teams")
 
 
 @login_required

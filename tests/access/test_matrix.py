@@ -72,6 +72,8 @@ MATRIX: dict[str, list[Case]] = {
     "jobs": [Case(expect=ANY_SIGNED_IN)],
     "domains": [Case(expect=ANY_SIGNED_IN)],
     "domains-csv": [Case(expect=ANY_SIGNED_IN)],
+    # Team B has host b1: a superuser is told to move it first (a message on the team page).
+    "team-delete": [Case("post", {"team_id": "team_b.pk"}, expect=dict(anonymous=LOGIN, outsider=403, viewer=404, operator=404, admin=404, superuser=302))],
     "host": [Case(args={"host_id": "a1.pk"}, expect=TEAM_PAGE)],
     "host-add": [
         Case(expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from balloonweb.access.actors import Actor
+from balloonweb.access.models import Team
 from balloonweb.audit.models import AuditEntry
 from domains import host_registry, services
 from domains.models import Domain, Job
@@ -170,3 +171,17 @@ def test_a_host_not_reached_yet_says_so_rather_than_showing_an_empty_bar(world):
     assert "Not reached yet: its memory is not known." in world.client("admin").get("/").content.decode()
     page = world.client("admin").get(f"/hosts/{host.pk}/").content.decode()
     assert "Not reached yet: its memory is known once BalloonWeb has connected to it." in page and "0 CPUs" not in page
+
+
+def test_a_team_is_deleted_from_its_page_once_its_hosts_are_given_away(world):
+    """The refusal that names the team's hosts can now be acted on: give them away in their Settings."""
+    client = world.client("superuser")
+    page = client.get(f"/teams/{world.team_b.pk}/").content.decode()
+    assert "Delete team B" in page and "Delete team" not in world.client("outsider").get(f"/teams/{world.team_b.pk}/").content.decode()
+    kept = client.post(f"/teams/{world.team_b.pk}/delete/", follow=True).content.decode()
+    assert "team B still has hosts (b1); move them to another team first." in kept
+    client.post(f"/hosts/{world.b1.pk}/settings/", {"team": "A"})
+    deleted = client.post(f"/teams/{world.team_b.pk}/delete/", follow=True)
+    assert deleted.redirect_chain[-1][0] == "/teams/" and "Team B deleted." in deleted.content.decode()
+    assert not Team.objects.filter(name="B").exists() and Host.objects.get(pk=world.b1.pk).team == world.team_a
+    assert AuditEntry.objects.filter(action="team.delete", result=AuditEntry.Result.SUCCEEDED).exists()
