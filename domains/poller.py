@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from balloonweb.bulk import update_rows
 from balloonweb.live.publish import publish_many
-from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUnreachable, driver_for
+from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUnreachable, driver_for, forget_hosts_except
 from hosts.models import Host, queue_name
 
 from . import inventory
@@ -206,7 +206,9 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
 
 
 def poll_fleet(queue_group: str | None = None) -> PollReport:
-    """Poll the hosts of one queue group (all hosts when None)."""
+    """Poll the hosts of one queue group (all hosts when None). Every worker process polls now and then, so this
+    is also where a process lets go of the connections to hosts removed since."""
+    forget_hosts_except(Host.objects.values_list("uri", flat=True))
     hosts = Host.objects.all()
     if queue_group is not None:
         hosts = hosts.filter(queue_group=queue_group)

@@ -89,6 +89,17 @@ def discard(uri: str) -> None:
         _close_quietly(conn)
 
 
+def close_except(uris: set[str]) -> list[str]:
+    """Close this process's connections to URIs not in `uris`; returns those closed."""
+    with _lock:
+        _forget_parent_connections()
+        gone = [uri for uri in _connections if uri not in uris]
+        conns = [_connections.pop(uri) for uri in gone]
+    for conn in conns:
+        _close_quietly(conn)
+    return gone
+
+
 def close_all() -> None:
     with _lock:
         conns = list(_connections.values())

@@ -185,3 +185,17 @@ def test_a_team_is_deleted_from_its_page_once_its_hosts_are_given_away(world):
     assert deleted.redirect_chain[-1][0] == "/teams/" and "Team B deleted." in deleted.content.decode()
     assert not Team.objects.filter(name="B").exists() and Host.objects.get(pk=world.b1.pk).team == world.team_a
     assert AuditEntry.objects.filter(action="team.delete", result=AuditEntry.Result.SUCCEEDED).exists()
+
+
+def test_a_removed_host_s_connection_is_released_at_the_next_poll(sim_hosts):
+    """A worker process keeps one connection per host, with keepalive: once the host is removed, its next poll
+    lets it go, so that removed hosts are not pinged until the process ends."""
+    from hosts.drivers import pool
+    from domains.poller import poll_fleet
+
+    hv2 = sim_hosts["hv2"]
+    driver_for(hv2.uri).host_info()
+    assert hv2.uri in pool._connections
+    host_registry.remove_host(Actor.command_line(), hv2)
+    poll_fleet()
+    assert hv2.uri not in pool._connections and sim_hosts["hv1"].uri in pool._connections
