@@ -112,6 +112,8 @@ def test_only_a_host_that_runs_nothing_is_removed(world):
     with pytest.raises(services.Conflict, match="a2 has jobs queued or running; wait for them to end"):
         host_registry.remove_host(root(world), world.a2)
     Job.objects.update(state=Job.State.SUCCEEDED)
+    Host.objects.filter(pk=world.a2.pk).update(maintenance=True)  # emptied: the page points to the removal
+    assert "No domain runs here any more. If a2 is leaving the fleet, remove it" in client.get(f"/hosts/{world.a2.pk}/").content.decode()
     removed = client.post(f"/hosts/{world.a2.pk}/remove/", follow=True)
     assert removed.redirect_chain[-1][0] == "/"
     assert "a2 removed, with the 1 shut-off domain BalloonWeb knew there (still defined on the hypervisor)." in removed.content.decode()
