@@ -33,8 +33,9 @@ URI = re.compile(r"^(qemu|xen|test)(\+(ssh|libssh|libssh2|tcp|tls|unix))?://\S{0
 URI_EXAMPLES = "qemu:///system, qemu+ssh://root@hv3/system or xen+ssh://root@hv3/"
 DEFAULT_RESERVE_KIB = 512 * 1024
 QUEUE_GROUP_MAX = Host._meta.get_field("queue_group").max_length
-# What a team's admins may change; the rest is the fleet owner's.
-TEAM_ADMIN_FIELDS = {"reserved", "capacity"}
+# A host's settings as every entrance names them (pages, API, xm); the name and the URI are fixed. A team's
+# admins change the first two, the fleet owner all of them.
+SETTINGS = ("reserved", "capacity", "team", "queue_group")
 
 
 def parse_name(name: str) -> str:
@@ -150,7 +151,7 @@ def add_host(actor: Actor, name: str, uri: str, *, team: str | int | None = None
 @audit_refusals("host.update")
 def change_host(actor: Actor, host: Host, **changes: str | int | None) -> Host:
     """Change some of: reserved, capacity (a team's admins); team, queue_group (superusers)."""
-    unknown = set(changes) - TEAM_ADMIN_FIELDS - {"team", "queue_group"}
+    unknown = set(changes) - set(SETTINGS)
     if unknown:
         raise BadRequest(f"{', '.join(sorted(unknown))} cannot be changed; the name and the URI are fixed", "not_changeable")
     with transaction.atomic():

@@ -208,11 +208,9 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
 def poll_fleet(queue_group: str | None = None) -> PollReport:
     """Poll the hosts of one queue group (all hosts when None). Every worker process polls now and then, so this
     is also where a process lets go of the connections to hosts removed since."""
-    forget_hosts_except(Host.objects.values_list("uri", flat=True))
-    hosts = Host.objects.all()
-    if queue_group is not None:
-        hosts = hosts.filter(queue_group=queue_group)
-    return poll_hosts(list(hosts))
+    every_host = list(Host.objects.all())
+    forget_hosts_except(host.uri for host in every_host)
+    return poll_hosts([host for host in every_host if queue_group is None or host.queue_group == queue_group])
 
 
 def dispatch_polls() -> list[str]:

@@ -271,8 +271,7 @@ def host_maintenance(request: HttpRequest, host_id: int, action: str) -> HttpRes
 
 
 # A host's settings, as typed: host_registry parses and judges them (the same for the API and the command line).
-HOST_FORM_FIELDS = ("name", "uri", "team", "reserved", "capacity", "queue_group")
-HOST_SETTINGS = ("reserved", "capacity", "team", "queue_group")
+HOST_FORM_FIELDS = ("name", "uri", *host_registry.SETTINGS)
 
 
 def host_values(host: Host | None) -> dict:
@@ -293,10 +292,8 @@ def host_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         values = {field: request.POST.get(field, "") for field in HOST_FORM_FIELDS}
         try:
-            host = host_registry.add_host(
-                actor, values["name"], values["uri"], team=values["team"], reserved=values["reserved"],
-                capacity=values["capacity"], queue_group=values["queue_group"],
-            )
+            settings_typed = {field: values[field] for field in host_registry.SETTINGS}
+            host = host_registry.add_host(actor, values["name"], values["uri"], **settings_typed)
         except services.Forbidden as exc:  # audited by add_host
             raise PermissionDenied(exc.message) from exc
         except services.ServiceError as exc:
@@ -320,7 +317,7 @@ def host_change(request: HttpRequest, host_id: int, action: str) -> HttpResponse
             messages.success(request, host_registry.remove_host(actor_of(request), host) + ".")
             return redirect("fleet")
         # Only the fields the page showed: a team admin's form has no team or queue group.
-        changes = {field: request.POST[field] for field in HOST_SETTINGS if field in request.POST}
+        changes = {field: request.POST[field] for field in host_registry.SETTINGS if field in request.POST}
         host_registry.change_host(actor_of(request), host, **changes)
         messages.success(request, f"{host.name}'s settings saved.")
     except services.ServiceError as exc:

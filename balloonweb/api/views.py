@@ -128,8 +128,8 @@ class HostViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
                    summary="Add a host (superusers); BalloonWeb connects to it at its next poll")
     def create(self, request):
         values = body(serializers.AddHostSerializer, request)
-        settings = {field: values.get(field) for field in ("team", "reserved", "capacity")}
-        host = host_registry.add_host(self.actor, values["name"], values["uri"], queue_group=values.get("queue_group", ""), **settings)
+        settings = {field: values[field] for field in host_registry.SETTINGS if field in values}
+        host = host_registry.add_host(self.actor, values["name"], values["uri"], **settings)
         return Response(self.shown(host), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=serializers.HostSettingsSerializer, responses={200: serializers.HostSerializer},

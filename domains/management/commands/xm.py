@@ -121,7 +121,7 @@ class Command(BaseCommand):
         return services.request_migrate(actor, domain, services.find_host(actor, options["destination"]))
 
     def hosts(self, actor: Actor, subcommand: str, options: dict) -> None:
-        settings = {k: options[k] for k in ("team", "reserved", "capacity", "queue_group") if options.get(k) is not None}
+        settings = {k: options[k] for k in host_registry.SETTINGS if options.get(k) is not None}
         if subcommand == "host-list":
             self.stdout.write(f"{'Name':<16}{'Status':<9}{'Team':<12}{'Usable(MiB)':>12}{'Reserve(MiB)':>13}{'Running(MiB)':>13}  URI")
             hosts = rules.restrict(Host.objects.select_related("team"), actor, "view").order_by("name")
