@@ -57,7 +57,7 @@ class AddMemberForm(forms.Form):
         user = get_user_model().objects.filter(username=name, is_active=True).first()
         if user is None:
             raise forms.ValidationError(
-                f"no active user named {name}: a superuser creates accounts in the admin site (/admin/auth/user/add/)"
+                f"no active user named {name}: a superuser creates accounts on the People page (/people/)"
             )
         if Membership.objects.filter(team=self.team, user=user).exists():
             raise forms.ValidationError(f"{name} is already in {self.team.name}; change the role in the table instead")

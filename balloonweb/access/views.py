@@ -4,17 +4,23 @@ a change runs in one transaction with its entry (@atomic, or `with atomic()` whe
 
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, Q
 from django.db.transaction import atomic
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from balloonweb.api import teams as teams_service  # deleting a team: the API's service, the one place of its rules
+from domains.host_registry import find_team
 from domains.services import ServiceError
 
-from . import rules
+from . import accounts, rules
 from .actors import Actor
 from .forms import AddMemberForm, RoleForm, TeamCreateForm, TeamLimitsForm
 from .models import Membership, Team
@@ -157,3 +163,71 @@ def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
     logout(request)  # this one last, through Django, so that it is audited as any sign-out
     messages.info(request, f"Signed out here and in {others} other session{'s' if others != 1 else ''}.")
     return redirect("login")
+
+
+# -- people's accounts (a superuser's page; accounts.py holds the rules) ----------------------------------------
+
+PEOPLE_PAGE_SIZE = 100
+NEW_ACCOUNT_FIELDS = ("username", "email", "team", "role")
+
+
+def require_account_owner(request: HttpRequest) -> None:
+    if not actor_of(request).is_privileged:
+        raise PermissionDenied("only a superuser manages accounts")
+
+
+@login_required
+def people(request: HttpRequest) -> HttpResponse:
+    """Every account, with its teams, and a form for a new one."""
+    require_account_owner(request)
+    values, error, status = {"role": Membership.Role.VIEWER}, "", 200
+    if request.method == "POST":
+        values = {field: request.POST.get(field, "") for field in NEW_ACCOUNT_FIELDS}
+        try:
+            team = find_team(values["team"])
+            user, password = accounts.create_account(
+                actor_of(request), values["username"], email=values["email"], password=request.POST.get("password", ""),
+                team=team, role=values["role"],
+            )
+        except ServiceError as exc:
+            error, status = exc.message, exc.status
+        else:
+            joined = f" and joined {team.name} as {values['role']}" if team else ""
+            return handed_over(request, user, password, f"Account {user.get_username()} created{joined}.")
+    query = request.GET.get("q", "").strip()[:150].replace("\x00", "")
+    users = get_user_model().objects.order_by("username").prefetch_related(
+        Prefetch("memberships", Membership.objects.select_related("team").order_by("team__name")))
+    if query:
+        users = users.filter(Q(username__icontains=query) | Q(email__icontains=query))
+    return render(request, "access/people.html", {
+        "page": Paginator(users, PEOPLE_PAGE_SIZE).get_page(request.GET.get("page")), "query": query,
+        "base_query": f"{urlencode({'q': query})}&" if query else "", "values": values, "error": error,
+        "teams": Team.objects.order_by("name"), "roles": Membership.Role.choices, "nav": "people",
+    }, status=status)
+
+
+def handed_over(request: HttpRequest, user, password: str | None, done: str) -> HttpResponse:
+    """The answer to a change that may have made a password: shown once, in this response only (never in a
+    message, which would keep it in the session or a cookie)."""
+    response = render(request, "access/password_once.html", {"person": user, "password": password, "done": done, "nav": "people"})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def person_change(request: HttpRequest, user_id: int, action: str) -> HttpResponse:
+    """Deactivate or reactivate an account, or give it a new password."""
+    require_account_owner(request)
+    user = get_object_or_404(get_user_model(), pk=user_id)
+    name = user.get_username()
+    try:
+        if action == "password":
+            password = accounts.new_password(actor_of(request), user, request.POST.get("password", ""))
+            return handed_over(request, user, password, f"{name} has a new password and was signed out everywhere.")
+        active = request.POST.get("active") == "1"
+        accounts.set_active(actor_of(request), user, active)
+        messages.success(request, f"{name} can sign in again." if active else f"{name} is deactivated and was signed out everywhere.")
+    except ServiceError as exc:
+        messages.error(request, f"{exc.message}.")
+    return redirect(f"{reverse('people')}?{urlencode({'q': name})}")

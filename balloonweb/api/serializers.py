@@ -4,6 +4,7 @@ Serializers only shape data: sizes arrive as text (`"512"`, `"512M"`, `"4G"`) an
 them, so that the API refuses exactly what the pages and `xm` refuse.
 """
 
+from django.contrib.auth import get_user_model
 from django.db.models import F
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -281,6 +282,51 @@ class MembershipUpdateSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
         fields = ["role"]
+
+
+class AccountMembershipSerializer(serializers.ModelSerializer):
+    team_name = serializers.CharField(source="team.name", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["team", "team_name", "role"]
+        read_only_fields = fields
+
+
+class UserSerializer(serializers.ModelSerializer):
+    teams = AccountMembershipSerializer(source="memberships", many=True, read_only=True)
+    email = serializers.CharField(read_only=True, help_text="empty when the account has none")
+
+    class Meta:
+        model = get_user_model()
+        fields = ["id", "username", "email", "is_active", "is_superuser", "last_login", "date_joined", "teams"]
+        read_only_fields = fields
+
+
+class NewAccountSerializer(serializers.Serializer):
+    # Only shapes: balloonweb/access/accounts.py judges the values, as for the People page.
+    username = serializers.CharField(max_length=300)
+    email = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    password = serializers.CharField(max_length=300, required=False, allow_blank=True, default="", trim_whitespace=False,
+                                     help_text="empty or absent: one is generated and returned once, as `password`")
+    team = serializers.CharField(max_length=100, required=False, allow_blank=True, default="", help_text="a team's name or id")
+    role = serializers.ChoiceField(choices=Membership.Role.choices, required=False, default=Membership.Role.VIEWER)
+
+
+class AccountActiveSerializer(serializers.Serializer):
+    is_active = serializers.BooleanField()
+
+
+class NewPasswordSerializer(serializers.Serializer):
+    password = serializers.CharField(max_length=300, required=False, allow_blank=True, default="", trim_whitespace=False,
+                                     help_text="empty or absent: one is generated and returned once")
+
+
+class HandedOverSerializer(UserSerializer):
+    password = serializers.CharField(required=False, help_text="the generated password, present only when it was generated")
+
+    class Meta(UserSerializer.Meta):
+        fields = [*UserSerializer.Meta.fields, "password"]
 
 
 class TokenSerializer(serializers.ModelSerializer):

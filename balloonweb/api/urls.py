@@ -14,6 +14,7 @@ router.register("audit", views.AuditEntryViewSet, basename="auditentry")
 router.register("teams", views.TeamViewSet, basename="team")
 router.register("memberships", views.MembershipViewSet, basename="membership")
 router.register("tokens", views.TokenViewSet, basename="token")
+router.register("users", views.UserViewSet, basename="user")
 
 api_patterns = [
     *router.urls,

@@ -7,7 +7,8 @@ shape the answer. Permission, bounds, room and audit are the services' business.
 import os
 import time
 
-from django.db.models import Count, Q, Sum
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Prefetch, Q, Sum
 from django.http import JsonResponse
 from django.utils.functional import SimpleLazyObject
 from django.views.decorators.csrf import csrf_exempt
@@ -20,8 +21,8 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from balloonweb.access import actors, rules
-from balloonweb.access.models import Team
+from balloonweb.access import accounts, actors, rules
+from balloonweb.access.models import Membership, Team
 from balloonweb.audit import review
 from domains import host_registry, maintenance, services
 from domains.models import Domain, Job
@@ -330,6 +331,51 @@ class MembershipViewSet(ApiView, viewsets.ModelViewSet):
 
     def perform_destroy(self, membership):
         teams.remove_member(self.actor, membership)
+
+
+# -- people's accounts ----------------------------------------------------------------------------------------
+
+
+class UserViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Accounts: a superuser sees and manages all (balloonweb/access/accounts.py); anyone else sees only their
+    own, which says who a token belongs to."""
+
+    serializer_class = serializers.UserSerializer
+
+    def get_queryset(self):
+        users = get_user_model().objects.prefetch_related(
+            Prefetch("memberships", Membership.objects.select_related("team").order_by("team__name")))
+        return users if self.actor.is_privileged else users.filter(pk=self.request.user.pk)
+
+    def handed_over(self, user, password: str | None, status_code: int = status.HTTP_200_OK) -> Response:
+        data = serializers.UserSerializer(self.get_queryset().get(pk=user.pk)).data
+        if password is not None:
+            data["password"] = password
+        return Response(data, status=status_code, headers={"Cache-Control": "no-store"})
+
+    @extend_schema(request=serializers.NewAccountSerializer, responses={201: serializers.HandedOverSerializer},
+                   summary="Create an account (superusers), in a team if one is named")
+    def create(self, request):
+        values = body(serializers.NewAccountSerializer, request)
+        team = host_registry.find_team(values["team"])
+        user, password = accounts.create_account(self.actor, values["username"], email=values["email"],
+                                                 password=values["password"], team=team, role=values["role"])
+        return self.handed_over(user, password, status.HTTP_201_CREATED)
+
+    @extend_schema(request=serializers.AccountActiveSerializer, responses={200: serializers.UserSerializer},
+                   summary="Deactivate an account (signs it out everywhere) or reactivate it (superusers)")
+    def partial_update(self, request, pk=None):
+        user = self.get_object()
+        accounts.set_active(self.actor, user, body(serializers.AccountActiveSerializer, request)["is_active"])
+        return self.handed_over(user, None)
+
+    @extend_schema(request=serializers.NewPasswordSerializer, responses={200: serializers.HandedOverSerializer},
+                   summary="Give an account a new password and sign it out everywhere (superusers)")
+    @action(detail=True, methods=["post"])
+    def password(self, request, pk=None):
+        user = self.get_object()
+        password = accounts.new_password(self.actor, user, body(serializers.NewPasswordSerializer, request)["password"])
+        return self.handed_over(user, password)
 
 
 # -- tokens ---------------------------------------------------------------------------------------------------

@@ -66,6 +66,17 @@ MATRIX: dict[str, list[Case]] = {
     "logout": [Case("post", expect=dict.fromkeys(ROLES, 302))],
     "password_change": [Case(expect=ANY_SIGNED_IN)],
     "password_change_done": [Case(expect=ANY_SIGNED_IN)],
+    # Accounts are a superuser's: everyone else is refused the page and its actions (the viewer is the one changed).
+    "people": [
+        Case(expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),
+        Case("post", data={"username": "newcomer"}, expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),
+    ],
+    "person-change": [
+        Case("post", {"user_id": "users.viewer.pk", "action": "active"}, {"active": "0"},
+             dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=302)),
+        Case("post", {"user_id": "users.viewer.pk", "action": "password"},
+             expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),
+    ],
     "sign-out-everywhere": [Case("post", expect={**dict.fromkeys(ROLES, 302), "anonymous": LOGIN})],
     # -- the console's pages (issue 3) ------------------------------------------------------------------------
     "fleet": [Case(expect=ANY_SIGNED_IN)],
@@ -163,6 +174,13 @@ MATRIX: dict[str, list[Case]] = {
         Case("post", data={"name": "mine"}, json=True, expect={**dict.fromkeys(ROLES, 201), "anonymous": 401}),
     ],
     "api:token-detail": [Case(args={"pk": "extra.viewer_token"}, expect=dict(anonymous=401, outsider=404, viewer=200, operator=404, admin=404, superuser=404))],
+    # Anyone sees their own account (who a token is); a superuser sees and manages all.
+    "api:user-list": [Case(expect=API_LIST), Case("post", data={"username": "newcomer"}, json=True, expect=OWNER_ONLY_API)],
+    "api:user-detail": [
+        Case(args={"pk": "users.viewer.pk"}, expect={**API_OBJECT, "operator": 404, "admin": 404}),
+        Case("patch", {"pk": "users.viewer.pk"}, {"is_active": False}, dict(anonymous=401, outsider=404, viewer=403, operator=404, admin=404, superuser=200), json=True),
+    ],
+    "api:user-password": [Case("post", {"pk": "users.viewer.pk"}, expect=dict(anonymous=401, outsider=404, viewer=403, operator=404, admin=404, superuser=200), json=True)],
     # The schema and its documentation page describe the API, not the fleet: public.
     "api:schema": [Case(expect=dict.fromkeys(ROLES, 200))],
     "api:docs": [Case(expect=dict.fromkeys(ROLES, 200))],
