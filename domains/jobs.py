@@ -160,8 +160,9 @@ def _create(job: Job) -> None:
         params["name"], params["memory_kib"], params["maxmem_kib"], params.get("vcpus", 1), params.get("uuid"), params.get("description", "")
     )
     info = driver_for(job.host.uri).define_and_start(config)
-    domain = inventory.record_domain(job.host, info)
-    Job.objects.filter(pk=job.pk).update(domain=domain)
+    with transaction.atomic():  # the new row and the job naming it together: the host's booking counts one of them
+        domain = inventory.record_domain(job.host, info)
+        Job.objects.filter(pk=job.pk).update(domain=domain)
     job.domain = domain
     _log(job, f"{info.name} defined and started on {job.host.name} with {format_mib(info.memory_kib)} (maxmem {format_mib(info.maxmem_kib)})")
 

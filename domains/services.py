@@ -161,7 +161,9 @@ def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None)
             totals[host_id] += max(memory, pending_targets.get(domain_id, 0))
     incoming = pending.filter(target_host_id__in=host_ids).values_list("target_host_id", "host_id", "domain_id", "params")
     for target_id, source_id, domain_id, params in incoming:
-        if target_id != source_id and domain_id != excluded:
+        # A migration books its destination; a creation its host until the domain exists (then its row counts).
+        coming = target_id != source_id or domain_id is None
+        if coming and (domain_id is None or domain_id != excluded):
             totals[target_id] += int(params.get("memory_kib", 0))
     return totals
 

@@ -75,6 +75,21 @@ def test_concurrent_grows_never_exceed_the_host(celery_worker, sim_hosts, cli):
     assert running == (17 * 256 + 3 * 1024) * 1024
 
 
+def test_concurrent_creations_never_exceed_the_host(celery_worker, sim_hosts, cli):
+    """A queued creation books its memory until its domain exists (it once booked nothing, and twenty
+    creations of 1 GiB were all accepted on a host with room for seven)."""
+    hv1 = sim_hosts["hv1"]  # 7680 MiB usable, nothing running
+    results = in_threads(20, lambda i: attempt(lambda: services.request_create(cli, hv1, f'name = "new{i}"\nmemory = 1024\n')))
+    accepted = [r for r in results if isinstance(r, Job)]
+    refused = [r for r in results if isinstance(r, services.Conflict)]
+    assert (len(accepted), len(refused)) == (7, 13)
+    assert all(r.code == "no_room" and "hv1 has no room" in r.message for r in refused)
+    for job in accepted:
+        assert wait_for_job(job).state == Job.State.SUCCEEDED
+    assert sum(Domain.objects.filter(host=hv1).values_list("memory_kib", flat=True)) == 7 * 1024 * 1024
+    assert services.booked_kib(hv1) == 7 * 1024 * 1024  # the domains, now that their jobs have ended
+
+
 def test_a_killed_worker_leaves_no_job_running_after_the_sweep(sim_hosts, foo, cli, start_worker, settings):
     # A queue of its own, so that only the victim (and later the rescuer) can take the job.
     Host.objects.filter(pk=foo.host_id).update(queue_group="victim")
