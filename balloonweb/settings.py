@@ -155,6 +155,8 @@ POLL_INTERVAL = env_float("POLL_INTERVAL", 5.0)
 SWEEP_INTERVAL = env_float("SWEEP_INTERVAL", 15.0)
 RESIZE_TIME_LIMIT = env_float("RESIZE_TIME_LIMIT", 60.0)
 MIGRATE_TIME_LIMIT = env_float("MIGRATE_TIME_LIMIT", 900.0)
+# How long a shutdown or restart waits for the guest to turn itself off before the job fails (force does not wait).
+SHUTDOWN_WAIT = env_float("SHUTDOWN_WAIT", 120.0)
 # A queued job whose message has waited this long without a worker picking it up is sent again.
 REQUEUE_AFTER = env_float("REQUEUE_AFTER", 30.0)
 # Memory samples for the charts: raw (one per domain per SAMPLE_EVERY_S, and one whenever its balloon moves; 0: one

@@ -3,6 +3,7 @@ hypervisor now says. The Celery task is a thin wrapper around `run_job`.
 """
 
 import logging
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -16,14 +17,15 @@ from balloonweb.audit.models import AuditEntry
 from balloonweb.access.actors import Actor
 from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
-from hosts.drivers import DomainConfig, DomainInfo, DriverError, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
-from hosts.models import Host
+from hosts.drivers import DomainConfig, DomainInfo, DriverError, GuestDidNotShutDown, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
+from hosts.models import RUNNING_STATES, Host
 from hosts.units import format_mib
 
 from . import inventory
 from .models import Domain, Job
 
 log = logging.getLogger(__name__)
+SHUTDOWN_POLL_S = 0.5
 
 
 class Claim:
@@ -44,6 +46,8 @@ def claim(job_id: int, worker: str = "") -> str:
             Domain.objects.select_for_update(of=("self",)).filter(pk=job.domain_id).order_by().first()
             if Job.objects.filter(domain_id=job.domain_id, state=Job.State.RUNNING).exists():
                 return Claim.BUSY
+            if job.kind in Job.POWER and Job.objects.filter(domain_id=job.domain_id, state=Job.State.QUEUED, pk__lt=job.pk).exists():
+                return Claim.BUSY  # a maxmem change asked before a restart is what the restart is for
             newer = _newer_resize(job)
             if newer is not None:
                 _finish(job, Job.State.CANCELLED, error=f"superseded by job {newer}, a later resize of the same domain")
@@ -167,7 +171,49 @@ def _create(job: Job) -> None:
     _log(job, f"{info.name} defined and started on {job.host.name} with {format_mib(info.memory_kib)} (maxmem {format_mib(info.maxmem_kib)})")
 
 
-HANDLERS = {Job.Kind.RESIZE: _resize, Job.Kind.MAXMEM: _set_maxmem, Job.Kind.MIGRATE: _migrate, Job.Kind.CREATE: _create}
+def _start(job: Job) -> None:
+    driver_for(job.domain.host.uri).start(str(job.domain.uuid))
+    _log(job, f"{job.domain.name} started on {job.domain.host.name} with its persistent config")
+
+
+def _shutdown(job: Job) -> None:
+    _turn_off(job)
+
+
+def _restart(job: Job) -> None:
+    _turn_off(job)
+    _start(job)
+
+
+def _turn_off(job: Job) -> None:
+    """Force: off at once (`xm destroy`). Else ask the guest and wait for it, with a heartbeat, at most
+    SHUTDOWN_WAIT: a guest without ACPI support ignores the request, and the job must say so rather than hang."""
+    domain, driver = job.domain, driver_for(job.domain.host.uri)
+    uuid = str(domain.uuid)
+    if job.params.get("force"):
+        driver.destroy(uuid)
+        _log(job, f"{domain.name} turned off at once (forced)")
+        return
+    driver.shutdown(uuid)
+    _log(job, f"{domain.name} asked to shut down")
+    deadline = time.monotonic() + settings.SHUTDOWN_WAIT
+    while time.monotonic() < deadline:
+        info = driver.domain(uuid)
+        if info is None or info.state not in (*RUNNING_STATES, Domain.State.SHUTDOWN):
+            _log(job, f"{domain.name} shut down")
+            return
+        Job.objects.filter(pk=job.pk).update(heartbeat=timezone.now())
+        time.sleep(SHUTDOWN_POLL_S)
+    raise GuestDidNotShutDown(
+        f"{domain.name} did not shut down within {settings.SHUTDOWN_WAIT:.0f} s: its guest may ignore the request "
+        "(no ACPI support); it still runs. Force it off to stop it at once"
+    )
+
+
+HANDLERS = {
+    Job.Kind.RESIZE: _resize, Job.Kind.MAXMEM: _set_maxmem, Job.Kind.MIGRATE: _migrate, Job.Kind.CREATE: _create,
+    Job.Kind.START: _start, Job.Kind.SHUTDOWN: _shutdown, Job.Kind.RESTART: _restart,
+}
 
 
 # -- outcomes -------------------------------------------------------------------------------------------------
@@ -249,7 +295,11 @@ def announce(job: Job) -> None:
 
 
 def time_limit_s(kind: str) -> float:
-    return settings.MIGRATE_TIME_LIMIT if kind == Job.Kind.MIGRATE else settings.RESIZE_TIME_LIMIT
+    if kind == Job.Kind.MIGRATE:
+        return settings.MIGRATE_TIME_LIMIT
+    if kind in Job.POWER:
+        return settings.SHUTDOWN_WAIT + settings.RESIZE_TIME_LIMIT
+    return settings.RESIZE_TIME_LIMIT
 
 
 def sweep() -> dict:

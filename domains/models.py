@@ -92,6 +92,9 @@ class Job(models.Model):
         MAXMEM = "maxmem", "set maxmem"
         MIGRATE = "migrate", "migrate"
         CREATE = "create", "create"
+        START = "start", "start"
+        SHUTDOWN = "shutdown", "shut down"
+        RESTART = "restart", "restart"
 
     class State(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -101,6 +104,10 @@ class Job(models.Model):
         CANCELLED = "cancelled", "cancelled"
 
     UNFINISHED = (State.QUEUED, State.RUNNING)
+    # Jobs that turn a domain on and off, and those that boot one on their host: until they end, a booting job
+    # books its `memory_kib` there (services.booked_by_host, the autoscaler's snapshot).
+    POWER = (Kind.START, Kind.SHUTDOWN, Kind.RESTART)
+    BOOTING = (Kind.CREATE, Kind.START, Kind.RESTART)
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     domain = models.ForeignKey(Domain, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")

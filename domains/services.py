@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from celery import current_app
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from balloonweb.access import rules
@@ -111,11 +112,15 @@ def check_memory_bounds(domain: Domain, target_kib: int) -> None:
 def check_not_busy(domain: Domain, kind: str) -> None:
     """One operation per domain. Resizes and maxmem changes queue behind each other (a later absolute size
     supersedes an earlier one); a migration is refused while another job of the domain runs, and nothing else is
-    accepted while a migration is queued or running (it would act on the host the domain is leaving)."""
-    if kind == Job.Kind.MIGRATE:
-        busy = Job.objects.filter(domain=domain, state=Job.State.RUNNING)
+    accepted while a migration is queued or running (it would act on the host the domain is leaving), nor while
+    the domain is being started, shut down or restarted (it would meet another boot of the domain)."""
+    if kind in Job.POWER:
+        # Resizes and maxmem changes asked before it run first (jobs.claim), as `xm mem-max` then `xm reboot` expects.
+        busy = Job.objects.filter(domain=domain, kind__in=[Job.Kind.MIGRATE, *Job.POWER], state__in=Job.UNFINISHED)
+    elif kind == Job.Kind.MIGRATE:
+        busy = Job.objects.filter(domain=domain).filter(Q(state=Job.State.RUNNING) | Q(kind__in=Job.POWER, state=Job.State.QUEUED))
     else:
-        busy = Job.objects.filter(domain=domain, kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED)
+        busy = Job.objects.filter(domain=domain, kind__in=[Job.Kind.MIGRATE, *Job.POWER], state__in=Job.UNFINISHED)
     job = busy.order_by("pk").first()
     if job is not None:
         raise Conflict(
@@ -140,7 +145,8 @@ def check_host_accepts(host: Host) -> None:
 
 def booked_kib(host: Host, *, exclude_domain: Domain | None = None) -> int:
     """Memory promised on `host`: running domains at the larger of their current size and any pending
-    resize, plus domains on their way in (migrations, creations). Pending work counts until it ends.
+    resize, plus domains on their way in (migrations) or booting (creations, starts, restarts). Pending work
+    counts until it ends.
     """
     return booked_by_host([host.pk], exclude_domain=exclude_domain)[host.pk]
 
@@ -148,9 +154,7 @@ def booked_kib(host: Host, *, exclude_domain: Domain | None = None) -> int:
 def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None) -> dict[int, int]:
     """booked_kib of many hosts, in three queries whatever their number."""
     excluded = exclude_domain.pk if exclude_domain is not None else None
-    pending = Job.objects.filter(state__in=Job.UNFINISHED).filter(
-        kind__in=[Job.Kind.RESIZE, Job.Kind.MIGRATE, Job.Kind.CREATE]
-    )
+    pending = Job.objects.filter(state__in=Job.UNFINISHED).filter(kind__in=[Job.Kind.RESIZE, Job.Kind.MIGRATE, *Job.BOOTING])
     pending_targets: dict[int, int] = {}
     for domain_id, target in pending.filter(kind=Job.Kind.RESIZE, host_id__in=host_ids).values_list("domain_id", "params__target_kib"):
         pending_targets[domain_id] = max(pending_targets.get(domain_id, 0), int(target))
@@ -159,10 +163,11 @@ def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None)
     for host_id, domain_id, memory in running:
         if domain_id != excluded:
             totals[host_id] += max(memory, pending_targets.get(domain_id, 0))
-    incoming = pending.filter(target_host_id__in=host_ids).values_list("target_host_id", "host_id", "domain_id", "params")
-    for target_id, source_id, domain_id, params in incoming:
-        # A migration books its destination; a creation its host until the domain exists (then its row counts).
-        coming = target_id != source_id or domain_id is None
+    incoming = pending.filter(target_host_id__in=host_ids).values_list("target_host_id", "host_id", "kind", "domain_id", "params")
+    for target_id, source_id, kind, domain_id, params in incoming:
+        # A migration books its destination; a boot its host until the job ends (a restart counts twice meanwhile:
+        # its domain at its size now and at the config's size it boots with, which errs on the safe side).
+        coming = target_id != source_id or kind in Job.BOOTING
         if coming and (domain_id is None or domain_id != excluded):
             totals[target_id] += int(params.get("memory_kib", 0))
     return totals
@@ -410,6 +415,44 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
             vcpus=config.vcpus, uuid=config.uuid, description=config.description,
         )
         record(actor, "domain.create", host, after={"name": config.name, "memory_kib": config.memory_kib, "maxmem_kib": config.maxmem_kib, "vcpus": config.vcpus}, job=job)
+    return job
+
+
+POWER_ACTIONS = {
+    "start": "start a domain that is not running, with its persistent config (`xm start`)",
+    "shutdown": "ask the guest to shut down, or with force turn it off at once (`xm shutdown`, `xm destroy`)",
+    "restart": "shut down, then start with the persistent config: how a running domain takes a new maxmem",
+}
+
+
+@audit_refusals("domain.power")
+def request_power(actor: Actor, domain: Domain, action: str, *, force: bool = False) -> Job:
+    """Start, shut down or restart a domain. A boot takes the persistent config's memory, which must fit on the
+    host and in the team's quota; a domain does not start on a host in maintenance."""
+    if action not in POWER_ACTIONS:
+        raise BadRequest(f"{action!r} is not a power action: use start, shutdown or restart", "bad_power_action")
+    with transaction.atomic():
+        host, domain = _locked_for(actor, "power", domain)
+        if domain.state == Domain.State.GONE:
+            raise Conflict(f"{domain.name} is no longer on {host.name}: it vanished from the host", "domain_gone")
+        if action == "start" and domain.is_running:
+            raise Conflict(f"{domain.name} is already {domain.get_state_display()}", "domain_running")
+        if action != "start" and not domain.is_running:
+            raise BadRequest(f"{domain.name} is {domain.get_state_display()}: only a running domain is shut down or restarted; start it instead", "domain_not_running")
+        check_not_busy(domain, Job.Kind(action))
+        check_host_online(host)
+        boot_kib = domain.config_memory_kib or domain.memory_kib
+        if action == "start":
+            check_host_accepts(host)
+        if action != "shutdown":
+            check_host_room(host, boot_kib, exclude_domain=domain)
+            now_kib = domain.memory_kib if domain.is_running else 0
+            check_delegation(actor, host.team, boot_kib, boot_kib - now_kib)
+        params = {"force": force} if action != "start" else {}
+        if action != "shutdown":
+            params["memory_kib"] = boot_kib
+        job = _new_job(actor, Job.Kind(action), host, domain=domain, target_host=host if action != "shutdown" else None, **params)
+        record(actor, "domain.power", domain, before={"state": domain.state}, after={"action": action, **params}, job=job)
     return job
 
 

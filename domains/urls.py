@@ -22,6 +22,7 @@ urlpatterns = [
     path("domains/<int:domain_id>/maxmem/", views.domain_control, {"control": "maxmem"}, name="domain-maxmem"),
     path("domains/<int:domain_id>/floor/", views.domain_control, {"control": "floor"}, name="domain-floor"),
     path("domains/<int:domain_id>/migrate/", views.domain_control, {"control": "migrate"}, name="domain-migrate"),
+    path("domains/<int:domain_id>/power/", views.domain_control, {"control": "power"}, name="domain-power"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
 ]

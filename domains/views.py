@@ -460,6 +460,14 @@ class MigrateForm(forms.Form):
     target = forms.IntegerField(error_messages={"required": "Pick a host.", "invalid": "Pick a host from the list."})
 
 
+class PowerForm(forms.Form):
+    # The page's buttons; "force_off" is a shutdown with force (`xm destroy`).
+    action = forms.ChoiceField(
+        choices=[("start", "start"), ("shutdown", "shut down"), ("restart", "restart"), ("force_off", "force off")],
+        error_messages={"required": "Pick start, shut down, restart or force off.", "invalid_choice": "Pick start, shut down, restart or force off."},
+    )
+
+
 def domain_queryset() -> QuerySet:
     return Domain.objects.select_related("host__team")
 
@@ -475,11 +483,20 @@ def migration_targets(actor: Actor, domain: Domain) -> list[dict]:
 
 
 def control_hints(domain: Domain) -> dict:
-    """The text beside the maxmem and floor controls."""
-    maxmem = f"Written to the persistent config, now {mib(domain.config_maxmem_kib or domain.maxmem_kib)}."
+    """The text beside the maxmem, floor and power controls."""
+    config_maxmem = domain.config_maxmem_kib or domain.maxmem_kib
+    maxmem = f"Written to the persistent config, now {mib(config_maxmem)}."
     if domain.is_running:
         maxmem += f" A running domain takes it at its next boot; {domain.name} runs with {mib(domain.maxmem_kib)} now."
+    boot = f"{mib(domain.config_memory_kib or domain.memory_kib)} (maxmem {mib(config_maxmem)})"
+    if not domain.is_running:
+        power = f"Start boots {domain.name} with its persistent config: {boot}."
+    elif config_maxmem != domain.maxmem_kib:
+        power = f"Restart to take the new maxmem: {domain.name} shuts down, then starts with {boot}."
+    else:
+        power = f"Restart shuts {domain.name} down, then starts it with {boot}. Shut down asks its guest; force off does not."
     return {
+        "power": power,
         "maxmem": maxmem,
         "maxmem_kib": domain.config_maxmem_kib or domain.maxmem_kib,
         "floor": f"Nobody, person or autoscaler, shrinks {domain.name} below this. Now {mib(domain.floor_kib)}.",
@@ -496,6 +513,7 @@ def domain_context(request: HttpRequest, domain: Domain, **extra) -> dict:
         "may_set_maxmem": may(actor, "set_maxmem", domain),
         "may_set_floor": may(actor, "set_floor", domain),
         "may_migrate": may(actor, "migrate", domain) and domain.is_running,
+        "may_power": may(actor, "power", domain) and domain.state != Domain.State.GONE,
         "targets": migration_targets(actor, domain) if may(actor, "migrate", domain) else [],
         "jobs": domain.jobs.select_related("host", "target_host").order_by("-pk")[:RECENT_JOBS],
         "hints": control_hints(domain),
@@ -548,7 +566,7 @@ def control_response(request: HttpRequest, domain: Domain, control: str, outcome
     if not request.htmx and status < 400:
         return redirect("domain", domain.pk)
     context = domain_context(request, domain, controls={control: outcome})
-    template = {"resize": "pages/_resize.html", "maxmem": "pages/_maxmem.html", "floor": "pages/_floor.html", "migrate": "pages/_migrate.html"}[control]
+    template = f"pages/_{control}.html"
     return render(request, template if request.htmx else "pages/domain.html", context, status=status)
 
 
@@ -576,8 +594,19 @@ def migrate(actor: Actor, domain: Domain, data: dict) -> str:
     return f"Job {job.pk} queued: migrate {domain.name} to {target.name}."
 
 
+def power(actor: Actor, domain: Domain, data: dict) -> str:
+    action, force = ("shutdown", True) if data["action"] == "force_off" else (data["action"], False)
+    job = services.request_power(actor, domain, action, force=force)
+    what = {"start": f"start {domain.name}", "restart": f"restart {domain.name}",
+            "shutdown": f"turn {domain.name} off at once" if force else f"shut {domain.name} down"}[action]
+    return f"Job {job.pk} queued: {what}."
+
+
 # The domain page's controls: name -> (form, action). Each is its own URL (domains/urls.py).
-CONTROLS = {"resize": (SizeForm, resize), "maxmem": (SizeForm, set_maxmem), "floor": (SizeForm, set_floor), "migrate": (MigrateForm, migrate)}
+CONTROLS = {
+    "resize": (SizeForm, resize), "maxmem": (SizeForm, set_maxmem), "floor": (SizeForm, set_floor),
+    "migrate": (MigrateForm, migrate), "power": (PowerForm, power),
+}
 
 
 @login_required

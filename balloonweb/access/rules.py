@@ -15,8 +15,8 @@ ACTIONS_BY_ROLE: dict[str, frozenset[str]] = {
     Role.VIEWER: frozenset({"view"}),
     Role.OPERATOR: frozenset({"view", "resize", "migrate", "cancel_job"}),
     Role.ADMIN: frozenset(
-        {"view", "resize", "migrate", "cancel_job", "set_maxmem", "set_floor", "create", "manage_host", "manage_team",
-         "view_audit"}
+        {"view", "resize", "migrate", "cancel_job", "set_maxmem", "set_floor", "create", "power", "manage_host",
+         "manage_team", "view_audit"}
     ),
 }
 ACTIONS = frozenset().union(*ACTIONS_BY_ROLE.values())

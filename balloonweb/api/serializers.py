@@ -14,6 +14,7 @@ from rest_framework.reverse import reverse
 from balloonweb.access.models import Membership, Team
 from balloonweb.audit.models import AuditEntry
 from domains.models import Domain, Job
+from domains.services import POWER_ACTIONS
 from hosts.models import Host
 from hosts.units import mib
 
@@ -144,6 +145,12 @@ class SizeSerializer(serializers.Serializer):
 
 class MigrateSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=100, help_text="the destination host's name")
+
+
+class PowerSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[("start", "start"), ("shutdown", "shutdown"), ("restart", "restart")],
+                                     help_text="; ".join(f"{name}: {what}" for name, what in POWER_ACTIONS.items()))
+    force = serializers.BooleanField(default=False, help_text="shutdown and restart: turn the guest off at once, without asking it")
 
 
 class MaintenanceSerializer(serializers.Serializer):

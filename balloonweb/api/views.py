@@ -223,6 +223,13 @@ class DomainViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mix
         target = services.find_host(self.actor, body(serializers.MigrateSerializer, request)["host"])
         return job_accepted(services.request_migrate(self.actor, self.get_object(), target), request)
 
+    @extend_schema(request=serializers.PowerSerializer, responses={202: serializers.JobSerializer},
+                   summary="Start, shut down (force: at once, xm destroy) or restart a domain with its persistent config (team admins)")
+    @action(detail=True, methods=["post"])
+    def power(self, request, pk=None):
+        values = body(serializers.PowerSerializer, request)
+        return job_accepted(services.request_power(self.actor, self.get_object(), values["action"], force=values["force"]), request)
+
 
 # -- jobs -----------------------------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
     moment = datetime.fromtimestamp(now, tz=timezone.utc)
     engine_state = EngineState.get()
 
-    # Jobs in flight: busy domains, migrations (in, out, booked on their destination), creations booked.
+    # Jobs in flight: busy domains, migrations (in, out, booked on their destination), boots booked.
     busy: set[int] = set()
     migrating_to: dict[int, int] = {}
     incoming: dict[int, int] = {}
@@ -73,7 +73,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
             incoming[target_id] = incoming.get(target_id, 0) + int(params.get("memory_kib", 0))
             flying_in[target_id] = flying_in.get(target_id, 0) + 1
             flying_out[host_id] = flying_out.get(host_id, 0) + 1
-        elif kind == Job.Kind.CREATE and target_id is not None:
+        elif kind in Job.BOOTING and target_id is not None:
             incoming[target_id] = incoming.get(target_id, 0) + int(params.get("memory_kib", 0))
 
     # The last hour's migrations: the per-hour budget, and each domain's last move (its cooldown). A move someone

@@ -9,6 +9,7 @@ from .errors import (
     DomainNotFound,
     DomainNotRunning,
     DriverError,
+    GuestDidNotShutDown,
     HostUnreachable,
     InvalidRequest,
     MigrationStopped,

@@ -33,6 +33,10 @@ class NotSupported(DriverError):
     code = "not_supported"
 
 
+class GuestDidNotShutDown(DriverError):
+    code = "shutdown_timeout"
+
+
 class InvalidRequest(DriverError):
     code = "invalid_request"
 

@@ -287,6 +287,14 @@ class LibvirtDriver:
         except libvirt.libvirtError as exc:
             raise self._translate(exc, f"domain {uuid}") from exc
 
+    def shutdown(self, uuid: str) -> None:
+        """Ask the guest to shut down (ACPI or its agent); it returns at once, and the guest may take its time,
+        or ignore it."""
+        try:
+            self._lookup(uuid).shutdown()
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc, f"domain {uuid}") from exc
+
     def destroy(self, uuid: str) -> None:
         try:
             self._lookup(uuid).destroy()

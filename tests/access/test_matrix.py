@@ -106,6 +106,8 @@ MATRIX: dict[str, list[Case]] = {
     "domain-maxmem": [Case("post", {"domain_id": "da.pk"}, {"memory": "4096"}, answers(admin=302))],
     "domain-floor": [Case("post", {"domain_id": "da.pk"}, {"memory": "256"}, answers(admin=302))],
     "domain-migrate": [Case("post", {"domain_id": "da.pk"}, {"target": "a2.pk"}, answers(operator=302, admin=302))],
+    # Turning a domain off and on is for its team's admins (a restart of da, running).
+    "domain-power": [Case("post", {"domain_id": "da.pk"}, {"action": "restart"}, answers(admin=302))],
     # The cancel button is an htmx control; a plain POST is answered with a redirect to the jobs page and a message.
     "job-cancel": [Case("post", {"job_id": "job.pk"}, headers={"HX-Request": "true"}, expect=answers(operator=200))],
     # -- teams and the audit log (issue 4) --------------------------------------------------------------------
@@ -144,6 +146,7 @@ MATRIX: dict[str, list[Case]] = {
     "api:domain-maxmem": [Case("post", {"pk": "da.pk"}, {"size": "4096"}, API_ADMIN, json=True)],
     "api:domain-floor": [Case("post", {"pk": "da.pk"}, {"size": "256"}, {**API_ADMIN, "admin": 200, "superuser": 200}, json=True)],
     "api:domain-migrate": [Case("post", {"pk": "da.pk"}, {"host": "a2"}, API_OPERATOR, json=True)],
+    "api:domain-power": [Case("post", {"pk": "da.pk"}, {"action": "shutdown"}, API_ADMIN, json=True)],
     "api:job-list": [Case(expect=API_LIST)],
     "api:job-detail": [Case(args={"pk": "job.pk"}, expect=API_OBJECT)],
     "api:job-cancel": [Case("post", {"pk": "job.pk"}, expect={**API_OPERATOR, "operator": 200, "admin": 200, "superuser": 200}, json=True)],

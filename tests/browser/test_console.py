@@ -116,6 +116,39 @@ def test_resize_with_the_control_is_pushed_to_a_second_browser(new_page, sim_hos
     screenshot(page, "domain-refused-above-maxmem")
 
 
+def test_power_asks_first_and_the_controls_follow_the_domain(new_page, sim_hosts, foo):
+    page = new_page()
+    page.goto(f"/domains/{foo.pk}/")
+    wait_live(page)
+    mark_page(page)
+    answers = []
+
+    def answer(dialog, accept: bool):
+        answers.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    page.click("#power-form button[value=shutdown]")
+    for _ in range(50):  # the handler runs when Playwright next hears from the browser
+        if answers:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)  # time for a request that should not be sent
+    assert answers == ["Shut foo down?"] and not Job.objects.filter(domain=foo).exists()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    page.click("#power-form button[value=force_off]")
+    # The job ends within a second; the controls follow: Start instead of the buttons for a running domain.
+    expect(page.locator("#power-form button[value=start]")).to_be_visible()
+    expect(page.locator("#resize-form")).to_contain_text("foo is shut off: a live resize needs a running domain.")
+    assert answers[-1].startswith("Turn foo off at once, without asking its guest?")
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["State"] == "shut off"
+    page.click("#power-form button[value=start]")  # no question: starting loses nothing
+    expect(page.locator("#power-form button[value=restart]")).to_be_visible()
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["State"] == "running" and not_reloaded(page)
+    screenshot(page, "domain-power-started-again")
+
+
 def test_a_migration_shows_progress_and_ends_on_the_other_host(new_page, sim_hosts, foo):
     page = new_page()
     page.goto(f"/domains/{foo.pk}/")

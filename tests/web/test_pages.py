@@ -16,7 +16,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 # The console's routes that only take a POST (a form's action).
-POST_ONLY = {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "job-cancel", "host-maintenance-start",
+POST_ONLY = {"domain-resize", "domain-maxmem", "domain-floor", "domain-migrate", "domain-power", "job-cancel", "host-maintenance-start",
              "host-maintenance-end", "host-settings", "host-remove"}
 
 

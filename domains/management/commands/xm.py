@@ -57,6 +57,20 @@ class Command(BaseCommand):
         migrate.add_argument("destination")
         migrate.add_argument("--live", action="store_true", help="accepted for xm compatibility; migration is always live")
 
+        # xm's names: start, shutdown, destroy (at once), reboot (here a restart with the persistent config).
+        power_commands = {
+            "start": "start a domain that is not running, with its persistent config",
+            "shutdown": "ask a running domain's guest to shut down (--force: at once)",
+            "destroy": "turn a running domain off at once, without asking its guest",
+            "reboot": "shut a running domain down, then start it with its persistent config (how it takes a new maxmem)",
+        }
+        powers = []
+        for name, what in power_commands.items():
+            powers.append(commands.add_parser(name, help=what))
+            powers[-1].add_argument("domain")
+            if name in ("shutdown", "reboot"):
+                powers[-1].add_argument("--force", action="store_true", help="turn it off at once, without asking the guest")
+
         service = commands.add_parser(
             "maintenance", help="on: take a host out of service and migrate its running domains away; off: end it"
         )
@@ -77,9 +91,9 @@ class Command(BaseCommand):
         host_remove = commands.add_parser("host-remove", help="forget a host that runs nothing (superusers)")
         host_remove.add_argument("host_name", metavar="host")
 
-        for sub in (mem_set, mem_max, create, migrate):
+        for sub in (mem_set, mem_max, create, migrate, *powers):
             sub.add_argument("--host", required=sub is create, help="the host the domain is on (create: where to start it)")
-        for sub in (mem_set, mem_max, create, migrate, service):
+        for sub in (mem_set, mem_max, create, migrate, service, *powers):
             sub.add_argument("--no-wait", action="store_true", help="print the job id instead of waiting")
             sub.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
 
@@ -118,6 +132,10 @@ class Command(BaseCommand):
             return services.request_resize(actor, domain, options["memory"])
         if subcommand == "mem-max":
             return services.request_set_maxmem(actor, domain, options["memory"])
+        if subcommand in ("start", "shutdown", "destroy", "reboot"):
+            action = {"destroy": "shutdown", "reboot": "restart"}.get(subcommand, subcommand)
+            force = subcommand == "destroy" or options.get("force", False)
+            return services.request_power(actor, domain, action, force=force)
         return services.request_migrate(actor, domain, services.find_host(actor, options["destination"]))
 
     def hosts(self, actor: Actor, subcommand: str, options: dict) -> None:
