@@ -1,6 +1,6 @@
 """Maintenance: an admin empties a host. From then on no domain may come to it (migrations, creations, the
-autoscaler's moves and what-ifs all refuse it), and each of its running domains migrates live to the host with
-the most room for it, largest first, each an ordinary job of the admin's. Domains that fit nowhere stay and are
+autoscaler's moves and what-ifs all refuse it), and each of its running domains migrates live to the host of its
+team with the most room for it, largest first, each an ordinary job of the admin's. Domains that fit nowhere stay and are
 named with the reason; shut-off domains stay (only a running domain migrates live). Where the autoscaler is on,
 it moves those that stayed once another host has room for them (receivers ballooned to their targets first),
 within its migration budget (domains.autoscaler.planner). Starting it again on a host already in maintenance
@@ -88,7 +88,10 @@ def preview(actor: Actor, host: Host) -> Evacuation:
         Job.objects.filter(kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED, domain__in=present)
         .values_list("domain_id", "target_host__name")
     )
-    plan = evacuation([d for d in present if d.pk not in on_their_way], destinations(actor, host))
+    # Only to the team's other hosts: a domain belongs to its host's team, and emptying a host must not give its
+    # domains away (an admin of two teams, or a superuser, may migrate to any of them by hand).
+    own_team = [d for d in destinations(actor, host) if d.host.team_id == host.team_id]
+    plan = evacuation([d for d in present if d.pk not in on_their_way], own_team)
     plan.moving = [(d, on_their_way[d.pk]) for d in present if d.pk in on_their_way]
     return plan
 

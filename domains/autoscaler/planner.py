@@ -178,31 +178,39 @@ def _fill(sizes: dict[int, int], wants: list[Want], left: int, goal) -> int:
 
 
 class RoomIndex:
-    """Hosts sorted by free room, to find the best fit (the least room that is enough) in O(log n)."""
+    """Hosts sorted by free room, to find the best fit (the least room that is enough) in O(log n). With `teams`
+    (host id -> team id), a search for a team's host passes over the others'."""
 
-    def __init__(self, rooms: dict[int, int]):
+    def __init__(self, rooms: dict[int, int], teams: dict[int, int | None] | None = None):
         self.rooms = dict(rooms)
         self.order = sorted((room, host_id) for host_id, room in self.rooms.items())
+        self.teams = teams or {}
 
-    def best_fit(self, need_kib: int, exclude: int | None = None) -> int | None:
+    def _fits(self, host_id: int, exclude: int | None, team: int | None) -> bool:
+        return host_id != exclude and self.teams.get(host_id) == team
+
+    def best_fit(self, need_kib: int, exclude: int | None = None, team: int | None = None) -> int | None:
         """The host with the least room that is enough (packs hosts: for consolidation)."""
         at = bisect.bisect_left(self.order, (need_kib, -1))
         while at < len(self.order):
             host_id = self.order[at][1]
-            if host_id != exclude:
+            if self._fits(host_id, exclude, team):
                 return host_id
             at += 1
         return None
 
-    def most_room(self, need_kib: int, exclude: int | None = None) -> int | None:
+    def most_room(self, need_kib: int, exclude: int | None = None, team: int | None = None) -> int | None:
         """The host with the most room, if it is enough (spreads load: a host left with room to spare does not
         run short next, as a tightly packed one would)."""
         for room, host_id in reversed(self.order):
             if room < need_kib:
                 return None
-            if host_id != exclude:
+            if self._fits(host_id, exclude, team):
                 return host_id
         return None
+
+    def rooms_of(self, team: int | None) -> list[int]:
+        return [room for host_id, room in self.rooms.items() if self.teams.get(host_id) == team]
 
     def take(self, host_id: int, kib: int) -> None:
         room = self.rooms[host_id]
@@ -402,16 +410,17 @@ class Planner:
         receivers = [h for h in self.managed if not h.in_maintenance and budget.can_receive(h.id)]
         # Room after its own ballooning, leaving room for its own domains' recent peaks.
         # A receiver keeps the relief margin free too: filled to the brim, it would be the next to need relief.
+        teams = {h.id: h.team_id for h in receivers}
         at_target = RoomIndex({
             h.id: h.capacity_kib - _relief_margin(h) - self.balances[h.id].fixed_kib - self._planning(self.balances[h.id])
             for h in receivers
-        })
+        }, teams)
         # ... and in an emergency, if squeezing receivers is allowed, room at its keeps, less what its spikes
         # needed together lately (otherwise an empty index: no host has such room to offer).
         squeezed = RoomIndex({
             h.id: h.capacity_kib - self.balances[h.id].fixed_kib - self.balances[h.id].keep_kib - self.coincidences[h.id].least_kib
             for h in receivers
-        } if self.squeeze_receivers else {})
+        } if self.squeeze_receivers else {}, teams)
         changed: set[int] = set()
         for host in sorted(short, key=lambda h: (-self.balances[h.id].shortfall_kib, -self.balances[h.id].excess_kib, h.id)):
             balance = self.balances[host.id]
@@ -453,8 +462,8 @@ class Planner:
             )
 
     def _movers(self, host: HostSnapshot, deficit: "Deficit", budget: Budget, at_target: RoomIndex, squeezed: RoomIndex) -> list[Move]:
-        """Domains to move off a short host: the fewest bytes that cover the deficit, each to the host with the
-        most room."""
+        """Domains to move off a short host: the fewest bytes that cover the deficit, each to the host of its team
+        with the most room."""
         # A guest on the move cannot grow for the minutes the move takes: relief (no working set at risk yet)
         # moves only guests that have not spiked lately; an emergency may move any. A host in maintenance must
         # shed them all, whenever they moved last (each still books its peak where it goes), but none in a spike.
@@ -522,10 +531,10 @@ class Planner:
                 # It arrives with all it holds: a destination must have room for that too, whatever it wants later.
                 if reserve < want.claim_kib:
                     reserve = want.claim_kib
-                destination = at_target.most_room(reserve, exclude=host.id)
+                destination = at_target.most_room(reserve, exclude=host.id, team=host.team_id)
                 squeezes = False
                 if destination is None and emergency:
-                    destination = squeezed.most_room(reserve, exclude=host.id)
+                    destination = squeezed.most_room(reserve, exclude=host.id, team=host.team_id)
                     squeezes = True
                 if destination is not None:
                     return Move(want, host, self.snapshot.hosts_by_id[destination], reserve, squeezes)
@@ -536,8 +545,8 @@ class Planner:
         """What an operator needs to act on "no destination": whether the other hosts lack room (a host to add)
         or migration budget (hosts that have started a third of their hourly migrations keep the rest for sending)."""
         emergency = deficit.keep_kib > 0
-        rooms = [*at_target.rooms.values(), *(squeezed.rooms.values() if emergency else ())]
-        others = [h for h in self.managed if h.id != host.id and not h.in_maintenance]
+        rooms = [*at_target.rooms_of(host.team_id), *(squeezed.rooms_of(host.team_id) if emergency else ())]
+        others = [h for h in self.managed if h.id != host.id and not h.in_maintenance and h.team_id == host.team_id]
         return {
             "emergency": emergency,
             # As _pick books it: a domain arrives with all it holds.

@@ -161,6 +161,8 @@ class HostSnapshot:
     squeezed_since: float | None = None  # unable to give its domains their targets since (the plan says next)
     coincidence: Coincidence = NO_COINCIDENCE  # the plan says the next one
     in_maintenance: bool = False  # being emptied: no domain may come here
+    # A domain belongs to its host's team: the engine moves it only between hosts of one team (None: no team).
+    team_id: int | None = None
 
     @property
     def capacity_kib(self) -> int:

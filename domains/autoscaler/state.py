@@ -129,7 +129,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         hosts.append(engine.HostSnapshot(
             host_id, row["name"], usable, row["status"] == Host.Status.ONLINE, policy, incoming.get(host_id, 0),
             flying_in.get(host_id, 0), flying_out.get(host_id, 0), started_last_hour.get(host_id, 0), squeezed_since,
-            coincidence, row["maintenance"],
+            coincidence, row["maintenance"], row["team_id"],
         ))
 
     domains: list[engine.DomainSnapshot] = []

@@ -105,6 +105,24 @@ def test_a_host_in_maintenance_receives_nothing_even_with_the_most_room():
     assert no_destination.figures["other_hosts"] == 0
 
 
+def test_a_domain_moves_only_between_hosts_of_its_team():
+    """A domain belongs to its host's team: a move to another team's host would give it away."""
+    domains = [
+        guest(1, 1, used=5 * GiB, memory=6 * GiB, maxmem=16 * GiB),
+        guest(2, 1, used=3 * GiB, memory=4 * GiB, maxmem=16 * GiB),
+        guest(3, 1, used=1800 * MiB, memory=2 * GiB, maxmem=16 * GiB),
+    ]
+    # hv2 (the most room) is another team's; hv3 is the short host's team's.
+    hosts = [host(1, 10 * GiB, team_id=7), host(2, 16 * GiB, team_id=8), host(3, 5 * GiB, team_id=7)]
+    p = plan(snapshot(hosts, domains))
+    assert [(m.domain_id, m.to_host_id) for m in p.migrations] == [(3, 3)]
+    hosts[2] = host(3, 5 * GiB, team_id=9)
+    p = plan(snapshot(hosts, domains))
+    assert not p.migrations
+    no_destination = next(d for d in p.decisions if d.code == "no_destination")
+    assert no_destination.figures["other_hosts"] == 0 and no_destination.figures["most_room_kib"] == 0
+
+
 def test_a_host_in_maintenance_sheds_its_domains_within_the_budget_as_room_appears():
     """What did not fit when the host was emptied leaves as soon as another host has room, two at once (the
     budget), receivers ballooned to their targets first: balloon first, migrate second."""

@@ -61,6 +61,13 @@ def test_a_domain_that_fits_nowhere_stays_and_says_why(world):
     assert preview.staying == [(world.da, "no host has room for its 1,024 MiB: the most is 680 MiB on a2")]
 
 
+def test_a_superusers_maintenance_keeps_the_domains_in_their_team(world):
+    """b1 (team B) has the room, but a move there would give da to team B: it stays, and says why."""
+    make_domain(world.a2, "filler", memory_mib=7000)
+    done = maintenance.start(Actor.for_user(world.users["superuser"]), world.a1)
+    assert done.jobs == [] and done.staying == [(world.da, "no host has room for its 1,024 MiB: the most is 680 MiB on a2")]
+
+
 def test_starting_maintenance_again_moves_what_stayed_once_there_is_room(world):
     """The autoscaler is off: a domain that fit nowhere stays until a person makes room and moves it, from the
     host page, by starting maintenance again."""
