@@ -83,7 +83,7 @@ def _scope(obj):
         return obj.host, obj, obj.host.team_id
     if model == "host":
         return obj, None, obj.team_id
-    if model == "job":
+    if model in ("job", "decision"):  # a decision: an autoscaler step, on its host (and domain)
         return obj.host, obj.domain, obj.host.team_id
     if model == "team":
         return None, None, obj.pk

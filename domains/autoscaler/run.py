@@ -4,6 +4,7 @@ autoscaler as actor and its policy version), keep those of hosts in recommend mo
 dismiss, and keep every decision, including "do nothing because ...", for a while.
 """
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from datetime import timezone as tz
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, IntegerField, Q
 from django.utils import timezone
 
 from balloonweb.access import rules
@@ -307,6 +308,7 @@ def _remember(context: SnapshotContext, the_plan: Plan, decisions: list[Decision
 # -- people: approving, dismissing, editing policies, the what-if -----------------------------------------------
 
 
+@services.audit_refusals("autoscaler.approve")
 def approve(actor: Actor, decision: Decision) -> Decision:
     """A person approves a recommended step: its job is created as theirs (their rights, their audit entry)."""
     with transaction.atomic():
@@ -362,6 +364,7 @@ def approve_plan(actor: Actor, host: Host) -> list[Decision]:
     return steps
 
 
+@services.audit_refusals("autoscaler.dismiss")
 def dismiss(actor: Actor, decision: Decision) -> Decision:
     with transaction.atomic():
         decision = Decision.objects.select_for_update(of=("self",)).select_related("domain__host", "host").get(pk=decision.pk)
@@ -385,6 +388,7 @@ POLICY_RULES = {
 }
 
 
+@services.audit_refusals("autoscaler.policy")
 def set_policy(actor: Actor, obj, **values):
     """Change the autoscaling policy of a team, host or domain (admins): audited, and a new policy revision, so
     that the jobs the autoscaler creates afterwards name the rules they followed."""
@@ -393,12 +397,12 @@ def set_policy(actor: Actor, obj, **values):
     for name, value in values.items():
         if name == "mode":
             choices = Mode.values if model is TeamPolicy else [c for c, _ in HostPolicy._meta.get_field("mode").choices]
-            if model is DomainPolicy or value not in choices:
+            if model is DomainPolicy or not isinstance(value, str) or value not in choices:
                 raise services.BadRequest(f"mode must be one of {', '.join(choices)}", "bad_policy")
         elif name not in bounds:
             raise services.BadRequest(f"{name} is not a setting of this policy", "bad_policy")
-        elif not bounds[name][0] <= value <= bounds[name][1]:
-            raise services.BadRequest(f"{name} must be between {bounds[name][0]} and {bounds[name][1]}", "bad_policy")
+        else:
+            values[name] = _policy_number(model, name, value, *bounds[name])
     with transaction.atomic():
         services.check_permission(actor, action, obj)
         policy, _ = model.objects.select_for_update().get_or_create(**{obj._meta.model_name: obj})
@@ -410,6 +414,20 @@ def set_policy(actor: Actor, obj, **values):
         EngineState.objects.filter(pk=1).update(revision=F("revision") + 1)
         record(actor, "autoscaler.policy", obj, result=AuditEntry.Result.SUCCEEDED, before=before, after=values)
     return policy
+
+
+def _policy_number(model, name: str, value, lowest, highest) -> int | float:
+    """A setting as a number within its bounds, whole where the field is (the API takes JSON numbers or, from a
+    form, their text)."""
+    whole = isinstance(model._meta.get_field(name), IntegerField)
+    allowed = f"{name} must be a {'whole ' if whole else ''}number from {lowest} to {highest}"
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not lowest <= number <= highest or (whole and not number.is_integer()):
+        raise services.BadRequest(f"{allowed}, not {str(value)[:40]!r}", "bad_policy")
+    return int(number) if whole else number
 
 
 def what_if(actor: Actor, memory_kib: int, maxmem_kib: int, name: str = "new") -> WhatIf:

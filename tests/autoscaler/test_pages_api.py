@@ -207,3 +207,38 @@ def test_a_step_is_approved_on_the_domain_page_too(world):
     assert response.status_code == 302 and response.url == f"/domains/{world.da.pk}/"
     step.refresh_from_db()
     assert step.state == Decision.State.APPLIED
+
+
+def test_refused_approvals_dismissals_and_policy_changes_are_audited(world):
+    step = recommend(world)
+    assert world.client("viewer").post(f"/autoscaler/steps/{step.pk}/approve/").status_code == 403
+    assert world.client("viewer").post(f"/autoscaler/steps/{step.pk}/dismiss/").status_code == 403
+    refused = world.client("operator").patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", {"mode": "automatic"},
+                                             content_type="application/json")
+    assert refused.status_code == 403
+    entries = AuditEntry.objects.filter(result=AuditEntry.Result.REFUSED).order_by("id")
+    assert [(e.action, e.actor_label, e.host_id) for e in entries] == [
+        ("autoscaler.approve", "viewer", world.a1.pk), ("autoscaler.dismiss", "viewer", world.a1.pk),
+        ("autoscaler.policy", "operator", world.a1.pk),
+    ]
+    step.refresh_from_db()
+    assert step.state == Decision.State.RECOMMENDED and HostPolicy.objects.filter(host=world.a1).count() == 0
+
+
+@pytest.mark.parametrize("value, message", [
+    ("x", "target_use must be a number from 0.5 to 1.0, not 'x'"),
+    (None, "target_use must be a number from 0.5 to 1.0, not 'None'"),
+    (True, "target_use must be a number from 0.5 to 1.0, not 'True'"),
+    ([0.9], "target_use must be a number from 0.5 to 1.0, not '[0.9]'"),
+])
+def test_a_policy_value_that_is_not_a_number_is_refused_with_what_is_allowed(world, value, message):
+    client = world.client("admin")
+    answer = client.patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", {"target_use": value}, content_type="application/json")
+    assert answer.status_code == 400 and answer.json() == {"code": "bad_policy", "message": message}
+    whole = client.patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", {"migrations_in": 2.5}, content_type="application/json")
+    assert whole.json()["message"] == "migrations_in must be a whole number from 0 to 20, not '2.5'"
+    # From a form, numbers come as text.
+    form = client.patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", "target_use=0.9&migrations_in=3",
+                        content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 200, form.content
+    assert (HostPolicy.objects.get(host=world.a1).target_use, HostPolicy.objects.get(host=world.a1).migrations_in) == (0.9, 3)
