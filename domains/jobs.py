@@ -127,6 +127,8 @@ def _migrate(job: Job) -> None:
     on_source = source_driver.domain(uuid)
     if on_target is not None and on_source is None:
         _log(job, f"{domain.name} already runs on {target.name}; nothing to move")
+        _arrived(domain.pk, target, on_target)
+        domain.host = target
         return
     if on_source is None:
         raise DriverError(f"{domain.name} is on neither {source.name} nor {target.name}")
@@ -144,7 +146,11 @@ def _migrate(job: Job) -> None:
     _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
     if stop_requested():
         _log(job, "it was asked to stop, but the move had ended before it could be stopped")
-    _arrived(domain.pk, target, target_driver.domain(uuid))
+    try:
+        arrived = target_driver.domain(uuid)
+    except DriverError:  # the move is done: the row says where it runs, the next poll reads its figures
+        arrived = None
+    _arrived(domain.pk, target, arrived)
     domain.host = target
 
 
@@ -297,7 +303,7 @@ def announce(job: Job) -> None:
 def time_limit_s(kind: str) -> float:
     if kind == Job.Kind.MIGRATE:
         return settings.MIGRATE_TIME_LIMIT
-    if kind in Job.POWER:
+    if kind in Job.BOOTING or kind in Job.POWER:  # a boot (of a real guest) takes longer than a balloon call
         return settings.SHUTDOWN_WAIT + settings.RESIZE_TIME_LIMIT
     return settings.RESIZE_TIME_LIMIT
 
@@ -337,7 +343,7 @@ def _recover(job: Job) -> str:
         if on_target is not None:
             _arrived(job.domain_id, job.target_host, on_target)
             _log(job, f"the worker stopped answering, but {job.domain.name} runs on {job.target_host.name}")
-            _finish(job, Job.State.SUCCEEDED)
+            _succeed(job)
             _refresh_domain(job)
             return "succeeded"
     _fail(job, "worker_lost", f"the worker running this job stopped answering (no heartbeat for {time_limit_s(job.kind):.0f} s)")

@@ -111,14 +111,17 @@ def check_memory_bounds(domain: Domain, target_kib: int) -> None:
 
 def check_not_busy(domain: Domain, kind: str) -> None:
     """One operation per domain. Resizes and maxmem changes queue behind each other (a later absolute size
-    supersedes an earlier one); a migration is refused while another job of the domain runs, and nothing else is
+    supersedes an earlier one); a migration is refused while another job of the domain runs or another migration
+    of it is queued, and nothing else is
     accepted while a migration is queued or running (it would act on the host the domain is leaving), nor while
     the domain is being started, shut down or restarted (it would meet another boot of the domain)."""
     if kind in Job.POWER:
         # Resizes and maxmem changes asked before it run first (jobs.claim), as `xm mem-max` then `xm reboot` expects.
         busy = Job.objects.filter(domain=domain, kind__in=[Job.Kind.MIGRATE, *Job.POWER], state__in=Job.UNFINISHED)
     elif kind == Job.Kind.MIGRATE:
-        busy = Job.objects.filter(domain=domain).filter(Q(state=Job.State.RUNNING) | Q(kind__in=Job.POWER, state=Job.State.QUEUED))
+        # Two moves of one domain queued at once would book two destinations, and the second would find it gone.
+        busy = Job.objects.filter(domain=domain).filter(
+            Q(state=Job.State.RUNNING) | Q(kind__in=[Job.Kind.MIGRATE, *Job.POWER], state=Job.State.QUEUED))
     else:
         busy = Job.objects.filter(domain=domain, kind__in=[Job.Kind.MIGRATE, *Job.POWER], state__in=Job.UNFINISHED)
     job = busy.order_by("pk").first()
@@ -156,7 +159,9 @@ def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None)
     excluded = exclude_domain.pk if exclude_domain is not None else None
     pending = Job.objects.filter(state__in=Job.UNFINISHED).filter(kind__in=[Job.Kind.RESIZE, Job.Kind.MIGRATE, *Job.BOOTING])
     pending_targets: dict[int, int] = {}
-    for domain_id, target in pending.filter(kind=Job.Kind.RESIZE, host_id__in=host_ids).values_list("domain_id", "params__target_kib"):
+    # A queued resize acts wherever its domain runs when it runs: it is booked there, not where it was asked.
+    resizes = pending.filter(kind=Job.Kind.RESIZE, domain__host_id__in=host_ids)
+    for domain_id, target in resizes.values_list("domain_id", "params__target_kib"):
         pending_targets[domain_id] = max(pending_targets.get(domain_id, 0), int(target))
     totals = dict.fromkeys(host_ids, 0)
     running = Domain.objects.filter(host_id__in=host_ids, state__in=RUNNING_STATES).values_list("host_id", "id", "memory_kib")
@@ -210,23 +215,26 @@ def locked_host(host_id: int) -> Host:
     return Host.objects.select_for_update().get(pk=host_id)
 
 
-def check_delegation(actor: Actor, team: Team | None, target_kib: int, adding_kib: int) -> None:
+def check_delegation(actor: Actor, team: Team | None, target_kib: int, adding_kib: int, *, grows: bool | None = None) -> None:
     """Range-bounded delegation, per team: an operator may grow one domain up to the team's operator_max_kib
     (set by the team's admins), and nobody but a superuser may take the team's running memory past its
-    quota_kib (set by superusers). Shrinking is always allowed. Call inside the request's transaction: the
+    quota_kib (set by superusers). Shrinking is always allowed. `grows`: the domain ends larger than it is now
+    (the limit's test), which a larger resize still queued does not change; `adding_kib`: what the request
+    books beyond what is booked already (the quota's). Call inside the request's transaction: the
     team row lock serialises requests on different hosts of one team, which the host lock alone does not.
     """
-    if team is None or actor.is_privileged or adding_kib <= 0:
+    grows = adding_kib > 0 if grows is None else grows
+    if team is None or actor.is_privileged or (adding_kib <= 0 and not grows):
         return
     team = Team.objects.select_for_update().get(pk=team.pk)  # after the host lock, always in this order
     is_admin = rules.allows(actor, "set_maxmem", team.pk)
-    if not is_admin and team.operator_max_kib is not None and target_kib > team.operator_max_kib:
+    if grows and not is_admin and team.operator_max_kib is not None and target_kib > team.operator_max_kib:
         raise Forbidden(
             f"{mib(target_kib)} is above the team {team.name}'s limit of {mib(team.operator_max_kib)} for one domain "
             "that an operator may give; a team admin can give more",
             "team_limit",
         )
-    if team.quota_kib is not None:
+    if team.quota_kib is not None and adding_kib > 0:
         in_use = sum(booked_by_host(list(Host.objects.filter(team=team).values_list("pk", flat=True))).values())
         if in_use + adding_kib > team.quota_kib:
             raise Forbidden(
@@ -321,7 +329,7 @@ def request_resize(actor: Actor, domain: Domain, size: str | int) -> Job:
         check_not_busy(domain, Job.Kind.RESIZE)
         check_host_online(host)
         current = booked_kib(host) - booked_kib(host, exclude_domain=domain)
-        check_delegation(actor, domain.host.team, target_kib, target_kib - current)
+        check_delegation(actor, domain.host.team, target_kib, target_kib - current, grows=target_kib > domain.memory_kib)
         if target_kib > current:
             check_host_room(host, target_kib, exclude_domain=domain)
         job = _new_job(actor, Job.Kind.RESIZE, host, domain=domain, target_kib=target_kib)
@@ -407,6 +415,12 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
         check_host_accepts(host)
         if Domain.objects.present().filter(host=host, name=config.name).exists():
             raise Conflict(f"{host.name} already has a domain named {config.name}", "name_taken")
+        if config.uuid and (known := Domain.objects.present().select_related("host").filter(uuid=config.uuid).first()):
+            # One UUID is one machine: a second one would take over the first one's row (its team, history, booking).
+            raise Conflict(
+                f"the UUID {config.uuid} is {known.name}'s, on {known.host.name}; leave the uuid line out for a new one",
+                "uuid_taken",
+            )
         check_host_room(host, config.memory_kib)
         check_delegation(actor, host.team, config.memory_kib, config.memory_kib)
         job = _new_job(

@@ -102,14 +102,14 @@ def create_account(actor: Actor, username: str, *, email: str = "", password: st
 def set_active(actor: Actor, user, active: bool) -> None:
     """Deactivate (the person can no longer sign in or use a token; their history stays) or reactivate."""
     _require_owner(actor, "user.update", "deactivates or reactivates accounts", user)
-    if not active:
-        if actor.user is not None and actor.user.pk == user.pk:
-            raise BadRequest("you cannot deactivate your own account; another superuser can", "own_account")
-        others = User.objects.filter(is_superuser=True, is_active=True).exclude(pk=user.pk)
-        if user.is_superuser and not others.exists():
-            raise Conflict(f"{user.get_username()} is the last active superuser: no one could manage accounts then", "last_superuser")
+    if not active and actor.user is not None and actor.user.pk == user.pk:
+        raise BadRequest("you cannot deactivate your own account; another superuser can", "own_account")
     with transaction.atomic():
+        # The active superusers locked together: two of them deactivating each other at once leave one.
+        superusers = set(User.objects.select_for_update().filter(is_superuser=True, is_active=True).values_list("pk", flat=True))
         user = User.objects.select_for_update().get(pk=user.pk)
+        if not active and superusers == {user.pk}:
+            raise Conflict(f"{user.get_username()} is the last active superuser: no one could manage accounts then", "last_superuser")
         if user.is_active == active:
             return
         user.is_active = active

@@ -48,6 +48,15 @@ def test_an_operator_may_shrink_a_domain_that_is_above_the_limit(world: World):
     assert services.request_resize(actor(world, "operator"), world.da, "2560").params["target_kib"] == 2560 * MiB
 
 
+def test_an_admins_larger_resize_still_queued_does_not_lift_the_operators_limit(world: World):
+    """The operator's 3 GiB would supersede the admin's queued 4 GiB and grow da (1 GiB) above their limit."""
+    limit(world.team_a, operator_max_mib=2048)
+    services.request_resize(actor(world, "admin"), world.da, "4G")
+    with pytest.raises(services.Forbidden, match="3,072 MiB is above the team A's limit of 2,048 MiB"):
+        services.request_resize(actor(world, "operator"), world.da, "3G")
+    assert services.request_resize(actor(world, "operator"), world.da, "2G").params["target_kib"] == 2048 * MiB
+
+
 def test_the_quota_binds_operators_and_admins_but_not_superusers(world: World):
     make_domain(world.a2, "db", memory_mib=2048)  # team A runs 1,024 + 2,048 MiB
     limit(world.team_a, quota_mib=4096)
