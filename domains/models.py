@@ -104,6 +104,7 @@ class Job(models.Model):
         CANCELLED = "cancelled", "cancelled"
 
     UNFINISHED = (State.QUEUED, State.RUNNING)
+    ENDED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
     # Jobs that turn a domain on and off, and those that boot one on their host: until they end, a booting job
     # books its `memory_kib` there (services.booked_by_host, the autoscaler's snapshot).
     POWER = (Kind.START, Kind.SHUTDOWN, Kind.RESTART)

@@ -8,8 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,7 +21,7 @@ from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUn
 from hosts.models import Host, queue_name
 
 from . import inventory
-from .models import Domain
+from .models import Domain, Job
 from .samples import record_samples, sample_due
 
 POLL_THREADS = 32
@@ -87,12 +89,41 @@ def present_domains(hosts: list[Host]) -> dict[str, Domain]:
     return {str(d.uuid): d for d in Domain.objects.filter(host__in=hosts, state__in=_present_states()).order_by()}
 
 
-def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> tuple[list[tuple[str, object, dict]], int, int]:
+def in_jobs_since(read_at) -> tuple[set[int], set[tuple[int, str]]]:
+    """Domains a job is changing, or changed after `read_at` (when the hosts were read): the job wrote what the
+    hypervisor said after it, which the poll's older reading must not overwrite (the next poll reads afresh).
+    Also (host, name) of the domains being created: the job records each one itself."""
+    window = read_at - timedelta(seconds=settings.MIGRATE_TIME_LIMIT + 60)  # no job runs longer (the sweep)
+    running = Job.objects.filter(state=Job.State.RUNNING).exclude(domain=None).values_list("domain_id", flat=True)
+    ended = Job.objects.filter(state__in=Job.ENDED, created__gte=window, finished__gte=read_at).exclude(domain=None)
+    creating = Job.objects.filter(kind=Job.Kind.CREATE, state__in=Job.UNFINISHED).values_list("target_host_id", "params__name")
+    return {*running, *ended.values_list("domain_id", flat=True)}, set(creating)
+
+
+def where_seen(readings: list[HostReading], present: dict[str, Domain]) -> dict[str, tuple[Host, DomainStats]]:
+    """Each domain with the host it runs on. During a live migration both hosts list it (the destination paused,
+    taking it in): it runs where it runs, else where the database has it."""
+    seen: dict[str, tuple[Host, DomainStats]] = {}
+    for reading in readings:
+        for stats in reading.stats:
+            uuid = str(stats.uuid)
+            recorded = present[uuid].host_id if uuid in present else None
+            if uuid not in seen or _rank(reading.host, stats, recorded) < _rank(*seen[uuid], recorded):
+                seen[uuid] = (reading.host, stats)
+    return seen
+
+
+def _rank(host: Host, stats: DomainStats, recorded_host_id: int | None) -> tuple[bool, bool]:
+    return stats.state not in ("running", "blocked"), host.pk != recorded_host_id
+
+
+def write_readings(readings: list[HostReading], present: dict[str, Domain], read_at=None) -> tuple[list[tuple[str, object, dict]], int, int]:
     """One bulk write of everything read (`present`: present_domains of the hosts read, loaded before the
-    reads); returns the live updates to send, the domains seen and changed."""
+    reads; `read_at`: when the reads began); returns the live updates to send, the domains seen and changed."""
     now = timezone.now()
     answered = [r for r in readings if r.error is None]
-    seen: dict[str, tuple[Host, DomainStats]] = {str(s.uuid): (r.host, s) for r in answered for s in r.stats}
+    seen = where_seen(answered, present)
+    busy, creating = in_jobs_since(read_at or now)
     answered_ids = {r.host.pk for r in answered}
     existing = {uuid: d for uuid, d in present.items() if d.host_id in answered_ids}
     # Domains that arrived from a host not polled now, or came back after being gone: usually none.
@@ -105,9 +136,11 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> t
     changed_by_host: dict[int, list[int]] = {}
     for uuid, (host, stats) in seen.items():
         domain = existing.get(uuid)
+        if domain is not None and domain.pk in busy:
+            continue
         if domain is None:
             info = next((r.new_domains[uuid] for r in answered if uuid in r.new_domains), None)
-            if info is not None:
+            if info is not None and (host.pk, info.name) not in creating:
                 domain = inventory.new_domain(host, info, now)
                 inventory.apply_observation(domain, host, stats, now)
                 created.append(domain)
@@ -124,7 +157,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain]) -> t
     # domains count as gone: whoever restarted it may still be defining them again.
     returning = {r.host.pk for r in answered if r.host.status != Host.Status.ONLINE}
     for uuid, domain in existing.items():
-        if uuid not in seen and domain.state != Domain.State.GONE and domain.host_id not in returning:
+        if uuid not in seen and domain.state != Domain.State.GONE and domain.host_id not in returning and domain.pk not in busy:
             domain.state, domain.hv_id = Domain.State.GONE, None
             changed.append(domain)
             changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
@@ -193,10 +226,11 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
         present = present_domains(hosts)
         report.database_s = time.perf_counter() - started
         started = time.perf_counter()
+        read_at = timezone.now()
         readings = read_hosts(hosts, set(present))
         report.libvirt_s = time.perf_counter() - started
         started = time.perf_counter()
-        messages, report.domains, report.changed = write_readings(readings, present)
+        messages, report.domains, report.changed = write_readings(readings, present, read_at)
         report.database_s += time.perf_counter() - started
         started = time.perf_counter()
         publish_many(messages)

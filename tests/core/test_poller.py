@@ -10,13 +10,14 @@ import time
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from domains import poller, services
 from domains.models import Domain, Job, MemorySample
 from hosts.drivers import driver_for
 from hosts.models import Host
 from hosts.simulation import fleet, setup
-from tests.conftest import ROOT, child_environment, define_domain, wait_for_job
+from tests.conftest import ROOT, child_environment, define_domain, virsh, wait_for_job
 
 
 def test_inventory_new_vanished_and_moved(sim_hosts):
@@ -158,3 +159,35 @@ def test_a_dead_host_goes_offline_within_one_interval_and_comes_back(sim_hosts, 
     finally:
         os.killpg(beat.pid, signal.SIGTERM)
         beat.wait(timeout=15)
+
+
+def test_a_domain_on_two_hosts_mid_migration_stays_where_it_runs(sim_hosts, foo):
+    """A live migration lists the guest on both hosts, paused on the destination until it arrives."""
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    d1, d2 = driver_for(hv1.uri), driver_for(hv2.uri)
+    d2.define_xml_and_start(d1.domain_xml(str(foo.uuid)))
+    virsh(hv2.uri, "suspend", "foo")  # the incoming copy
+    for order in ([hv1, hv2], [hv2, hv1]):
+        poller.poll_hosts(order)
+        foo.refresh_from_db()
+        assert (foo.host, foo.state) == (hv1, "running"), order
+    # It arrived: running on hv2, no longer on hv1.
+    virsh(hv2.uri, "resume", "foo")
+    d1.undefine(str(foo.uuid))
+    poller.poll_hosts([hv1, hv2])
+    foo.refresh_from_db()
+    assert (foo.host, foo.state) == (hv2, "running")
+
+
+def test_a_reading_older_than_a_jobs_end_does_not_undo_it(sim_hosts, foo, celery_worker, cli):
+    """The poll read foo at 1,024 MiB; a resize to 2,048 ended before the poll wrote: the row keeps 2,048 (else
+    the host would count 1,024 MiB less than it runs until the next poll)."""
+    hosts = [sim_hosts["hv1"]]
+    present = poller.present_domains(hosts)
+    read_at = timezone.now()
+    readings = poller.read_hosts(hosts, set(present))
+    assert wait_for_job(services.request_resize(cli, foo, "2048")).state == Job.State.SUCCEEDED
+    poller.write_readings(readings, present, read_at)
+    assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
+    poller.poll_hosts(hosts)  # the next poll reads afresh
+    assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
