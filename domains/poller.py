@@ -13,6 +13,7 @@ from datetime import timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from balloonweb.bulk import update_rows
@@ -94,10 +95,17 @@ def in_jobs_since(read_at) -> tuple[set[int], set[tuple[int, str]]]:
     hypervisor said after it, which the poll's older reading must not overwrite (the next poll reads afresh).
     Also (host, name) of the domains being created: the job records each one itself."""
     window = read_at - timedelta(seconds=settings.MIGRATE_TIME_LIMIT + 60)  # no job runs longer (the sweep)
-    running = Job.objects.filter(state=Job.State.RUNNING).exclude(domain=None).values_list("domain_id", flat=True)
-    ended = Job.objects.filter(state__in=Job.ENDED, created__gte=window, finished__gte=read_at).exclude(domain=None)
-    creating = Job.objects.filter(kind=Job.Kind.CREATE, state__in=Job.UNFINISHED).values_list("target_host_id", "params__name")
-    return {*running, *ended.values_list("domain_id", flat=True)}, set(creating)
+    jobs = Job.objects.filter(
+        Q(state=Job.State.RUNNING) | Q(state__in=Job.ENDED, created__gte=window, finished__gte=read_at)
+        | Q(kind=Job.Kind.CREATE, state=Job.State.QUEUED)
+    ).values_list("kind", "state", "domain_id", "target_host_id", "params__name")
+    busy, creating = set(), set()
+    for kind, state, domain_id, host_id, name in jobs:
+        if domain_id is not None:
+            busy.add(domain_id)
+        if kind == Job.Kind.CREATE and state in Job.UNFINISHED:
+            creating.add((host_id, name))
+    return busy, creating
 
 
 def where_seen(readings: list[HostReading], present: dict[str, Domain]) -> dict[str, tuple[Host, DomainStats]]:

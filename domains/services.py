@@ -111,19 +111,16 @@ def check_memory_bounds(domain: Domain, target_kib: int) -> None:
 
 def check_not_busy(domain: Domain, kind: str) -> None:
     """One operation per domain. Resizes and maxmem changes queue behind each other (a later absolute size
-    supersedes an earlier one); a migration is refused while another job of the domain runs or another migration
-    of it is queued, and nothing else is
-    accepted while a migration is queued or running (it would act on the host the domain is leaving), nor while
-    the domain is being started, shut down or restarted (it would meet another boot of the domain)."""
-    if kind in Job.POWER:
-        # Resizes and maxmem changes asked before it run first (jobs.claim), as `xm mem-max` then `xm reboot` expects.
-        busy = Job.objects.filter(domain=domain, kind__in=[Job.Kind.MIGRATE, *Job.POWER], state__in=Job.UNFINISHED)
-    elif kind == Job.Kind.MIGRATE:
-        # Two moves of one domain queued at once would book two destinations, and the second would find it gone.
-        busy = Job.objects.filter(domain=domain).filter(
-            Q(state=Job.State.RUNNING) | Q(kind__in=[Job.Kind.MIGRATE, *Job.POWER], state=Job.State.QUEUED))
+    supersedes an earlier one). A migration is refused while another job of the domain runs, or another migration
+    or a power job of it is queued (two queued moves would book two destinations). Nothing else is accepted while
+    a migration or a power job is queued or running: it would act on a host the domain is leaving, or meet another
+    boot of it. A power job may queue behind resizes and maxmem changes, which run first (jobs.claim), as
+    `xm mem-max` then `xm reboot` expects."""
+    moving_or_booting = Q(kind__in=[Job.Kind.MIGRATE, *Job.POWER])
+    if kind == Job.Kind.MIGRATE:
+        busy = Job.objects.filter(domain=domain).filter(Q(state=Job.State.RUNNING) | moving_or_booting & Q(state=Job.State.QUEUED))
     else:
-        busy = Job.objects.filter(domain=domain, kind__in=[Job.Kind.MIGRATE, *Job.POWER], state__in=Job.UNFINISHED)
+        busy = Job.objects.filter(moving_or_booting, domain=domain, state__in=Job.UNFINISHED)
     job = busy.order_by("pk").first()
     if job is not None:
         raise Conflict(
@@ -455,17 +452,18 @@ def request_power(actor: Actor, domain: Domain, action: str, *, force: bool = Fa
             raise BadRequest(f"{domain.name} is {domain.get_state_display()}: only a running domain is shut down or restarted; start it instead", "domain_not_running")
         check_not_busy(domain, Job.Kind(action))
         check_host_online(host)
-        boot_kib = domain.config_memory_kib or domain.memory_kib
         if action == "start":
             check_host_accepts(host)
-        if action != "shutdown":
+        boots = action != "shutdown"
+        boot_kib = domain.config_memory_kib or domain.memory_kib
+        if boots:
             check_host_room(host, boot_kib, exclude_domain=domain)
-            now_kib = domain.memory_kib if domain.is_running else 0
-            check_delegation(actor, host.team, boot_kib, boot_kib - now_kib)
-        params = {"force": force} if action != "start" else {}
-        if action != "shutdown":
-            params["memory_kib"] = boot_kib
-        job = _new_job(actor, Job.Kind(action), host, domain=domain, target_host=host if action != "shutdown" else None, **params)
+            check_delegation(actor, host.team, boot_kib, boot_kib - (domain.memory_kib if domain.is_running else 0))
+        params = {"memory_kib": boot_kib} if boots else {}
+        if action != "start":
+            params["force"] = force
+        # A boot books its memory on its host (target_host) until the job ends, as a creation does.
+        job = _new_job(actor, Job.Kind(action), host, domain=domain, target_host=host if boots else None, **params)
         record(actor, "domain.power", domain, before={"state": domain.state}, after={"action": action, **params}, job=job)
     return job
 

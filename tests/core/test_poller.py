@@ -49,7 +49,7 @@ def test_inventory_new_vanished_and_moved(sim_hosts):
 
 def test_one_bulk_write_per_cycle(sim_hosts, settings):
     """As many statements for 60 domains as for 30: on SQLite one executemany per table, on PostgreSQL one COPY
-    (into a temporary table, then one UPDATE from it)."""
+    (into a temporary table, then one UPDATE from it); and one read of the jobs that own domains now."""
     settings.SAMPLE_EVERY_S = 0  # a sample of every domain at every poll, so that both polls write the same tables
     counts = []
     for batch in (range(30), range(30, 60)):
@@ -61,7 +61,7 @@ def test_one_bulk_write_per_cycle(sim_hosts, settings):
             report = poller.poll_hosts(hosts)
         counts.append(len(queries))
         assert report.domains == batch.stop
-    assert counts[0] == counts[1] <= 12
+    assert counts[0] == counts[1] <= 13
 
 
 def test_a_domain_is_sampled_when_its_balloon_moves_and_is_still_seen_at_every_poll(sim_hosts, settings):

@@ -133,3 +133,6 @@ def test_the_domain_page_offers_power_to_admins(sim_hosts, foo, client):
     wait_for_job(services.request_set_maxmem(Actor.command_line(), foo, "8G"))
     page = client.get(f"/domains/{foo.pk}/").content.decode()
     assert "Restart to take the new maxmem: foo shuts down, then starts with 1,024 MiB (maxmem 8,192 MiB)." in page
+    # The host's table marks it too, for whoever looks for the domains a restart would change.
+    row = client.get(f"/hosts/{foo.host_id}/").content.decode().split(f'id="domain-{foo.pk}"')[1].split("</tr>")[0]
+    assert '<td class="num">4096 <span class="note"' in row and "→ 8192</span>" in row
