@@ -7,16 +7,9 @@ import pytest
 from balloonweb.access.actors import Actor
 from domains import services
 from domains.models import Domain, Job
-from tests.access.conftest import World, build_world, make_domain
+from tests.access.conftest import make_domain
 
 MiB = 1024
-
-
-@pytest.fixture
-def world(db) -> World:
-    world = build_world()
-    Job.objects.filter(pk=world.job.pk).update(state=Job.State.SUCCEEDED)
-    return world
 
 
 def test_a_queued_resize_is_booked_where_its_domain_runs_now(world):

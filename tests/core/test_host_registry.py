@@ -14,17 +14,10 @@ from domains.models import Domain, Job
 from domains.poller import poll_hosts
 from hosts.models import Host
 from hosts.drivers import DomainConfig, driver_for
-from tests.access.conftest import World, build_world, make_domain
+from tests.access.conftest import World, make_domain
 from tests.core.test_walkthrough import xm
 
 MiB = 1024
-
-
-@pytest.fixture
-def world(db) -> World:
-    world = build_world()
-    Job.objects.filter(pk=world.job.pk).update(state=Job.State.SUCCEEDED)
-    return world
 
 
 def root(world: World) -> Actor:

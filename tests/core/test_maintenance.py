@@ -11,18 +11,11 @@ from domains.autoscaler.models import Decision, EngineState, TeamPolicy
 from domains.autoscaler.run import run_autoscaler, what_if
 from domains.models import Domain, Job
 from hosts.models import Host
-from tests.access.conftest import World, build_world, make_domain, make_host
+from tests.access.conftest import World, make_domain, make_host
 from tests.conftest import define_domain, virsh
 from tests.core.test_walkthrough import xm
 
 MiB = 1024
-
-
-@pytest.fixture
-def world(db) -> World:
-    world = build_world()
-    Job.objects.filter(pk=world.job.pk).update(state=Job.State.SUCCEEDED)  # nothing pending on da
-    return world
 
 
 def admin(world: World) -> Actor:
