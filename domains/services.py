@@ -464,7 +464,9 @@ def request_power(actor: Actor, domain: Domain, action: str, *, force: bool = Fa
             params["force"] = force
         # A boot books its memory on its host (target_host) until the job ends, as a creation does.
         job = _new_job(actor, Job.Kind(action), host, domain=domain, target_host=host if boots else None, **params)
-        record(actor, "domain.power", domain, before={"state": domain.state}, after={"action": action, **params}, job=job)
+        done = {"action": f"{action} at once" if force and action != "start" else action}
+        record(actor, "domain.power", domain, before={"state": domain.state}, job=job,
+               after=done | ({"memory_kib": boot_kib} if boots else {}))
     return job
 
 
