@@ -13,6 +13,10 @@ class DomainQuerySet(models.QuerySet):
     def running(self) -> "DomainQuerySet":
         return self.filter(state__in=RUNNING_STATES)
 
+    def awaiting_restart(self) -> "DomainQuerySet":
+        """Running with a maxmem in their persistent config other than the one they run with (Domain.awaits_restart)."""
+        return self.running().filter(config_maxmem_kib__gt=0).exclude(config_maxmem_kib=models.F("maxmem_kib"))
+
 
 class Domain(models.Model):
     class State(models.TextChoices):
@@ -67,6 +71,11 @@ class Domain(models.Model):
     @property
     def is_running(self) -> bool:
         return self.state in RUNNING_STATES
+
+    @property
+    def awaits_restart(self) -> bool:
+        """A new maxmem is in the persistent config, which a running domain takes only when it boots again."""
+        return self.is_running and bool(self.config_maxmem_kib) and self.config_maxmem_kib != self.maxmem_kib
 
     @property
     def used_kib(self) -> int | None:

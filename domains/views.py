@@ -379,15 +379,16 @@ def domains_table(request: HttpRequest, domains: QuerySet, sorts: dict) -> dict:
 # -- domains, across the fleet (`xm list` of every host one may see) -------------------------------------------
 
 
-# The state filter's two groups besides the single states.
-UP, NOT_RUNNING = "up", "down"
+# The state filter's groups besides the single states.
+UP, NOT_RUNNING, AWAITING_RESTART = "up", "down", "restart"
 
 
 class DomainFilter(forms.Form):
     name = forms.CharField(max_length=200, required=False, strip=True)
     host = forms.CharField(max_length=100, required=False)
     state = forms.ChoiceField(
-        choices=[("", "any state"), (UP, "up (r, b or p)"), (NOT_RUNNING, "not running")]
+        choices=[("", "any state"), (UP, "up (r, b or p)"), (NOT_RUNNING, "not running"),
+                 (AWAITING_RESTART, "running, new maxmem at restart")]
         + [choice for choice in Domain.State.choices if choice[0] != Domain.State.GONE],
         required=False,
     )
@@ -407,6 +408,8 @@ def filtered_domains(request: HttpRequest) -> tuple[QuerySet, DomainFilter]:
             selected = selected.filter(state__in=RUNNING_STATES)
         elif wanted["state"] == NOT_RUNNING:
             selected = selected.exclude(state__in=RUNNING_STATES)
+        elif wanted["state"] == AWAITING_RESTART:
+            selected = selected.awaiting_restart()
         elif wanted["state"]:
             selected = selected.filter(state=wanted["state"])
     return selected, form
@@ -491,7 +494,7 @@ def control_hints(domain: Domain) -> dict:
     boot = f"{mib(domain.config_memory_kib or domain.memory_kib)} (maxmem {mib(config_maxmem)})"
     if not domain.is_running:
         power = f"Start boots {domain.name} with its persistent config: {boot}."
-    elif config_maxmem != domain.maxmem_kib:
+    elif domain.awaits_restart:
         power = f"Restart to take the new maxmem: {domain.name} shuts down, then starts with {boot}."
     else:
         power = f"Restart shuts {domain.name} down, then starts it with {boot}. Shut down asks its guest; force off does not."

@@ -137,3 +137,8 @@ def test_the_domain_page_offers_power_to_admins(sim_hosts, foo, client):
     # The host's table marks it too, for whoever looks for the domains a restart would change.
     row = client.get(f"/hosts/{foo.host_id}/").content.decode().split(f'id="domain-{foo.pk}"')[1].split("</tr>")[0]
     assert '<td class="num">4096 <span class="note"' in row and "→ 8192</span>" in row
+    # The domains page finds the running domains a restart would change.
+    define_domain(sim_hosts["hv1"], "bar", 512, 1024)
+    listed = client.get("/domains/", {"state": "restart"}).content.decode()
+    assert f'href="/domains/{foo.pk}/">foo</a>' in listed and ">bar</a>" not in listed
+    assert '<option value="restart" selected>running, new maxmem at restart</option>' in listed
