@@ -1,5 +1,5 @@
 """People's accounts, for every entrance (the users page and the API): a superuser creates them, gives a new
-password, and deactivates or reactivates them. Until this, accounts were made in Django's admin site only.
+password, signs a person out everywhere, and deactivates or reactivates them. Until this, accounts were made in Django's admin site only.
 
 A password a superuser does not type is generated and shown once, to be handed over; it is not stored in
 clear anywhere. The entries of these changes (user.create, user.update, auth.password_change,
@@ -116,6 +116,12 @@ def set_active(actor: Actor, user, active: bool) -> None:
         user.save(update_fields=["is_active"])
         if not active:
             end_all_sessions(user)
+
+
+def sign_out_everywhere(actor: Actor, user) -> int:
+    """End every session of `user` and close their open pages (a lost laptop); returns how many sessions."""
+    _require_owner(actor, "auth.logout_everywhere", "signs another person out", user)
+    return end_all_sessions(user)
 
 
 def new_password(actor: Actor, user, typed: str = "") -> str | None:

@@ -23,6 +23,7 @@ def end_all_sessions(user, *, except_key: str | None = None) -> int:
         for key in keys:
             store(key).delete(key)
         rows.delete()
-        record(actors.current(), "auth.logout_everywhere", result=AuditEntry.Result.SUCCEEDED, message=f"{len(keys)} sessions ended")
+        record(actors.current(), "auth.logout_everywhere", result=AuditEntry.Result.SUCCEEDED,
+               after={"user": user.get_username()}, message=f"{len(keys)} sessions ended")
         sockets.access_changed(user.pk, reason="signed out everywhere", sessions=keys)
     return len(keys)

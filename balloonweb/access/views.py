@@ -217,7 +217,7 @@ def handed_over(request: HttpRequest, user, password: str | None, done: str) -> 
 @login_required
 @require_POST
 def person_change(request: HttpRequest, user_id: int, action: str) -> HttpResponse:
-    """Deactivate or reactivate an account, or give it a new password."""
+    """Deactivate or reactivate an account, give it a new password, or sign it out everywhere."""
     require_account_owner(request)
     user = get_object_or_404(get_user_model(), pk=user_id)
     name = user.get_username()
@@ -225,6 +225,10 @@ def person_change(request: HttpRequest, user_id: int, action: str) -> HttpRespon
         if action == "password":
             password = accounts.new_password(actor_of(request), user, request.POST.get("password", ""))
             return handed_over(request, user, password, f"{name} has a new password and was signed out everywhere.")
+        if action == "sign-out":
+            ended = accounts.sign_out_everywhere(actor_of(request), user)
+            messages.success(request, f"{name} was signed out everywhere ({ended} session{'s' if ended != 1 else ''}).")
+            return redirect(f"{reverse('people')}?{urlencode({'q': name})}")
         active = request.POST.get("active") == "1"
         accounts.set_active(actor_of(request), user, active)
         messages.success(request, f"{name} can sign in again." if active else f"{name} is deactivated and was signed out everywhere.")

@@ -329,6 +329,10 @@ class NewPasswordSerializer(serializers.Serializer):
                                      help_text="empty or absent: one is generated and returned once")
 
 
+class SignedOutSerializer(serializers.Serializer):
+    sessions_ended = serializers.IntegerField()
+
+
 class HandedOverSerializer(UserSerializer):
     password = serializers.CharField(required=False, help_text="the generated password, present only when it was generated")
 

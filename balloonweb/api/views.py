@@ -384,6 +384,12 @@ class UserViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mixin
         password = accounts.new_password(self.actor, user, body(serializers.NewPasswordSerializer, request)["password"])
         return self.handed_over(user, password)
 
+    @extend_schema(request=None, responses={200: serializers.SignedOutSerializer},
+                   summary="End every session of an account and close its open pages (superusers)")
+    @action(detail=True, methods=["post"], url_path="sign-out")
+    def sign_out(self, request, pk=None):
+        return Response({"sessions_ended": accounts.sign_out_everywhere(self.actor, self.get_object())})
+
 
 # -- tokens ---------------------------------------------------------------------------------------------------
 

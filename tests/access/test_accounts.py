@@ -134,6 +134,16 @@ def test_a_new_password_signs_the_person_out_everywhere(world: World):
     assert "change your own password on the password page (/password/), with your current one." in own.content.decode()
 
 
+def test_a_superuser_signs_a_person_out_everywhere_and_their_password_still_works(world: World):
+    laptop, phone = sign_in("viewer", PASSWORD), sign_in("viewer", PASSWORD)
+    response = world.client("superuser").post(reverse("person-change", args=[world.users["viewer"].pk, "sign-out"]), follow=True)
+    assert "viewer was signed out everywhere (2 sessions)." in response.content.decode()
+    assert not signed_in(laptop) and not signed_in(phone)
+    assert signed_in(sign_in("viewer", PASSWORD))
+    entry = AuditEntry.objects.filter(action="auth.logout_everywhere").get()
+    assert (entry.actor_label, entry.after, entry.message) == ("root", {"user": "viewer"}, "2 sessions ended")
+
+
 def test_the_api_manages_accounts_for_superusers_and_shows_others_their_own(world: World):
     from rest_framework.test import APIClient
 

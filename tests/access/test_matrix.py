@@ -76,6 +76,8 @@ MATRIX: dict[str, list[Case]] = {
              dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=302)),
         Case("post", {"user_id": "users.viewer.pk", "action": "password"},
              expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=200)),
+        Case("post", {"user_id": "users.viewer.pk", "action": "sign-out"},
+             expect=dict(anonymous=LOGIN, outsider=403, viewer=403, operator=403, admin=403, superuser=302)),
     ],
     "sign-out-everywhere": [Case("post", expect={**dict.fromkeys(ROLES, 302), "anonymous": LOGIN})],
     # -- the console's pages (issue 3) ------------------------------------------------------------------------
@@ -183,6 +185,7 @@ MATRIX: dict[str, list[Case]] = {
         Case(args={"pk": "users.viewer.pk"}, expect={**API_OBJECT, "operator": 404, "admin": 404}),
         Case("patch", {"pk": "users.viewer.pk"}, {"is_active": False}, dict(anonymous=401, outsider=404, viewer=403, operator=404, admin=404, superuser=200), json=True),
     ],
+    "api:user-sign-out": [Case("post", {"pk": "users.viewer.pk"}, expect=dict(anonymous=401, outsider=404, viewer=403, operator=404, admin=404, superuser=200), json=True)],
     "api:user-password": [Case("post", {"pk": "users.viewer.pk"}, expect=dict(anonymous=401, outsider=404, viewer=403, operator=404, admin=404, superuser=200), json=True)],
     # The schema and its documentation page describe the API, not the fleet: public.
     "api:schema": [Case(expect=dict.fromkeys(ROLES, 200))],
