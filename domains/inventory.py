@@ -47,13 +47,18 @@ def apply_observation(domain: Domain, host: Host, seen: DomainInfo | DomainStats
         domain.config_memory_kib = seen.config_memory_kib
         domain.config_maxmem_kib = seen.config_maxmem_kib
     else:
-        domain.stats_stale = balloon_stats_stale(domain.stats_last_update, seen.last_update)
-        domain.actual_kib = seen.actual_kib
-        domain.unused_kib = seen.unused_kib
-        domain.available_kib = seen.available_kib
-        domain.usable_kib = seen.usable_kib
-        domain.rss_kib = seen.rss_kib
-        domain.stats_last_update = seen.last_update
+        apply_balloon_stats(domain, seen)
+
+
+def apply_balloon_stats(domain: Domain, seen: DomainStats) -> None:
+    """The guest's own figures only (STATS_FIELDS), not saved: all a poll writes of a domain a job is changing."""
+    domain.stats_stale = balloon_stats_stale(domain.stats_last_update, seen.last_update)
+    domain.actual_kib = seen.actual_kib
+    domain.unused_kib = seen.unused_kib
+    domain.available_kib = seen.available_kib
+    domain.usable_kib = seen.usable_kib
+    domain.rss_kib = seen.rss_kib
+    domain.stats_last_update = seen.last_update
 
 
 def new_domain(host: Host, info: DomainInfo, now) -> Domain:

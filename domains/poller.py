@@ -90,22 +90,32 @@ def present_domains(hosts: list[Host]) -> dict[str, Domain]:
     return {str(d.uuid): d for d in Domain.objects.filter(host__in=hosts, state__in=_present_states()).order_by()}
 
 
-def in_jobs_since(read_at) -> tuple[set[int], set[tuple[int, str]]]:
-    """Domains a job is changing, or changed after `read_at` (when the hosts were read): the job wrote what the
-    hypervisor said after it, which the poll's older reading must not overwrite (the next poll reads afresh).
-    Also (host, name) of the domains being created: the job records each one itself."""
+@dataclass
+class JobsAtWork:
+    """What the jobs own while a poll writes (in_jobs_since)."""
+
+    running: set[int] = field(default_factory=set)  # domains a job is changing: the poll writes their guest figures only
+    ended: set[int] = field(default_factory=set)  # changed after the reads: the job's row stands until the next poll
+    creating: set[tuple[int, str]] = field(default_factory=set)  # (host id, name): each job records its domain
+
+
+def in_jobs_since(read_at) -> JobsAtWork:
+    """The domains jobs are changing, or changed after `read_at` (when the hosts were read). A job writes what the
+    hypervisor says after it, which an older reading must not overwrite: the host would count a resized domain at
+    its old size, or a migrating one on its destination, until the next poll."""
     window = read_at - timedelta(seconds=settings.MIGRATE_TIME_LIMIT + 60)  # no job runs longer (the sweep)
     jobs = Job.objects.filter(
         Q(state=Job.State.RUNNING) | Q(state__in=Job.ENDED, created__gte=window, finished__gte=read_at)
         | Q(kind=Job.Kind.CREATE, state=Job.State.QUEUED)
     ).values_list("kind", "state", "domain_id", "target_host_id", "params__name")
-    busy, creating = set(), set()
+    at_work = JobsAtWork()
     for kind, state, domain_id, host_id, name in jobs:
         if domain_id is not None:
-            busy.add(domain_id)
+            (at_work.running if state == Job.State.RUNNING else at_work.ended).add(domain_id)
         if kind == Job.Kind.CREATE and state in Job.UNFINISHED:
-            creating.add((host_id, name))
-    return busy, creating
+            at_work.creating.add((host_id, name))
+    at_work.ended -= at_work.running
+    return at_work
 
 
 def where_seen(readings: list[HostReading], present: dict[str, Domain]) -> dict[str, tuple[Host, DomainStats]]:
@@ -131,7 +141,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     now = timezone.now()
     answered = [r for r in readings if r.error is None]
     seen = where_seen(answered, present)
-    busy, creating = in_jobs_since(read_at or now)
+    at_work = in_jobs_since(read_at or now)
     answered_ids = {r.host.pk for r in answered}
     existing = {uuid: d for uuid, d in present.items() if d.host_id in answered_ids}
     # Domains that arrived from a host not polled now, or came back after being gone: usually none.
@@ -139,23 +149,28 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     if arrived:
         existing.update((str(d.uuid), d) for d in Domain.objects.filter(uuid__in=arrived))
     changed: list[Domain] = []
+    figures_only: list[Domain] = []  # domains a job is changing
     created: list[Domain] = []
     sampled: list[Domain] = []
     changed_by_host: dict[int, list[int]] = {}
     for uuid, (host, stats) in seen.items():
         domain = existing.get(uuid)
-        if domain is not None and domain.pk in busy:
+        if domain is not None and domain.pk in at_work.ended:
             continue
         if domain is None:
             info = next((r.new_domains[uuid] for r in answered if uuid in r.new_domains), None)
-            if info is not None and (host.pk, info.name) not in creating:
+            if info is not None and (host.pk, info.name) not in at_work.creating:
                 domain = inventory.new_domain(host, info, now)
                 inventory.apply_observation(domain, host, stats, now)
                 created.append(domain)
             continue
         before, balloon_before, last_poll = _shown(domain), _balloon(domain), domain.last_seen
-        inventory.apply_observation(domain, host, stats, now)
-        changed.append(domain)
+        if domain.pk in at_work.running:
+            inventory.apply_balloon_stats(domain, stats)
+            figures_only.append(domain)
+        else:
+            inventory.apply_observation(domain, host, stats, now)
+            changed.append(domain)
         if _shown(domain) != before:
             changed_by_host.setdefault(host.pk, []).append(domain.pk)
         # The chart shows a moving balloon at once, and otherwise takes a sample now and then (see samples.py).
@@ -165,7 +180,8 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     # domains count as gone: whoever restarted it may still be defining them again.
     returning = {r.host.pk for r in answered if r.host.status != Host.Status.ONLINE}
     for uuid, domain in existing.items():
-        if uuid not in seen and domain.state != Domain.State.GONE and domain.host_id not in returning and domain.pk not in busy:
+        if uuid not in seen and domain.state != Domain.State.GONE and domain.host_id not in returning \
+                and domain.pk not in at_work.running | at_work.ended:
             domain.state, domain.hv_id = Domain.State.GONE, None
             changed.append(domain)
             changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
@@ -173,6 +189,8 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     hosts_changed = [r.host for r in readings if _apply_host(r, now)]
     with transaction.atomic():
         update_rows(changed, POLLED_FIELDS)
+        if figures_only:
+            update_rows(figures_only, inventory.STATS_FIELDS)
         Domain.objects.bulk_create(created, batch_size=2000)
         record_samples(sampled + created, now)  # the charts' history: one bulk insert
         update_rows([r.host for r in readings], HOST_FIELDS)

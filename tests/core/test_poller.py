@@ -191,3 +191,16 @@ def test_a_reading_older_than_a_jobs_end_does_not_undo_it(sim_hosts, foo, celery
     assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
     poller.poll_hosts(hosts)  # the next poll reads afresh
     assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
+
+
+def test_a_domain_a_job_is_changing_keeps_its_row_but_its_guest_figures_follow(sim_hosts, foo):
+    """During a long migration the chart and the balloon figures go on; where the domain is, and its size, are
+    the job's to write."""
+    Job.objects.create(kind=Job.Kind.MIGRATE, domain=foo, host=foo.host, target_host=sim_hosts["hv2"], state=Job.State.RUNNING,
+                       params={"memory_kib": foo.memory_kib}, actor_kind="cli", actor_label="command line")
+    Domain.objects.filter(pk=foo.pk).update(memory_kib=999 * 1024, available_kib=None, unused_kib=None, actual_kib=None)
+    poller.poll_hosts(list(sim_hosts.values()))
+    foo.refresh_from_db()
+    assert foo.memory_kib == 999 * 1024  # not the poll's to say
+    assert foo.available_kib is not None and foo.unused_kib is not None and foo.actual_kib == 1024 * 1024
+    assert MemorySample.objects.filter(domain=foo).exists()
