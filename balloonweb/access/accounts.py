@@ -18,10 +18,11 @@ from django.db import IntegrityError, transaction
 
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
+from domains.host_registry import find_team
 from domains.services import BadRequest, Conflict, Forbidden
 
 from .actors import Actor
-from .models import Membership, Team
+from .models import Membership
 from .sessions import end_all_sessions
 
 User = get_user_model()
@@ -74,12 +75,12 @@ def _password_for(user, typed: str) -> tuple[str, bool]:
     return typed, False
 
 
-def create_account(actor: Actor, username: str, *, email: str = "", password: str = "", team: Team | None = None,
+def create_account(actor: Actor, username: str, *, email: str = "", password: str = "", team: str | int | None = None,
                    role: str = Membership.Role.VIEWER) -> tuple:
-    """A new active account, in `team` with `role` if one is given. Returns (user, the password if it was
-    generated, else None)."""
+    """A new active account, in `team` (a name or an id) with `role` if one is given. Returns (user, the password
+    if it was generated, else None)."""
     _require_owner(actor, "user.create", "creates accounts")
-    name, email = parse_username(username), parse_email(email)
+    name, email, team = parse_username(username), parse_email(email), find_team(team)
     if team is not None and role not in Membership.Role.values:
         raise BadRequest(f"{role!r} is not a role: use viewer, operator or admin", "bad_role")
     # Usernames differ only in case would be two people to Django and one to a colleague reading the audit log.

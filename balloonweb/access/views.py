@@ -17,7 +17,6 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from balloonweb.api import teams as teams_service  # deleting a team: the API's service, the one place of its rules
-from domains.host_registry import find_team
 from domains.services import ServiceError
 
 from . import accounts, rules
@@ -184,15 +183,15 @@ def people(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         values = {field: request.POST.get(field, "") for field in NEW_ACCOUNT_FIELDS}
         try:
-            team = find_team(values["team"])
             user, password = accounts.create_account(
                 actor_of(request), values["username"], email=values["email"], password=request.POST.get("password", ""),
-                team=team, role=values["role"],
+                team=values["team"], role=values["role"],
             )
         except ServiceError as exc:
             error, status = exc.message, exc.status
         else:
-            joined = f" and joined {team.name} as {values['role']}" if team else ""
+            membership = user.memberships.select_related("team").first()
+            joined = f" and joined {membership.team.name} as {membership.role}" if membership else ""
             return handed_over(request, user, password, f"Account {user.get_username()} created{joined}.")
     query = request.GET.get("q", "").strip()[:150].replace("\x00", "")
     users = get_user_model().objects.order_by("username").prefetch_related(

@@ -148,7 +148,7 @@ class MigrateSerializer(serializers.Serializer):
 
 
 class PowerSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=[("start", "start"), ("shutdown", "shutdown"), ("restart", "restart")],
+    action = serializers.ChoiceField(choices=list(POWER_ACTIONS),
                                      help_text="; ".join(f"{name}: {what}" for name, what in POWER_ACTIONS.items()))
     force = serializers.BooleanField(default=False, help_text="shutdown and restart: turn the guest off at once, without asking it")
 

@@ -364,9 +364,8 @@ class UserViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mixin
                    summary="Create an account (superusers), in a team if one is named")
     def create(self, request):
         values = body(serializers.NewAccountSerializer, request)
-        team = host_registry.find_team(values["team"])
         user, password = accounts.create_account(self.actor, values["username"], email=values["email"],
-                                                 password=values["password"], team=team, role=values["role"])
+                                                 password=values["password"], team=values["team"], role=values["role"])
         return self.handed_over(user, password, status.HTTP_201_CREATED)
 
     @extend_schema(request=serializers.AccountActiveSerializer, responses={200: serializers.UserSerializer},
