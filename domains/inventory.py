@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.utils import timezone
 
-from hosts.drivers import DomainInfo, DomainStats
+from hosts.drivers import DomainInfo, DomainStats, forget_hosts_except
 from hosts.drivers.freshness import balloon_stats_stale
 from hosts.models import RUNNING_STATES, Host
 
@@ -12,6 +12,13 @@ from .models import Domain
 OBSERVED_FIELDS = ["host", "name", "hv_id", "state", "vcpus", "memory_kib", "maxmem_kib", "cpu_time_ns", "last_seen", "booted_at"]
 CONFIG_FIELDS = ["config_memory_kib", "config_maxmem_kib"]
 STATS_FIELDS = ["actual_kib", "unused_kib", "available_kib", "usable_kib", "rss_kib", "stats_last_update", "stats_stale"]
+
+
+def release_removed_hosts(hosts: list[Host] | None = None) -> list[str]:
+    """Let this process go of its connections to hosts removed from BalloonWeb, whose keepalives would otherwise
+    ping them until it ends. Every poll and every job calls it: a worker may serve only jobs. Returns their URIs."""
+    uris = [host.uri for host in hosts] if hosts is not None else Host.objects.values_list("uri", flat=True)
+    return forget_hosts_except(uris)
 
 
 def default_floor_kib(memory_kib: int) -> int:

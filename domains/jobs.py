@@ -72,6 +72,7 @@ def _newer_resize(job: Job) -> int | None:
 
 
 def run_job(job_id: int, worker: str = "") -> str:
+    inventory.release_removed_hosts()
     outcome = claim(job_id, worker)
     if outcome != Claim.RUN:
         return outcome

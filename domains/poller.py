@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from balloonweb.bulk import update_rows
 from balloonweb.live.publish import publish_many
-from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUnreachable, driver_for, forget_hosts_except
+from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUnreachable, driver_for
 from hosts.models import Host, queue_name
 
 from . import inventory
@@ -266,10 +266,9 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
 
 
 def poll_fleet(queue_group: str | None = None) -> PollReport:
-    """Poll the hosts of one queue group (all hosts when None). Every worker process polls now and then, so this
-    is also where a process lets go of the connections to hosts removed since."""
+    """Poll the hosts of one queue group (all hosts when None)."""
     every_host = list(Host.objects.all())
-    forget_hosts_except(host.uri for host in every_host)
+    inventory.release_removed_hosts(every_host)
     return poll_hosts([host for host in every_host if queue_group is None or host.queue_group == queue_group])
 
 

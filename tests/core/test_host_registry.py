@@ -182,15 +182,25 @@ def test_a_team_is_deleted_from_its_page_once_its_hosts_are_given_away(world):
     assert AuditEntry.objects.filter(action="team.delete", result=AuditEntry.Result.SUCCEEDED).exists()
 
 
-def test_a_removed_host_s_connection_is_released_at_the_next_poll(sim_hosts):
-    """A worker process keeps one connection per host, with keepalive: once the host is removed, its next poll
-    lets it go, so that removed hosts are not pinged until the process ends."""
+@pytest.mark.parametrize("next_task", ["poll", "job"])
+def test_a_removed_host_s_connection_is_released_by_the_next_poll_or_job(sim_hosts, next_task):
+    """A worker process keeps one connection per host, with keepalive: once the host is removed, the process's
+    next poll or job lets it go (a worker may serve only jobs), so that removed hosts are not pinged until the
+    process ends."""
     from hosts.drivers import pool
+    from domains import jobs
     from domains.poller import poll_fleet
 
-    hv2 = sim_hosts["hv2"]
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
     driver_for(hv2.uri).host_info()
     assert hv2.uri in pool._connections
     host_registry.remove_host(Actor.command_line(), hv2)
-    poll_fleet()
-    assert hv2.uri not in pool._connections and sim_hosts["hv1"].uri in pool._connections
+    if next_task == "poll":
+        poll_fleet()
+    else:
+        driver_for(hv1.uri).define_and_start(DomainConfig("foo", 1024 * MiB, 1024 * MiB, 1))
+        poll_hosts([hv1])
+        Host.objects.filter(pk=hv1.pk).update(queue_group="unread")  # no worker takes it: this process runs it
+        job = services.request_resize(Actor.command_line(), Domain.objects.get(name="foo"), "512")
+        assert jobs.run_job(job.pk) == Job.State.SUCCEEDED
+    assert hv2.uri not in pool._connections and hv1.uri in pool._connections
