@@ -156,20 +156,24 @@ def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None)
     excluded = exclude_domain.pk if exclude_domain is not None else None
     pending = Job.objects.filter(state__in=Job.UNFINISHED).filter(kind__in=[Job.Kind.RESIZE, Job.Kind.MIGRATE, *Job.BOOTING])
     pending_targets: dict[int, int] = {}
-    # A queued resize acts wherever its domain runs when it runs: it is booked there, not where it was asked.
-    resizes = pending.filter(kind=Job.Kind.RESIZE, domain__host_id__in=host_ids)
-    for domain_id, target in resizes.values_list("domain_id", "params__target_kib"):
-        pending_targets[domain_id] = max(pending_targets.get(domain_id, 0), int(target))
+    # A queued resize acts wherever its domain runs when it runs: it is booked there, not where it was asked. A
+    # domain that a restart boots again holds its size now until it stops, then the config's: the larger of them.
+    resizes_and_restarts = pending.filter(kind__in=[Job.Kind.RESIZE, Job.Kind.RESTART], domain__host_id__in=host_ids)
+    for domain_id, kind, params in resizes_and_restarts.values_list("domain_id", "kind", "params"):
+        size = int(params["target_kib"] if kind == Job.Kind.RESIZE else params.get("memory_kib", 0))
+        pending_targets[domain_id] = max(pending_targets.get(domain_id, 0), size)
     totals = dict.fromkeys(host_ids, 0)
     running = Domain.objects.filter(host_id__in=host_ids, state__in=RUNNING_STATES).values_list("host_id", "id", "memory_kib")
+    counted = set()
     for host_id, domain_id, memory in running:
         if domain_id != excluded:
             totals[host_id] += max(memory, pending_targets.get(domain_id, 0))
+            counted.add(domain_id)
     incoming = pending.filter(target_host_id__in=host_ids).values_list("target_host_id", "host_id", "kind", "domain_id", "params")
     for target_id, source_id, kind, domain_id, params in incoming:
-        # A migration books its destination; a boot its host until the job ends (a restart counts twice meanwhile:
-        # its domain at its size now and at the config's size it boots with, which errs on the safe side).
-        coming = target_id != source_id or kind in Job.BOOTING
+        # A migration books its destination; a boot its host until the job ends (a restart of a domain still
+        # running is counted above).
+        coming = target_id != source_id or (kind in Job.BOOTING and not (kind == Job.Kind.RESTART and domain_id in counted))
         if coming and (domain_id is None or domain_id != excluded):
             totals[target_id] += int(params.get("memory_kib", 0))
     return totals

@@ -142,3 +142,16 @@ def test_the_domain_page_offers_power_to_admins(sim_hosts, foo, client):
     listed = client.get("/domains/", {"state": "restart"}).content.decode()
     assert f'href="/domains/{foo.pk}/">foo</a>' in listed and ">bar</a>" not in listed
     assert '<option value="restart" selected>running, new maxmem at restart</option>' in listed
+
+
+def test_a_queued_restart_books_the_larger_of_the_size_now_and_the_size_it_boots_with(sim_hosts, cli):
+    """Until it stops the domain holds its size now, then it boots with its config's: never both at once, which
+    would refuse others room the host has."""
+    hv1 = sim_hosts["hv1"]  # 7680 MiB usable
+    big = define_domain(hv1, "big", 4096, 4096)
+    hv1.__class__.objects.filter(pk=hv1.pk).update(queue_group="nobody")  # the restart stays queued
+    services.request_power(cli, big, "restart")
+    assert services.booked_kib(hv1) == 4096 * MiB
+    services.request_create(cli, hv1, 'name = "beside"\nmemory = 3072\n')  # 3,584 MiB free beside it
+    with pytest.raises(services.Conflict, match=r"hv1 has no room: 1,024 MiB asked, 512 MiB free"):
+        services.request_create(cli, hv1, 'name = "one-more"\nmemory = 1024\n')
