@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from balloonweb.access.middleware import client_ip
 from domains.autoscaler.models import Decision
 from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
@@ -194,7 +195,8 @@ def refusal(request) -> HttpResponse | None:
     networks = _networks()
     if networks:
         try:
-            address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+            # Behind a trusted proxy the peer is the proxy (127.0.0.1 in docs/deploy.md): judge the client.
+            address = ipaddress.ip_address(client_ip(request.META) or "")
         except ValueError:
             address = None
         if address is None or not any(address in network for network in networks if network.version == address.version):

@@ -75,6 +75,12 @@ def test_by_default_only_this_machine(fleet, client):
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
 
 
+@override_settings(METRICS_ALLOWED_NETWORKS="", METRICS_TOKEN="", TRUSTED_PROXIES=["127.0.0.1"])
+def test_behind_the_proxy_of_docs_deploy_the_client_is_judged_not_the_proxy(fleet, client):
+    assert client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
+    assert client.get("/metrics").status_code == 200  # a scraper on this machine, not through the proxy
+
+
 def test_the_autoscalers_decisions_of_the_last_hour(fleet, client):
     from datetime import timedelta
 
