@@ -19,6 +19,7 @@ from balloonweb.access.actors import Actor
 from balloonweb.access.models import Team
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
+from balloonweb.ids import as_id
 from balloonweb.live.publish import publish
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import BadSize, format_mib, parse_memory_kib
@@ -92,10 +93,17 @@ def find_team(name_or_id: str | int | None) -> Team | None:
     if name_or_id in (None, ""):
         return None
     text = str(name_or_id).strip()
-    team = Team.objects.filter(pk=int(text)).first() if text.isdigit() else Team.objects.filter(name=text).first()
+    team_id = as_id(text)
+    team = Team.objects.filter(pk=team_id).first() if team_id is not None else Team.objects.filter(name=text).first()
     if team is None:
         raise BadRequest(f"there is no team {text}; give a team's name or id, or nothing for no team", "no_such_team")
     return team
+
+
+def _names_team(given: str | int | None, team: Team | None) -> bool:
+    """Whether `given` (a name, an id, or nothing for no team) names `team`."""
+    text = str(given if given is not None else "").strip()
+    return text == "" if team is None else text in (team.name, str(team.pk))
 
 
 def _require_owner(actor: Actor, what: str) -> None:
@@ -162,11 +170,10 @@ def change_host(actor: Actor, host: Host, **changes: str | int | None) -> Host:
             host.reserved_kib = parse_reserve(changes["reserved"])
         if "capacity" in changes:
             host.capacity_kib = parse_capacity(changes["capacity"])
-        if "team" in changes:
-            team = find_team(changes["team"])
-            if team != host.team:
-                _require_owner(actor, "gives a host to another team")
-                host.team = team
+        if "team" in changes and not _names_team(changes["team"], host.team):
+            # Before the lookup: which teams exist is not for a team admin to learn from "there is no team X".
+            _require_owner(actor, "gives a host to another team")
+            host.team = find_team(changes["team"])
         if "queue_group" in changes:
             group = parse_queue_group(changes["queue_group"])
             if group != host.queue_group:

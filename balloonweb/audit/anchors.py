@@ -16,6 +16,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from balloonweb.ids import as_id
+
 from .chain import CHECKPOINT
 from .models import AuditEntry
 
@@ -29,7 +31,7 @@ class Anchor:
     def parse(cls, text: str) -> "Anchor":
         """ID:MAC, as `audit verify` prints the head."""
         entry_id, _, mac = text.partition(":")
-        if not entry_id.isdigit() or len(mac) != 64:
+        if as_id(entry_id) is None or len(mac) != 64:
             raise ValueError(f"a head is ID:MAC, as `audit verify` prints it (a number, a colon, 64 hex digits), not {text!r}")
         return cls(int(entry_id), mac)
 

@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
+from balloonweb.ids import as_id
+from balloonweb.instants import InstantField
 
 from .models import AuditEntry
 
@@ -27,8 +29,8 @@ class AuditFilter(forms.Form):
     domain = forms.CharField(required=False, help_text="name or id")
     action = forms.CharField(required=False, help_text="e.g. domain.resize, or domain. for all domain actions")
     result = forms.ChoiceField(required=False, choices=[("", "any"), *AuditEntry.Result.choices])
-    since = forms.DateTimeField(required=False, help_text="YYYY-MM-DD [HH:MM]")
-    until = forms.DateTimeField(required=False, help_text="YYYY-MM-DD [HH:MM]")
+    since = InstantField(required=False, help_text="YYYY-MM-DD [HH:MM]")
+    until = InstantField(required=False, help_text="YYYY-MM-DD [HH:MM]")
     q = forms.CharField(required=False, label="Text", help_text="in the object, the message and the actor")
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)  # keyset cursor
 
@@ -70,8 +72,8 @@ def _ids(model: str, value: str) -> list[int]:
     """An id as given, or the ids of the objects with that name (a domain name may be on several hosts).
     Entries of objects since deleted are found by id."""
     value = value.strip()
-    if value.isdigit():
-        return [int(value)]
+    if (given_id := as_id(value)) is not None:
+        return [given_id]
     return list(apps.get_model(model).objects.filter(name=value).values_list("pk", flat=True)[:100])
 
 

@@ -3,6 +3,8 @@ the what-if. The same authentication, permission classes and error answers as ba
 objects are found through rules.restrict, changes go through run.py and the services.
 """
 
+from collections.abc import Mapping
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
@@ -12,6 +14,7 @@ from rest_framework.views import APIView
 from balloonweb.access import rules
 from balloonweb.access.models import Team
 from balloonweb.api.views import ApiView, NewestFirst
+from balloonweb.ids import as_id
 from domains import services
 from domains.models import Domain
 from hosts.models import Host
@@ -52,8 +55,8 @@ class DecisionList(ApiView, generics.ListAPIView):
         for name in ("host", "domain", "state"):
             value = self.request.query_params.get(name)
             if value:
-                if name != "state" and not value.isdigit():
-                    raise serializers.ValidationError({name: "an id"})
+                if name != "state" and as_id(value) is None:
+                    raise serializers.ValidationError({name: f"{value!r} is not an id: give the {name}'s id, a number"})
                 decisions = decisions.filter(**{name if name == "state" else f"{name}_id": value})
         return decisions
 
@@ -119,6 +122,8 @@ class Policy(ApiView, APIView):
     def patch(self, request, kind: str, pk: int):
         obj = self.target(kind, pk)
         fields = show.POLICY_FIELDS[kind][1]
+        if not isinstance(request.data, Mapping):
+            raise serializers.ValidationError({"non_field_errors": [f"send a JSON object of settings of a {kind} policy ({', '.join(fields)})"]})
         unknown = sorted(set(request.data) - set(fields))
         if unknown:
             raise serializers.ValidationError({name: f"not a setting of a {kind} policy ({', '.join(fields)})" for name in unknown})
