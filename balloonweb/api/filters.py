@@ -5,10 +5,15 @@ import django_filters as filters
 
 from balloonweb.access.models import Membership, Team
 from balloonweb.audit.models import AuditEntry
+from balloonweb.instants import IsoInstantField
 from domains.models import Domain, Job
 from hosts.models import Host
 
 ID = {"min_value": 1, "max_value": 2**63 - 1}
+
+
+class InstantFilter(filters.IsoDateTimeFilter):
+    field_class = IsoInstantField
 
 
 def id_filter(field_name: str, help_text: str) -> filters.NumberFilter:
@@ -43,7 +48,7 @@ class JobFilter(filters.FilterSet):
     state = filters.ChoiceFilter(choices=Job.State.choices)
     domain = id_filter("domain_id", "domain id")
     host = filters.CharFilter(field_name="host__name", help_text="the host's name (a migration's source)")
-    created_after = filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
+    created_after = InstantFilter(field_name="created", lookup_expr="gte")
 
     class Meta:
         model = Job
@@ -59,8 +64,8 @@ class AuditFilter(filters.FilterSet):
     host = id_filter("host_id", "host id")
     domain = id_filter("domain_id", "domain id")
     job = id_filter("job_id", "job id")
-    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = InstantFilter(field_name="at", lookup_expr="gte")
+    until = InstantFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = AuditEntry

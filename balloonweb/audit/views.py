@@ -46,5 +46,8 @@ def review(request: HttpRequest) -> HttpResponse:
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered view as CSV, streamed (the same columns as `manage.py audit export --format csv`)."""
     form, entries = _filtered(request)
+    if form.errors:  # rather than a file of no rows, which reads as "nothing happened"
+        wrong = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return HttpResponse(f"nothing exported, the filter is not valid: {wrong}\n", status=400, content_type="text/plain")
     rows = (csv_values(entry) for entry in entries[:EXPORT_LIMIT].iterator(chunk_size=2000))
     return csv_download(EXPORT_FIELDS, rows, "audit.csv")

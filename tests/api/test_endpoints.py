@@ -187,6 +187,31 @@ def test_filters(people, fleet, as_):
     assert [e["action"] for e in root.get("/api/audit/?action=domain.resize").json()["results"]] == ["domain.resize"]
 
 
+@pytest.mark.parametrize("url", [
+    "/api/jobs/?created_after=9999-12-31T23:59:59-10:00", "/api/audit/?since=0001-01-01T00:00:00%2B10:00",
+    "/api/audit/?until=9999-12-31T23:59:59-10:00",
+])
+def test_a_date_that_leaves_the_calendar_in_utc_is_refused_with_the_range_allowed(people, fleet, as_, url):
+    answer = as_("root").get(url)
+    assert answer.status_code == 400 and "out of range: give a date and time between the years 1 and 9999 in UTC" in answer.json()["message"]
+
+
+@pytest.mark.parametrize("query", ["team=²", "host=٣", "domain=99999999999999999999999", "until=9999-12-31T23:59:59-10:00"])
+def test_the_audit_page_takes_odd_filters_without_an_error_page(people, fleet, query):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(people["admin"])
+    page = client.get(f"/audit/?{query}")
+    export = client.get(f"/audit/export.csv?{query}")
+    if query.startswith("until"):
+        assert "out of range: give a date and time between the years 1 and 9999 in UTC" in page.content.decode()
+        assert export.status_code == 400 and "nothing exported, the filter is not valid: until: " in export.content.decode()
+    else:  # no such object: no entries, and no error
+        assert "No entries" in page.content.decode()
+        assert b"".join(export.streaming_content).decode().count("\n") == 1  # the header alone
+
+
 def test_pages_of_100_with_a_next_link_and_constant_queries(people, fleet, as_):
     h2 = fleet["h2"]
     Domain.objects.bulk_create([_row(h2, i) for i in range(250)])

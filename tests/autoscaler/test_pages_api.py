@@ -242,3 +242,17 @@ def test_a_policy_value_that_is_not_a_number_is_refused_with_what_is_allowed(wor
                         content_type="application/x-www-form-urlencoded")
     assert form.status_code == 200, form.content
     assert (HostPolicy.objects.get(host=world.a1).target_use, HostPolicy.objects.get(host=world.a1).migrations_in) == (0.9, 3)
+
+
+@pytest.mark.parametrize("body", ["null", "5", '["mode"]', '"automatic"'])
+def test_a_policy_change_that_is_not_an_object_of_settings_is_refused_with_what_is_allowed(world, body):
+    answer = world.client("admin").patch(f"/api/autoscaler/policies/host/{world.a1.pk}/", body, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json()["message"].startswith("send a JSON object of settings of a host policy (mode, ")
+    assert HostPolicy.objects.filter(host=world.a1).count() == 0
+
+
+@pytest.mark.parametrize("host", ["²", "99999999999999999999999", "a1"])
+def test_decisions_are_filtered_by_an_id_and_anything_else_is_refused(world, host):
+    answer = world.client("admin").get("/api/autoscaler/decisions/", {"host": host})
+    assert answer.status_code == 400 and answer.json()["message"] == f"host: {host!r} is not an id: give the host's id, a number"
