@@ -30,7 +30,9 @@ USERNAME_MAX = User._meta.get_field("username").max_length
 EMAIL_MAX = User._meta.get_field("email").max_length
 
 
-def _require_owner(actor: Actor, action: str, what: str, user=None) -> None:
+def require_owner(actor: Actor, action: str, what: str, user=None) -> None:
+    """Only a superuser (the fleet's owner) may; anyone else is refused, and the refusal audited as `action`
+    (for every entrance: pages, API). Also the check of creating teams (balloonweb/api/teams.py)."""
     if not actor.is_privileged:
         refusal = Forbidden(f"only a superuser {what}")
         record(actor, action, None, result=AuditEntry.Result.REFUSED, message=refusal.message,
@@ -64,6 +66,13 @@ def parse_email(email: str) -> str:
     return email
 
 
+def parse_role(role: str) -> str:
+    """A role in a team, as typed (the people page, the team page, the API)."""
+    if role not in Membership.Role.values:
+        raise BadRequest(f"{role!r} is not a role: use viewer, operator or admin", "bad_role")
+    return role
+
+
 def _password_for(user, typed: str) -> tuple[str, bool]:
     """(the password, whether it was generated). A typed one must pass the site's password rules."""
     if not typed:
@@ -79,10 +88,10 @@ def create_account(actor: Actor, username: str, *, email: str = "", password: st
                    role: str = Membership.Role.VIEWER) -> tuple:
     """A new active account, in `team` (a name or an id) with `role` if one is given. Returns (user, the password
     if it was generated, else None)."""
-    _require_owner(actor, "user.create", "creates accounts")
+    require_owner(actor, "user.create", "creates accounts")
     name, email, team = parse_username(username), parse_email(email), find_team(team)
-    if team is not None and role not in Membership.Role.values:
-        raise BadRequest(f"{role!r} is not a role: use viewer, operator or admin", "bad_role")
+    if team is not None:
+        parse_role(role)
     # Usernames differ only in case would be two people to Django and one to a colleague reading the audit log.
     taken = Conflict(f"an account named {name} already exists", "name_taken")
     if User.objects.filter(username__iexact=name).exists():
@@ -102,7 +111,7 @@ def create_account(actor: Actor, username: str, *, email: str = "", password: st
 
 def set_active(actor: Actor, user, active: bool) -> None:
     """Deactivate (the person can no longer sign in or use a token; their history stays) or reactivate."""
-    _require_owner(actor, "user.update", "deactivates or reactivates accounts", user)
+    require_owner(actor, "user.update", "deactivates or reactivates accounts", user)
     if not active and actor.user is not None and actor.user.pk == user.pk:
         raise BadRequest("you cannot deactivate your own account; another superuser can", "own_account")
     with transaction.atomic():
@@ -121,14 +130,14 @@ def set_active(actor: Actor, user, active: bool) -> None:
 
 def sign_out_everywhere(actor: Actor, user) -> int:
     """End every session of `user` and close their open pages (a lost laptop); returns how many sessions."""
-    _require_owner(actor, "auth.logout_everywhere", "signs another person out", user)
+    require_owner(actor, "auth.logout_everywhere", "signs another person out", user)
     return end_all_sessions(user)
 
 
 def new_password(actor: Actor, user, typed: str = "") -> str | None:
     """Give `user` a new password (typed, or generated and returned to be handed over) and sign them out
     everywhere, so that whoever knew the old one is out."""
-    _require_owner(actor, "auth.password_change", "gives another person a new password", user)
+    require_owner(actor, "auth.password_change", "gives another person a new password", user)
     if actor.user is not None and actor.user.pk == user.pk:
         raise BadRequest("change your own password on the password page (/password/), with your current one", "own_account")
     password, generated = _password_for(user, typed)

@@ -1,5 +1,4 @@
 from django import forms
-from django.contrib.auth import get_user_model
 
 from hosts.units import BadSize, parse_memory_kib
 
@@ -45,25 +44,7 @@ class TeamCreateForm(forms.ModelForm):
 
 
 class AddMemberForm(forms.Form):
+    """What the team page shows; balloonweb/api/teams.add_member judges what was typed."""
+
     username = forms.CharField(label="User name")
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.VIEWER)
-
-    def __init__(self, *args, team: Team, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.team = team
-
-    def clean_username(self):
-        name = self.cleaned_data["username"].strip()
-        user = get_user_model().objects.filter(username=name, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError(
-                f"no active user named {name}: a superuser creates accounts on the People page (/people/)"
-            )
-        if Membership.objects.filter(team=self.team, user=user).exists():
-            raise forms.ValidationError(f"{name} is already in {self.team.name}; change the role in the table instead")
-        self.user = user
-        return name
-
-
-class RoleForm(forms.Form):
-    role = forms.ChoiceField(choices=Membership.Role.choices)

@@ -1,6 +1,9 @@
-"""Pages for managing teams: members and their roles, and the team's limits. Team admins manage their own
-teams; superusers create teams and manage all. Every change is audited by the model signals (signals.py);
-a change runs in one transaction with its entry (@atomic, or `with atomic()` where the view also shows a page)."""
+"""Pages for managing teams: members and their roles, and the team's limits; and people's accounts. Team admins
+manage their own teams; superusers create teams and manage all. The pages are thin: each change goes through the
+service the API calls too (balloonweb/api/teams.py, accounts.py), which checks who may, audits a refusal and runs
+the change in one transaction with its entry (written by the model signals, signals.py). A page only shows the
+answer: outsiders get 404 (a team's existence is not revealed), members without the right 403, both with the
+service's message; other refusals are shown on the page."""
 
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -9,22 +12,22 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
-from django.db.transaction import atomic
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from balloonweb.api import teams as teams_service  # deleting a team: the API's service, the one place of its rules
-from domains.services import ServiceError
+from balloonweb.api import teams as teams_service  # the API's services: the one place of the teams' rules
+from domains.services import Forbidden, ServiceError
 
 from . import accounts, rules
 from .actors import Actor
-from .forms import AddMemberForm, RoleForm, TeamCreateForm, TeamLimitsForm
+from .forms import AddMemberForm, TeamCreateForm, TeamLimitsForm
 from .models import Membership, Team
 from .sessions import end_all_sessions
-from .teams import may_set_quota, role_change_refusal
+from .teams import may_set_quota
 
 
 def actor_of(request: HttpRequest) -> Actor:
@@ -32,7 +35,8 @@ def actor_of(request: HttpRequest) -> Actor:
 
 
 def managed_team(request: HttpRequest, team_id: int, action: str = "manage_team") -> Team:
-    """The team, if the user administers it: 404 for outsiders, 403 for members without the right."""
+    """The team, if the user may do `action` (the team page: administer it; a change: see it, the service
+    judges the rest): 404 for outsiders, 403 for members without the right."""
     team = get_object_or_404(Team, pk=team_id)
     try:
         rules.require(actor_of(request), action, team)
@@ -43,6 +47,29 @@ def managed_team(request: HttpRequest, team_id: int, action: str = "manage_team"
     return team
 
 
+def raise_refusal(exc: ServiceError) -> None:
+    """A service's refusal of who asked (the service has audited it), with its message: 404 for outsiders, 403
+    for members without the right. Other refusals (what was typed, a conflict) are the caller's to show."""
+    if exc.status == 404:
+        raise Http404(exc.message) from exc
+    if exc.status == 403:
+        raise PermissionDenied(exc.message) from exc
+
+
+def refused(request: HttpRequest, exc: ServiceError) -> None:
+    """A refusal of a plain form that goes back to its page: who asked (raised), or a message on that page."""
+    raise_refusal(exc)
+    messages.error(request, f"{exc.message}.")
+
+
+def showing(form: Form, field: str | None, exc: ServiceError) -> Form:
+    """The form as it was typed, with the service's refusal as its one error: the service judges what was typed
+    (the same for every entrance); the form only shows it."""
+    form.errors.clear()
+    form.add_error(field, exc.message)
+    return form
+
+
 @login_required
 def teams(request: HttpRequest) -> HttpResponse:
     actor = actor_of(request)
@@ -50,12 +77,12 @@ def teams(request: HttpRequest) -> HttpResponse:
     visible = rules.restrict(Team.objects.order_by("name"), actor, "view")
     form = TeamCreateForm()
     if request.method == "POST":
-        if not request.user.is_superuser:
-            raise PermissionDenied("only a superuser creates teams")
-        form = TeamCreateForm(request.POST)
-        if form.is_valid():
-            with atomic():  # the team and its audit entry together
-                team = form.save()
+        try:
+            team = teams_service.create_team(actor, request.POST.get("name", ""))
+        except ServiceError as exc:
+            raise_refusal(exc)
+            form = showing(TeamCreateForm(request.POST), "name", exc)
+        else:
             messages.success(request, f"Team {team.name} created.")
             return redirect("team", team_id=team.pk)
     rows = [{"team": t, "role": "superuser" if actor.is_privileged else roles.get(t.pk), "manages": rules.allows(actor, "manage_team", t.pk)} for t in visible]
@@ -64,17 +91,27 @@ def teams(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def team(request: HttpRequest, team_id: int) -> HttpResponse:
-    team = managed_team(request, team_id)
-    quota = may_set_quota(actor_of(request))
-    limits = TeamLimitsForm(instance=team, may_set_quota=quota)
-    if request.method == "POST":
-        limits = TeamLimitsForm(request.POST, instance=team, may_set_quota=quota)
-        if limits.is_valid():
-            with atomic():
-                limits.save()
-            messages.success(request, f"Limits of {team.name} saved.")
-            return redirect("team", team_id=team.pk)
-    return render(request, "access/team.html", team_context(request, team, limits=limits), status=400 if limits.errors else 200)
+    """The team's page for its admins; its form saves the team's limits."""
+    if request.method != "POST":
+        team = managed_team(request, team_id)
+        return render(request, "access/team.html", team_context(request, team))
+    actor = actor_of(request)
+    team = get_object_or_404(Team, pk=team_id)
+    limits = TeamLimitsForm(request.POST, instance=team, may_set_quota=may_set_quota(actor))
+    # The limits the form lets this person set. Sizes that do not parse change nothing, but the service still
+    # judges who asked (and audits a refusal): only those who may change the limits see what they mistyped.
+    changes = {}
+    if limits.is_valid():
+        changes = {field: value for field, value in limits.cleaned_data.items() if not limits.fields[field].disabled}
+    try:
+        teams_service.update_team(actor, team, **changes)
+    except ServiceError as exc:
+        raise_refusal(exc)
+        limits = showing(limits, None, exc)
+    if limits.errors:
+        return render(request, "access/team.html", team_context(request, team, limits=limits), status=400)
+    messages.success(request, f"Limits of {team.name} saved.")
+    return redirect("team", team_id=team.pk)
 
 
 def team_context(request: HttpRequest, team: Team, **forms) -> dict:
@@ -85,7 +122,7 @@ def team_context(request: HttpRequest, team: Team, **forms) -> dict:
         "hosts": team.hosts.order_by("name"),
         "roles": Membership.Role.choices,
         "limits": forms.get("limits") or TeamLimitsForm(instance=team, may_set_quota=may_set_quota(actor_of(request))),
-        "add": forms.get("add") or AddMemberForm(team=team),
+        "add": forms.get("add") or AddMemberForm(),
         "nav": "teams",
         "owner": actor_of(request).is_privileged,
     }
@@ -93,47 +130,48 @@ def team_context(request: HttpRequest, team: Team, **forms) -> dict:
 
 @login_required
 @require_POST
-@atomic
 def add_member(request: HttpRequest, team_id: int) -> HttpResponse:
-    team = managed_team(request, team_id)
-    form = AddMemberForm(request.POST, team=team)
-    if not form.is_valid():
+    team = managed_team(request, team_id, "view")  # as the API: a team the user cannot see is a 404
+    try:
+        membership = teams_service.add_member(actor_of(request), team, request.POST.get("username", ""), request.POST.get("role", ""))
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from exc
+    except ServiceError as exc:  # what was typed: no such user, a member already, not a role
+        form = showing(AddMemberForm(request.POST), "role" if exc.code == "bad_role" else "username", exc)
         return render(request, "access/team.html", team_context(request, team, add=form), status=400)
-    Membership.objects.create(team=team, user=form.user, role=form.cleaned_data["role"])
-    messages.success(request, f"{form.user.get_username()} joined {team.name} as {form.cleaned_data['role']}.")
+    messages.success(request, f"{membership.user.get_username()} joined {team.name} as {membership.role}.")
     return redirect("team", team_id=team.pk)
+
+
+def team_member(request: HttpRequest, team_id: int, membership_id: int) -> Membership:
+    team = managed_team(request, team_id, "view")
+    return get_object_or_404(Membership.objects.select_related("user", "team"), pk=membership_id, team=team)
 
 
 @login_required
 @require_POST
-@atomic
 def member_role(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
-    team = managed_team(request, team_id)
-    membership = get_object_or_404(Membership.objects.select_related("user", "team"), pk=membership_id, team=team)
-    form = RoleForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose viewer, operator or admin.")
-    elif refusal := role_change_refusal(membership, form.cleaned_data["role"]):
-        messages.error(request, f"{refusal}.")
+    membership = team_member(request, team_id, membership_id)
+    try:
+        membership = teams_service.change_role(actor_of(request), membership, request.POST.get("role", ""))
+    except ServiceError as exc:
+        refused(request, exc)
     else:
-        membership.role = form.cleaned_data["role"]
-        membership.save(update_fields=["role"])
-        messages.success(request, f"{membership.user} is now {membership.role} in {team.name}.")
-    return redirect("team", team_id=team.pk)
+        messages.success(request, f"{membership.user} is now {membership.role} in {membership.team.name}.")
+    return redirect("team", team_id=membership.team_id)
 
 
 @login_required
 @require_POST
-@atomic
 def remove_member(request: HttpRequest, team_id: int, membership_id: int) -> HttpResponse:
-    team = managed_team(request, team_id)
-    membership = get_object_or_404(Membership.objects.select_related("user", "team"), pk=membership_id, team=team)
-    if refusal := role_change_refusal(membership, None):
-        messages.error(request, f"{refusal}.")
+    membership = team_member(request, team_id, membership_id)
+    try:
+        teams_service.remove_member(actor_of(request), membership)
+    except ServiceError as exc:
+        refused(request, exc)
     else:
-        membership.delete()
-        messages.success(request, f"{membership.user} left {team.name}.")
-    return redirect("team", team_id=team.pk)
+        messages.success(request, f"{membership.user} left {membership.team.name}.")
+    return redirect("team", team_id=membership.team_id)
 
 
 @login_required
@@ -144,11 +182,7 @@ def delete_team(request: HttpRequest, team_id: int) -> HttpResponse:
     try:
         teams_service.delete_team(actor_of(request), team)
     except ServiceError as exc:
-        if exc.status == 404:
-            raise Http404(exc.message) from exc
-        if exc.status == 403:
-            raise PermissionDenied(exc.message) from exc
-        messages.error(request, f"{exc.message}.")
+        refused(request, exc)
         return redirect("team", team_id=team.pk)
     messages.success(request, f"Team {team.name} deleted.")
     return redirect("teams")
@@ -171,6 +205,7 @@ NEW_ACCOUNT_FIELDS = ("username", "email", "team", "role")
 
 
 def require_account_owner(request: HttpRequest) -> None:
+    """Reading the list of accounts (a change is judged, and a refusal audited, by accounts.py)."""
     if not actor_of(request).is_privileged:
         raise PermissionDenied("only a superuser manages accounts")
 
@@ -178,9 +213,10 @@ def require_account_owner(request: HttpRequest) -> None:
 @login_required
 def people(request: HttpRequest) -> HttpResponse:
     """Every account, with its teams, and a form for a new one."""
-    require_account_owner(request)
     values, error, status = {"role": Membership.Role.VIEWER}, "", 200
-    if request.method == "POST":
+    if request.method != "POST":
+        require_account_owner(request)
+    else:
         values = {field: request.POST.get(field, "") for field in NEW_ACCOUNT_FIELDS}
         try:
             user, password = accounts.create_account(
@@ -188,6 +224,7 @@ def people(request: HttpRequest) -> HttpResponse:
                 team=values["team"], role=values["role"],
             )
         except ServiceError as exc:
+            raise_refusal(exc)
             error, status = exc.message, exc.status
         else:
             membership = user.memberships.select_related("team").first()
@@ -217,8 +254,13 @@ def handed_over(request: HttpRequest, user, password: str | None, done: str) -> 
 @require_POST
 def person_change(request: HttpRequest, user_id: int, action: str) -> HttpResponse:
     """Deactivate or reactivate an account, give it a new password, or sign it out everywhere."""
-    require_account_owner(request)
-    user = get_object_or_404(get_user_model(), pk=user_id)
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        try:  # a 404 would tell anyone which accounts exist
+            accounts.require_owner(actor_of(request), "user.update", "manages accounts")
+        except ServiceError as exc:
+            raise_refusal(exc)
+        raise Http404("no such account")
     name = user.get_username()
     try:
         if action == "password":
@@ -232,5 +274,5 @@ def person_change(request: HttpRequest, user_id: int, action: str) -> HttpRespon
         accounts.set_active(actor_of(request), user, active)
         messages.success(request, f"{name} can sign in again." if active else f"{name} is deactivated and was signed out everywhere.")
     except ServiceError as exc:
-        messages.error(request, f"{exc.message}.")
+        refused(request, exc)
     return redirect(f"{reverse('people')}?{urlencode({'q': name})}")
