@@ -26,6 +26,7 @@ from .models import Domain, Job
 
 log = logging.getLogger(__name__)
 SHUTDOWN_POLL_S = 0.5
+SWEEP_MARGIN_S = 5  # past a job's time limit: the worker has been killed by then (worker_time_limit_s)
 
 
 class Claim:
@@ -134,25 +135,34 @@ def _migrate(job: Job) -> None:
     if on_source is None:
         raise DriverError(f"{domain.name} is on neither {source.name} nor {target.name}")
 
+    # The driver calls these while the move goes on (libvirt's in a thread of its own): one that raised, on a
+    # database that is busy a moment, would leave that thread moving the domain while the job ended as failed.
     def progress(report: MigrationProgress) -> None:
-        Job.objects.filter(pk=job.pk).update(progress=report.percent, heartbeat=timezone.now())
-        job.progress = report.percent
-        announce(job)
+        try:
+            _this_attempt(job).update(progress=report.percent, heartbeat=timezone.now())
+            job.progress = report.percent
+            announce(job)
+        except Exception:  # noqa: BLE001 - see above; the next report tries again
+            log.warning("progress of job %s not recorded", job.pk, exc_info=True)
 
     def stop_requested() -> bool:
-        return Job.objects.filter(pk=job.pk).exclude(stop_requested_by="").exists()
+        try:
+            return Job.objects.filter(pk=job.pk).exclude(stop_requested_by="").exists()
+        except Exception:  # noqa: BLE001 - see above; asked again at the next report
+            log.warning("job %s: could not read whether a stop was asked", job.pk, exc_info=True)
+            return False
 
     options = lab_migration_options(source.uri, target.uri, uuid)
     result = source_driver.migrate(uuid, target_driver, progress, stop_requested, **options)
-    _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
-    if stop_requested():
-        _log(job, "it was asked to stop, but the move had ended before it could be stopped")
-    try:
+    try:  # where it runs first: the rest is the job's log
         arrived = target_driver.domain(uuid)
     except DriverError:  # the move is done: the row says where it runs, the next poll reads its figures
         arrived = None
     _arrived(domain.pk, target, arrived)
     domain.host = target
+    _log(job, result.detail or f"{domain.name} migrated live from {source.name} to {target.name}")
+    if stop_requested():
+        _log(job, "it was asked to stop, but the move had ended before it could be stopped")
 
 
 def _arrived(domain_id: int, host: Host, info: DomainInfo | None) -> None:
@@ -209,7 +219,7 @@ def _turn_off(job: Job) -> None:
         if info is None or info.state not in (*RUNNING_STATES, Domain.State.SHUTDOWN):
             _log(job, f"{domain.name} shut down")
             return
-        Job.objects.filter(pk=job.pk).update(heartbeat=timezone.now())
+        _this_attempt(job).update(heartbeat=timezone.now())
         time.sleep(SHUTDOWN_POLL_S)
     raise GuestDidNotShutDown(
         f"{domain.name} did not shut down within {settings.SHUTDOWN_WAIT:.0f} s: its guest may ignore the request "
@@ -226,16 +236,22 @@ HANDLERS = {
 # -- outcomes -------------------------------------------------------------------------------------------------
 
 
+def _this_attempt(job: Job):
+    """The job's row while it is still at the attempt this process knows: once the sweep has taken the job from a
+    worker it took for lost (and perhaps given it to another), what the first one writes late is dropped."""
+    return Job.objects.filter(pk=job.pk, attempts=job.attempts)
+
+
 def _log(job: Job, line: str) -> None:
     stamp = timezone.now().strftime("%H:%M:%S")
     job.log = f"{job.log}{stamp} {line}\n"
-    Job.objects.filter(pk=job.pk).update(log=job.log)
+    _this_attempt(job).update(log=job.log)
 
 
 def _finish(job: Job, state: str, *, error_code: str = "", error: str = "") -> bool:
     """running/queued -> final state, once. Returns False if another party finished it first."""
     now = timezone.now()
-    changed = Job.objects.filter(pk=job.pk, state__in=Job.UNFINISHED).update(
+    changed = _this_attempt(job).filter(state__in=Job.UNFINISHED).update(
         state=state, finished=now, error_code=error_code, error=error, progress=100 if state == Job.State.SUCCEEDED else F("progress")
     )
     if changed:
@@ -309,19 +325,30 @@ def time_limit_s(kind: str) -> float:
     return settings.RESIZE_TIME_LIMIT
 
 
+def worker_time_limit_s(kind: str) -> float:
+    """How long a worker may spend on a job before Celery kills it. It must be dead before the sweep takes the job
+    for lost (its time limit after its last heartbeat, which is after the task started): a call that hangs and
+    returns after the sweep has failed or re-queued the job would act on a job that others now act on. A
+    migration heartbeats and stops itself at its time limit; it is given time to say so."""
+    if kind == Job.Kind.MIGRATE:
+        return settings.MIGRATE_TIME_LIMIT + 30
+    return time_limit_s(kind)
+
+
 def sweep() -> dict:
     """Finish what dead workers left, and re-send queued jobs whose message was lost. Runs periodically."""
     now = timezone.now()
     counts = {"requeued": 0, "resent": 0, "failed": 0, "succeeded": 0}
     for job in Job.objects.filter(state=Job.State.RUNNING).select_related("domain", "host", "target_host"):
-        if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + 5):
+        if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S):
             continue
         counts[_recover(job)] += 1
     stale = now - timedelta(seconds=settings.REQUEUE_AFTER)
     from .services import enqueue
 
-    for job_id, queue in Job.objects.filter(state=Job.State.QUEUED, created__lt=stale).exclude(enqueued_at__gt=stale).values_list("pk", "queue"):
-        enqueue(job_id, queue)
+    queued = Job.objects.filter(state=Job.State.QUEUED, created__lt=stale).exclude(enqueued_at__gt=stale)
+    for job_id, queue, kind in queued.values_list("pk", "queue", "kind"):
+        enqueue(job_id, queue, kind)
         counts["resent"] += 1
     return counts
 
@@ -332,9 +359,9 @@ def _recover(job: Job) -> str:
     if job.kind in (Job.Kind.RESIZE, Job.Kind.MAXMEM) and job.attempts < 3:
         from .services import enqueue
 
-        if Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(state=Job.State.QUEUED, enqueued_at=None):
+        if _this_attempt(job).filter(state=Job.State.RUNNING).update(state=Job.State.QUEUED, enqueued_at=None):
             _log(job, "the worker running this job stopped answering; queued again (the change is idempotent)")
-            transaction.on_commit(lambda: enqueue(job.pk, job.queue))
+            transaction.on_commit(lambda: enqueue(job.pk, job.queue, job.kind))
             return "requeued"
     if job.kind == Job.Kind.MIGRATE:
         try:

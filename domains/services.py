@@ -21,7 +21,7 @@ from hosts.drivers import DomainConfig
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import BadSize, format_mib as mib, parse_memory_kib
 
-from .jobs import announce
+from .jobs import announce, worker_time_limit_s
 from .models import Domain, Job
 from .xenconfig import ConfigError, parse_xen_config
 
@@ -260,15 +260,15 @@ def _new_job(actor: Actor, kind: str, host: Host, *, domain: Domain | None = Non
         actor_user=actor.user,
         queue=host.celery_queue,
     )
-    transaction.on_commit(lambda: enqueue(job.pk, job.queue))
+    transaction.on_commit(lambda: enqueue(job.pk, job.queue, job.kind))
     announce(job)  # the jobs pages show it queued
     return job
 
 
-def enqueue(job_id: int, queue: str) -> None:
+def enqueue(job_id: int, queue: str, kind: str) -> None:
     """Send the job's message. If the broker is down the job stays queued and the sweep sends it later."""
     try:
-        current_app.send_task("domains.tasks.run_job", args=[job_id], queue=queue)
+        current_app.send_task("domains.tasks.run_job", args=[job_id], queue=queue, time_limit=worker_time_limit_s(kind))
     except Exception:  # noqa: BLE001 - the database holds the job; the sweep re-sends it
         log.warning("job %s could not be enqueued now; the sweep will send it", job_id, exc_info=True)
         return

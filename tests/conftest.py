@@ -58,6 +58,7 @@ class Worker:
 
     def start(self) -> "Worker":
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.unlink(missing_ok=True)  # an earlier run's "ready." must not pass for this worker's
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "balloonweb", "worker", "-Q", self.queues, "-c", str(self.concurrency),

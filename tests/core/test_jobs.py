@@ -6,9 +6,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from datetime import timedelta
+
 import pytest
 import redis
 from django.db import close_old_connections, connections
+from django.utils import timezone
 
 from balloonweb.audit.models import AuditEntry
 from domains import jobs, services
@@ -112,6 +115,45 @@ def test_a_killed_worker_leaves_no_job_running_after_the_sweep(sim_hosts, foo, c
     assert job.state == Job.State.SUCCEEDED and "stopped answering; queued again" in job.log
     assert not Job.objects.filter(state=Job.State.RUNNING).exists()
     assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == "524288 KiB"
+
+
+def test_a_hung_hypervisor_call_is_ended_by_the_job_time_limit_before_the_sweep_takes_the_job_again(sim_hosts, foo, cli, start_worker, settings):
+    """The worker is not killed by anyone here: its call hangs (libvirtd stopped), Celery kills it at the job's
+    time limit, and only then may the sweep queue the job again; the hung call cannot come back afterwards and
+    end a job that another attempt is running."""
+    Host.objects.filter(pk=foo.host_id).update(queue_group="hung")
+    worker = start_worker("hung", "jobs.hung", concurrency=1)
+    daemon = fleet.simhost("hv1").pid(fleet.simhost("hv1").daemon_pid_file)
+    os.kill(daemon, 19)  # SIGSTOP
+    try:
+        job = services.request_resize(cli, foo, "512")
+        deadline = time.monotonic() + settings.RESIZE_TIME_LIMIT + 20
+        while "Hard time limit" not in worker.log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"Hard time limit ({settings.RESIZE_TIME_LIMIT:.1f}s) exceeded" in worker.log.read_text(errors="replace")
+        caught = Job.objects.get(pk=job.pk)
+        assert caught.state == Job.State.RUNNING, (caught.state, caught.attempts, caught.log, caught.error)  # until the sweep comes
+    finally:
+        os.kill(daemon, 18)  # SIGCONT
+    time.sleep(jobs.SWEEP_MARGIN_S + 1)
+    assert jobs.sweep()["requeued"] == 1
+    job = wait_for_job(job)
+    assert (job.state, job.attempts) == (Job.State.SUCCEEDED, 2) and "stopped answering; queued again" in job.log
+    assert virsh_dominfo(sim_hosts["hv1"].uri, "foo")["Used memory"] == "524288 KiB"
+
+
+def test_what_a_worker_taken_for_lost_writes_late_is_dropped(sim_hosts, foo, cli):
+    no_worker_takes_jobs_of(foo.host)
+    job = services.request_resize(cli, foo, "512")
+    assert jobs.claim(job.pk) == jobs.Claim.RUN
+    first = Job.objects.get(pk=job.pk)
+    Job.objects.filter(pk=job.pk).update(heartbeat=timezone.now() - timedelta(minutes=5))
+    assert jobs.sweep()["requeued"] == 1
+    assert jobs.claim(job.pk) == jobs.Claim.RUN  # a second worker runs it now
+    assert jobs._finish(first, Job.State.FAILED, error="late") is False
+    jobs._log(first, "late line")
+    again = Job.objects.get(pk=job.pk)
+    assert (again.state, again.attempts, "late line" in again.log) == (Job.State.RUNNING, 2, False)
 
 
 def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
