@@ -152,6 +152,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["domain", "state"]),
             models.Index(fields=["state", "created"]),
+            models.Index(fields=["state", "finished"]),
             models.Index(fields=["host", "state"]),
         ]
 

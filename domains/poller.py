@@ -8,10 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 
 from celery import current_app
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -103,9 +101,8 @@ def in_jobs_since(read_at) -> JobsAtWork:
     """The domains jobs are changing, or changed after `read_at` (when the hosts were read). A job writes what the
     hypervisor says after it, which an older reading must not overwrite: the host would count a resized domain at
     its old size, or a migrating one on its destination, until the next poll."""
-    window = read_at - timedelta(seconds=settings.MIGRATE_TIME_LIMIT + 60)  # no job runs longer (the sweep)
     jobs = Job.objects.filter(
-        Q(state=Job.State.RUNNING) | Q(state__in=Job.ENDED, created__gte=window, finished__gte=read_at)
+        Q(state=Job.State.RUNNING) | Q(state__in=Job.ENDED, finished__gte=read_at)
         | Q(kind=Job.Kind.CREATE, state=Job.State.QUEUED)
     ).values_list("kind", "state", "domain_id", "target_host_id", "params__name")
     at_work = JobsAtWork()
@@ -248,11 +245,12 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
     report = PollReport(hosts=len(hosts))
     with _cyclic_gc_paused():
         started = time.perf_counter()
+        # Before the rows are loaded: a job that ends while they load wrote after them, and must count as such.
+        read_at = timezone.now()
         # Loaded before the reads, so that only domains new to these hosts have their config read.
         present = present_domains(hosts)
         report.database_s = time.perf_counter() - started
         started = time.perf_counter()
-        read_at = timezone.now()
         readings = read_hosts(hosts, set(present))
         report.libvirt_s = time.perf_counter() - started
         started = time.perf_counter()
