@@ -1,5 +1,6 @@
 """The one hypervisor driver: libvirt, for any URI it accepts (test:, qemu:, xen:, with +unix, +tcp, +ssh)."""
 
+import logging
 import re
 import threading
 import time
@@ -30,6 +31,8 @@ from .errors import (
     MigrationStopped,
     NotSupported,
 )
+
+log = logging.getLogger(__name__)
 
 STATE_NAMES = {
     libvirt.VIR_DOMAIN_NOSTATE: "running",
@@ -256,7 +259,31 @@ class LibvirtDriver:
             raise self._translate(exc, dom.name()) from exc
 
     def define_and_start(self, config: DomainConfig) -> DomainInfo:
-        return self.define_xml_and_start(self.config_xml(config), start_memory_kib=config.memory_kib)
+        """A new domain, running. One that this defined but could not start at its size is removed again: a
+        failed creation leaves nothing behind that BalloonWeb would find at its next poll and not know of."""
+        existed = self._named(config.name) is not None
+        try:
+            return self.define_xml_and_start(self.config_xml(config), start_memory_kib=config.memory_kib)
+        except DriverError:
+            if not existed:
+                self._remove_quietly(config.name)
+            raise
+
+    def _named(self, name: str):
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    def _remove_quietly(self, name: str) -> None:
+        dom = self._named(name)
+        try:
+            if dom is not None and dom.isActive():
+                dom.destroy()
+            if dom is not None:
+                dom.undefine()
+        except libvirt.libvirtError:
+            log.warning("could not remove %s after its failed creation", name, exc_info=True)
 
     def config_xml(self, config: DomainConfig) -> str:
         domain_type = {"Test": "test", "QEMU": "qemu"}.get(self.conn_type_safe(), "xen")

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from hosts.drivers import AboveMaxMemory, DomainConfig, DomainNotRunning, HostUnreachable, InvalidRequest, NotSupported, driver_for
+from hosts.drivers import AboveMaxMemory, DomainConfig, DriverError, DomainNotRunning, HostUnreachable, InvalidRequest, NotSupported, driver_for
 from hosts.drivers.libvirt_driver import LibvirtDriver
 from hosts.simulation import fleet
 
@@ -42,6 +42,18 @@ def test_above_maxmem_names_the_maxmem(driver):
         driver.set_memory(info.uuid, 5000 * 1024, live=True, config=False)
     assert "4,096 MiB" in str(error.value) and "maxmem" in str(error.value)
     assert driver.domain(info.uuid).memory_kib == 1024 * 1024
+
+
+def test_a_creation_that_fails_leaves_nothing_on_the_host(driver):
+    """Defined, then refused at its size (the services never ask this; the hypervisor is what refuses here): the
+    domain is removed again, so that no poll finds a domain no job created. One that was there before stays."""
+    with pytest.raises(InvalidRequest, match="cannot set memory higher than max memory"):
+        define(driver, "half", memory=2048, maxmem=1024)
+    assert [d.name for d in driver.list_domains() if d.name == "half"] == []
+    define(driver, "kept")
+    with pytest.raises(DriverError, match="domain 'kept' already exists"):
+        define(driver, "kept", memory=2048, maxmem=1024)
+    assert [d.name for d in driver.list_domains() if d.name == "kept"] == ["kept"]
 
 
 def test_live_resize_of_a_stopped_domain_is_refused(driver):
