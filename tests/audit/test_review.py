@@ -106,6 +106,28 @@ def test_the_history_snippet_shows_an_objects_own_entries(world: World):
     assert f"?domain={world.da.pk}" in html
 
 
+def test_the_history_shows_who_did_what_to_members_and_where_from_only_to_reviewers(world: World):
+    """A viewer sees who resized the domain, but not the address the request came from, and not what another team
+    did to a host before it was given to theirs."""
+    operator = Actor.for_user(world.users["operator"], client_ip="203.0.113.7", request_id="req-abcdef123")
+    record(operator, "domain.resize", world.da, message="shrunk")
+    record(Actor.for_user(world.users["outsider"]), "host.update", world.b1, message="team B's change")
+    world.b1.team = world.team_a
+    world.b1.save()
+
+    def history(who: str, obj) -> str:
+        request = RequestFactory().get("/")
+        request.actor = Actor.for_user(world.users[who])
+        return Template("{% load audit %}{% audit_history obj %}").render(Context({"obj": obj, "request": request}))
+
+    viewer = history("viewer", world.da)
+    assert "shrunk" in viewer and "operator" in viewer and "203.0.113.7" not in viewer and "req-abcd" not in viewer
+    admin = history("admin", world.da)
+    assert "from 203.0.113.7" in admin and "req-abcd" in admin
+    assert "team B&#x27;s change" not in history("admin", world.b1)
+    assert "team B&#x27;s change" in history("superuser", world.b1)
+
+
 def test_a_change_reads_as_words_not_as_python(world: World):
     """A host added without a team or a set capacity: the review page said "team_id None, capacity_kib None"."""
     record(Actor.command_line(), "host.add", world.a1,

@@ -1,8 +1,11 @@
 """`{% load audit %}{% audit_history domain %}` (or a host): the object's recent audit entries, for the domain
-and host pages. The page has already checked that the user may view the object."""
+and host pages. The page has already checked that the user may view the object, and every member of its team
+sees who did what to it; only those who review the team's audit log see where each request came from (the
+client's address), and only superusers the entries of a team the object belonged to before."""
 
 from django import template
 
+from balloonweb.access import rules
 from balloonweb.audit.models import AuditEntry
 from balloonweb.audit.review import may_review
 from hosts.units import format_mib
@@ -14,13 +17,17 @@ HISTORY_LENGTH = 15
 @register.inclusion_tag("audit/_history.html", takes_context=True)
 def audit_history(context, obj, length: int = HISTORY_LENGTH):
     field = {"domain": "domain_id", "host": "host_id"}[obj._meta.model_name]
-    entries = list(AuditEntry.objects.filter(**{field: obj.pk}).order_by("-id")[:length])
+    team_id = obj.team_id if field == "host_id" else obj.host.team_id
     request = context.get("request")
     actor = getattr(request, "actor", None)
+    entries = AuditEntry.objects.filter(**{field: obj.pk})
+    if actor is None or not actor.is_privileged:
+        entries = entries.filter(team_id=team_id)
     return {
-        "entries": entries,
+        "entries": list(entries.order_by("-id")[:length]),
         "review_query": f"{field.removesuffix('_id')}={obj.pk}",
         "may_review": actor is not None and may_review(actor),
+        "hide_origin": actor is None or not rules.allows(actor, "view_audit", team_id),
     }
 
 
