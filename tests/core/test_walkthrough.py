@@ -96,10 +96,14 @@ def test_errors_are_one_line_and_exit_1(sim_hosts, foo):
         ("migrate", "foo", "hv9"): "xm: no host named hv9",
         ("migrate", "foo", "hv1"): "xm: foo already runs on hv1; pick another host",
         ("--user", "nobody", "list"): "xm: no active user named nobody",
+        ("create", "/bin/ls", "--host", "hv1"): 'xm: /bin/ls is not a text file: give a Xen config file (name = "foo", memory = 512, ...)',
     }
     for args, message in cases.items():
         result = xm(*args)
         assert (result.returncode, result.stderr.strip()) == (1, message), args
+    for timeout in ("nan", "inf", "0", "soon"):  # nan and inf waited for ever
+        result = xm("mem-set", "foo", "512", "--timeout", timeout)
+        assert result.returncode == 2 and f"argument --timeout: '{timeout}' is not a number of seconds above 0" in result.stderr
 
 
 def test_a_name_on_two_hosts_needs_the_host(sim_hosts, foo):

@@ -2,6 +2,8 @@
 as XenServer's `xe host-evacuate`). Changes run as jobs. Also the fleet's hosts: host-list, host-add, host-set,
 host-remove (domains/host_registry.py)."""
 
+import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,17 @@ def cli_actor(username: str | None) -> Actor:
         raise services.NotFound(f"no active user named {username}")
     return Actor.for_user(user, via="cli")
 
+
+
+def seconds(text: str) -> float:
+    """--timeout: a finite, positive number of seconds (nan or inf would wait for ever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 class Command(BaseCommand):
     help = "Xen's xm on BalloonWeb: list, mem-set, mem-max, create, migrate, maintenance; host-list, host-add, host-set, host-remove."
@@ -95,7 +108,7 @@ class Command(BaseCommand):
             sub.add_argument("--host", required=sub is create, help="the host the domain is on (create: where to start it)")
         for sub in (mem_set, mem_max, create, migrate, service, *powers):
             sub.add_argument("--no-wait", action="store_true", help="print the job id instead of waiting")
-            sub.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
+            sub.add_argument("--timeout", type=seconds, default=900.0, help="seconds to wait for the job")
 
     def handle(self, *args, subcommand, user=None, **options):
         try:
@@ -126,6 +139,8 @@ class Command(BaseCommand):
                 text = path.read_text()
             except OSError as exc:
                 self.fail(f"cannot read {path}: {exc.strerror}")
+            except UnicodeDecodeError:
+                self.fail(f"{path} is not a text file: give a Xen config file (name = \"foo\", memory = 512, ...)")
             return services.request_create(actor, services.find_host(actor, host_name), text)
         domain = services.find_domain(actor, options["domain"], host_name)
         if subcommand == "mem-set":
