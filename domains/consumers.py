@@ -63,6 +63,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         await self.leave(list(self.joined))
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Frames that are not JSON text (binary, or broken) are ignored, rather than ending the socket."""
+        if text_data is None:
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs) -> None:
         """The page sends nothing that matters; a ping is answered so a client can measure the socket."""
         if isinstance(content, dict) and content.get("type") == "ping":

@@ -94,6 +94,20 @@ def test_members_get_their_hosts_hints_and_outsiders_see_nothing(people, small_f
     run(scenario)
 
 
+def test_a_frame_that_is_not_json_text_is_ignored_and_the_socket_goes_on(people, small_fleet, team):
+    async def scenario():
+        socket, _ = await connect(FleetConsumer, people["viewer"])
+        await socket.send_to(text_data="{bad json")
+        await socket.send_to(bytes_data=b"\x00\x01")
+        await socket.send_json_to({"type": "ping", "t": 7})
+        assert await socket.receive_json_from(timeout=5) == {"type": "pong", "t": 7}
+        await send("fleet", team.pk, {"type": "hosts", "hosts": [small_fleet["hv1"].pk]})
+        assert await socket.receive_json_from(timeout=5) == {"type": "hosts", "hosts": [small_fleet["hv1"].pk]}
+        await socket.disconnect()
+
+    run(scenario)
+
+
 def test_the_domain_socket_forwards_only_its_domain_and_follows_a_migration(people, small_fleet):
     foo, hv1, hv2 = small_fleet["foo"], small_fleet["hv1"], small_fleet["hv2"]
 
