@@ -52,7 +52,8 @@ class Host(models.Model):
 
 
 def queue_name(kind: str, queue_group: str) -> str:
-    """Jobs and polls have queues of their own, so that a long migration never delays a poll."""
+    """Jobs and polls have queues of their own, so that workers of their own serve them (run.sh): a long
+    migration then never delays a poll."""
     return f"{kind}.{queue_group}" if queue_group else kind
 
 

@@ -38,7 +38,10 @@ trap stop_everything EXIT INT TERM
 
 if [ "${BALLOONWEB_FLEET:-sim}" = lab ]; then manage lab up; else manage simhost demo; fi
 
-"$VENV/bin/celery" -A balloonweb worker -Q jobs,poll -c 2 -l warning --logfile "$STATE_DIR/worker.log" & children+=($!)
+# Polls and jobs in workers of their own: a worker's processes take whatever comes next, so long migrations in a
+# worker that also polls would hold up the polls, the autoscaler and the sweep that rescues stuck jobs.
+"$VENV/bin/celery" -A balloonweb worker -Q poll -c 1 -n poll@%h -l warning --logfile "$STATE_DIR/worker-poll.log" & children+=($!)
+"$VENV/bin/celery" -A balloonweb worker -Q jobs -c 2 -n jobs@%h -l warning --logfile "$STATE_DIR/worker-jobs.log" & children+=($!)
 "$VENV/bin/celery" -A balloonweb beat -l warning -s "$STATE_DIR/celerybeat-schedule" --logfile "$STATE_DIR/beat.log" & children+=($!)
 "$VENV/bin/python" manage.py events >"$STATE_DIR/events.log" 2>&1 & children+=($!)
 say "BalloonWeb on http://127.0.0.1:8000 (logs in $STATE_DIR); Ctrl-C stops it"

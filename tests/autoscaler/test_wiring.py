@@ -1,5 +1,5 @@
 """The autoscaler runs after each poll: poll_group sends the autoscale task, on the "poll" queue that the
-worker of the run command (`-Q jobs,poll`) serves."""
+poll worker of the run command (`-Q poll`) serves."""
 
 from celery import current_app
 
