@@ -48,8 +48,10 @@ def _copy(cursor, table: str, columns: list[str], rows: list) -> None:
             copy.write_row(row)
 
 
-def update_rows(objects: list[Model], fields: list[str]) -> int:
-    """UPDATE each object's `fields` by primary key. Objects must be of one model."""
+def update_rows(objects: list[Model], fields: list[str], *, unless_written_since: tuple[str, object] | None = None) -> int:
+    """UPDATE each object's `fields` by primary key. Objects must be of one model. `unless_written_since` (a
+    field, a value): rows whose field is at or past the value are left as they are, judged by the UPDATE itself,
+    on the row as committed when it runs."""
     if not objects:
         return 0
     meta = objects[0]._meta
@@ -57,9 +59,15 @@ def update_rows(objects: list[Model], fields: list[str]) -> int:
     attnames = [f.attname for f in model_fields]
     rows = [[adapt(getattr(obj, name)) for adapt, name in zip(adapters, attnames)] + [obj.pk] for obj in objects]
     table, pk = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(meta.pk.column)
+    condition, since = "", []
+    if unless_written_since is not None:
+        field = meta.get_field(unless_written_since[0])
+        column = f"{table}.{connection.ops.quote_name(field.column)}"
+        condition = f" AND ({column} IS NULL OR {column} < %s)"
+        since = [field.get_db_prep_save(unless_written_since[1], connection)]
     if connection.vendor != "postgresql":
         assignments = ", ".join(f"{column} = %s" for column in columns)
-        _executemany(f"UPDATE {table} SET {assignments} WHERE {pk} = %s", rows)
+        _executemany(f"UPDATE {table} SET {assignments} WHERE {pk} = %s{condition}", [row + since for row in rows])
         return len(rows)
     # The temporary table takes its column types from the table itself; it is dropped at once, so that a second
     # call in the same transaction can create it again. No savepoint: the caller's transaction is enough.
@@ -68,7 +76,7 @@ def update_rows(objects: list[Model], fields: list[str]) -> int:
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE {staging} AS SELECT {', '.join(columns)}, {pk} FROM {table} WITH NO DATA")
         _copy(cursor, staging, columns + [pk], rows)
-        cursor.execute(f"UPDATE {table} SET {assignments} FROM {staging} AS staging WHERE {table}.{pk} = staging.{pk}")
+        cursor.execute(f"UPDATE {table} SET {assignments} FROM {staging} AS staging WHERE {table}.{pk} = staging.{pk}{condition}", since)
         cursor.execute(f"DROP TABLE {staging}")
     return len(rows)
 

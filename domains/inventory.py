@@ -80,10 +80,12 @@ def record_domain(host: Host, info: DomainInfo) -> Domain:
     domain = Domain.objects.filter(uuid=info.uuid).first()
     if domain is None:
         domain = new_domain(host, info, now)
+        domain.job_wrote_at = now
         domain.save()
         return domain
     apply_observation(domain, host, info, now)
-    domain.save(update_fields=OBSERVED_FIELDS + CONFIG_FIELDS)
+    domain.job_wrote_at = now
+    domain.save(update_fields=OBSERVED_FIELDS + CONFIG_FIELDS + ["job_wrote_at"])
     return domain
 
 

@@ -170,7 +170,7 @@ def _arrived(domain_id: int, host: Host, info: DomainInfo | None) -> None:
     host it left, so that the inventory sees a move (another host) rather than a boot (a new process on the
     same host), which would make the autoscaler forget its watch of the balloon."""
     if info is None:
-        Domain.objects.filter(pk=domain_id).update(host=host)
+        Domain.objects.filter(pk=domain_id).update(host=host, job_wrote_at=timezone.now())
     else:
         inventory.record_domain(host, info)
 

@@ -58,6 +58,9 @@ class Domain(models.Model):
     # When it was last seen starting (inventory.started_again): a boot sets the balloon to the config's memory,
     # so the targets asked for before it no longer apply.
     booted_at = models.DateTimeField(null=True, blank=True)
+    # When a job last wrote the row from what the hypervisor said after it: a poll that read the hosts before
+    # then leaves the row to the job (the check is in the poll's UPDATE itself, so no timing gets past it).
+    job_wrote_at = models.DateTimeField(null=True, blank=True)
 
     objects = DomainQuerySet.as_manager()
 

@@ -185,7 +185,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
 
     hosts_changed = [r.host for r in readings if _apply_host(r, now)]
     with transaction.atomic():
-        update_rows(changed, POLLED_FIELDS)
+        update_rows(changed, POLLED_FIELDS, unless_written_since=("job_wrote_at", read_at or now))
         if figures_only:
             update_rows(figures_only, inventory.STATS_FIELDS)
         Domain.objects.bulk_create(created, batch_size=2000)

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from domains import poller, services
+from domains import inventory, poller, services
 from domains.models import Domain, Job, MemorySample
 from hosts.drivers import driver_for
 from hosts.models import Host
@@ -191,6 +191,22 @@ def test_a_reading_older_than_a_jobs_end_does_not_undo_it(sim_hosts, foo, celery
     assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
     poller.poll_hosts(hosts)  # the next poll reads afresh
     assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
+
+
+def test_a_job_that_writes_while_the_poll_is_writing_is_not_undone(sim_hosts, foo):
+    """The race the test above cannot show: the job's write lands after the poll has looked for jobs, before
+    its UPDATE. Here no Job row exists at all, so only the row's own stamp (job_wrote_at) can protect it."""
+    hv1 = sim_hosts["hv1"]
+    present = poller.present_domains([hv1])
+    read_at = timezone.now()
+    readings = poller.read_hosts([hv1], set(present))  # foo at 1,024 MiB
+    driver = driver_for(hv1.uri)
+    driver.set_memory(str(foo.uuid), 2048 * 1024, live=True, config=False)
+    inventory.record_domain(hv1, driver.domain(str(foo.uuid)))  # as a job does when it ends
+    poller.write_readings(readings, present, read_at)
+    assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
+    poller.poll_hosts([hv1])  # a poll that read after the job writes as usual
+    assert Domain.objects.get(pk=foo.pk).last_seen > Domain.objects.get(pk=foo.pk).job_wrote_at
 
 
 def test_a_domain_a_job_is_changing_keeps_its_row_but_its_guest_figures_follow(sim_hosts, foo):
