@@ -128,6 +128,17 @@ def subscribe(uri: str, handler: EventHandler) -> Subscription:
     return Subscription(uri, conn, callback_ids)
 
 
+def _resubscribe(subscriptions: dict[str, "Subscription"], wanted: set[str], handler: EventHandler) -> None:
+    for uri in list(subscriptions):
+        if uri not in wanted or not subscriptions[uri].alive:
+            subscriptions.pop(uri).close()
+    for uri in wanted - subscriptions.keys():
+        try:
+            subscriptions[uri] = subscribe(uri, handler)
+        except DriverError as exc:
+            log.info("no events from %s yet: %s", uri, exc)
+
+
 def keep_subscribed(uris: Callable[[], Iterable[str]], handler: EventHandler, stop: threading.Event, recheck_s: float = 5.0) -> None:
     """Keep one subscription per URI until `stop` is set: new hosts are subscribed, removed hosts released, and a
     subscription whose connection died is made again once the host answers. Blocks; run it in a thread or as
@@ -135,15 +146,10 @@ def keep_subscribed(uris: Callable[[], Iterable[str]], handler: EventHandler, st
     subscriptions: dict[str, Subscription] = {}
     try:
         while not stop.is_set():
-            wanted = set(uris())
-            for uri in list(subscriptions):
-                if uri not in wanted or not subscriptions[uri].alive:
-                    subscriptions.pop(uri).close()
-            for uri in wanted - subscriptions.keys():
-                try:
-                    subscriptions[uri] = subscribe(uri, handler)
-                except DriverError as exc:
-                    log.info("no events from %s yet: %s", uri, exc)
+            try:
+                _resubscribe(subscriptions, set(uris()), handler)
+            except Exception:  # noqa: BLE001 - the database or a host failing once must not end the events for good
+                log.exception("events: subscriptions not brought up to date; trying again in %.0f s", recheck_s)
             stop.wait(recheck_s)
     finally:
         for subscription in subscriptions.values():

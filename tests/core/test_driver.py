@@ -97,3 +97,31 @@ def test_reconnects_after_the_daemon_restarts():
         assert driver.host_info().hypervisor == "TEST"
     finally:
         fleet.remove(sim)
+
+
+def test_the_events_subscriber_outlives_a_lookup_that_fails():
+    """`manage.py events` keeps one thread subscribing to the hosts; the database failing once (a restart) ended
+    it for good, and the pages then only moved at each poll."""
+    import threading
+    import time
+
+    from hosts.drivers.events import keep_subscribed
+
+    asked = []
+
+    def uris():
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            raise RuntimeError("the database went away")
+        return []
+
+    stop = threading.Event()
+    subscriber = threading.Thread(target=keep_subscribed, args=(uris, lambda _event: None, stop, 0.05), daemon=True)
+    subscriber.start()
+    deadline = time.monotonic() + 5
+    while len(asked) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(asked) >= 3 and subscriber.is_alive()
+    stop.set()
+    subscriber.join(timeout=5)
+    assert not subscriber.is_alive()
