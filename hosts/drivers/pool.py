@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # the dicts below; never held while talking to a host
 _connections: dict[str, libvirt.virConnect] = {}
+# One open at a time per URI: a host that does not answer holds up only those who want that host, not a poll's
+# threads reading the others (an open can wait minutes for a TCP or ssh timeout).
+_opening: dict[str, threading.Lock] = {}
 _owner_pid: int | None = None
 _event_loop_started = False
 
@@ -51,6 +54,7 @@ def _forget_parent_connections() -> None:
     global _owner_pid, _event_loop_started
     if _owner_pid != os.getpid():
         _connections.clear()
+        _opening.clear()  # a lock held by a thread of the parent would never be released here
         _event_loop_started = False  # threads do not survive a fork
         _owner_pid = os.getpid()
 
@@ -59,16 +63,16 @@ def connection(uri: str) -> libvirt.virConnect:
     """The process's connection to `uri`, reopened if it died. Raises HostUnreachable."""
     with _lock:
         _forget_parent_connections()
-        conn = _connections.get(uri)
+        conn = _alive(uri)
         if conn is not None:
-            try:
-                if conn.isAlive():
-                    return conn
-            except libvirt.libvirtError:
-                pass
-            _close_quietly(conn)
-            del _connections[uri]
+            return conn
         _ensure_event_loop()
+        opening = _opening.setdefault(uri, threading.Lock())
+    with opening:
+        with _lock:
+            conn = _alive(uri)  # opened by another thread while this one waited
+        if conn is not None:
+            return conn
         try:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
@@ -77,8 +81,24 @@ def connection(uri: str) -> libvirt.virConnect:
             conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
         except libvirt.libvirtError:
             pass  # a connection inside this process (test:///...) has no peer to keep alive
-        _connections[uri] = conn
+        with _lock:
+            _connections[uri] = conn
         return conn
+
+
+def _alive(uri: str) -> libvirt.virConnect | None:
+    """The open connection to `uri` if it still works (a local check); a dead one is dropped. Under _lock."""
+    conn = _connections.get(uri)
+    if conn is None:
+        return None
+    try:
+        if conn.isAlive():
+            return conn
+    except libvirt.libvirtError:
+        pass
+    _close_quietly(conn)
+    del _connections[uri]
+    return None
 
 
 def discard(uri: str) -> None:

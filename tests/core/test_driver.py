@@ -125,3 +125,42 @@ def test_the_events_subscriber_outlives_a_lookup_that_fails():
     stop.set()
     subscriber.join(timeout=5)
     assert not subscriber.is_alive()
+
+
+def test_a_host_that_does_not_answer_holds_up_no_connection_to_another(sim_hosts):
+    """A poll reads its hosts in threads: one host whose TCP connect or ssh login hangs for minutes held the
+    process's connection lock meanwhile, and every other host's reading waited behind it."""
+    import socket
+    import threading
+    import time
+
+    from hosts.drivers import pool
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts, and never says a word
+    uri = f"qemu+tcp://127.0.0.1:{silent.getsockname()[1]}/system"
+    outcome = []
+    opening = threading.Thread(target=lambda: outcome.append(_try_connection(pool, uri)), daemon=True)
+    opening.start()
+    time.sleep(1)
+    assert opening.is_alive()  # inside libvirt's open, waiting for an answer
+    read = []
+
+    def read_another_host():
+        pool.discard(sim_hosts["hv1"].uri)  # a fresh open of its own
+        read.append(LibvirtDriver(sim_hosts["hv1"].uri).host_info())
+
+    reading = threading.Thread(target=read_another_host, daemon=True)
+    reading.start()
+    reading.join(timeout=2)
+    silent.close()
+    opening.join(timeout=30)
+    assert len(read) == 1 and read[0].cpus > 0  # within the 2 s, while the silent host still held up its own open
+
+
+def _try_connection(pool, uri):
+    try:
+        return pool.connection(uri)
+    except HostUnreachable as exc:
+        return exc
