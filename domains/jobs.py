@@ -31,7 +31,7 @@ SWEEP_MARGIN_S = 5  # past a job's time limit: the worker has been killed by the
 
 class Claim:
     RUN = "run"
-    BUSY = "busy"  # another job of the domain is running: try again shortly
+    BUSY = "busy"  # another job of the domain is running: the task tries again shortly
     SKIP = "skip"  # not queued any more (done, cancelled, or claimed by another worker)
 
 
@@ -45,10 +45,14 @@ def claim(job_id: int, worker: str = "") -> str:
             # of=self and no ordering: the model orders by host name, and a join would lock the host row as well,
             # against the order in which requests take it (host, then domain): a deadlock.
             Domain.objects.select_for_update(of=("self",)).filter(pk=job.domain_id).order_by().first()
-            if Job.objects.filter(domain_id=job.domain_id, state=Job.State.RUNNING).exists():
+            waiting_for_another = Job.objects.filter(domain_id=job.domain_id, state=Job.State.RUNNING).exists() or (
+                # a maxmem change asked before a restart is what the restart is for
+                job.kind in Job.POWER and Job.objects.filter(domain_id=job.domain_id, state=Job.State.QUEUED, pk__lt=job.pk).exists()
+            )
+            if waiting_for_another:
+                # Its message is alive (the task retries): the sweep is not to send it again meanwhile.
+                Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
                 return Claim.BUSY
-            if job.kind in Job.POWER and Job.objects.filter(domain_id=job.domain_id, state=Job.State.QUEUED, pk__lt=job.pk).exists():
-                return Claim.BUSY  # a maxmem change asked before a restart is what the restart is for
             newer = _newer_resize(job)
             if newer is not None:
                 _finish(job, Job.State.CANCELLED, error=f"superseded by job {newer}, a later resize of the same domain")

@@ -156,6 +156,19 @@ def test_what_a_worker_taken_for_lost_writes_late_is_dropped(sim_hosts, foo, cli
     assert (again.state, again.attempts, "late line" in again.log) == (Job.State.RUNNING, 2, False)
 
 
+def test_a_job_waiting_for_another_job_of_its_domain_is_not_sent_again_by_the_sweep(sim_hosts, foo, cli):
+    """Its task retries every half second while it waits; the sweep sent a duplicate message every REQUEUE_AFTER
+    on top, each one another claim under the domain's row lock."""
+    no_worker_takes_jobs_of(foo.host)
+    first = services.request_resize(cli, foo, "512")
+    second = services.request_set_maxmem(cli, foo, "8192")
+    assert jobs.claim(first.pk) == jobs.Claim.RUN
+    long_ago = timezone.now() - timedelta(minutes=1)
+    Job.objects.filter(pk=second.pk).update(created=long_ago, enqueued_at=long_ago)
+    assert jobs.claim(second.pk) == jobs.Claim.BUSY
+    assert jobs.sweep()["resent"] == 0
+
+
 def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
     """A private Redis (the shared one stays up for everyone else): one job's message is lost in the restart,
     another is requested while Redis is down; the sweep sends both again and a worker runs them."""
