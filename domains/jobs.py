@@ -27,6 +27,8 @@ from .models import Domain, Job
 log = logging.getLogger(__name__)
 SHUTDOWN_POLL_S = 0.5
 SWEEP_MARGIN_S = 5  # past a job's time limit: the worker has been killed by then (worker_time_limit_s)
+# How long the sweep keeps asking a migration's destination whether the domain arrived, when it does not answer.
+DESTINATION_GRACE_S = 600
 
 
 class Claim:
@@ -342,7 +344,7 @@ def worker_time_limit_s(kind: str) -> float:
 def sweep() -> dict:
     """Finish what dead workers left, and re-send queued jobs whose message was lost. Runs periodically."""
     now = timezone.now()
-    counts = {"requeued": 0, "resent": 0, "failed": 0, "succeeded": 0}
+    counts = {"requeued": 0, "resent": 0, "failed": 0, "succeeded": 0, "waiting": 0}
     for job in Job.objects.filter(state=Job.State.RUNNING).select_related("domain", "host", "target_host"):
         if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S):
             continue
@@ -371,7 +373,14 @@ def _recover(job: Job) -> str:
         try:
             on_target = driver_for(job.target_host.uri).domain(str(job.domain.uuid))
         except DriverError:
-            on_target = None
+            # Only the destination can say whether the move ended there: failing the job now could record a
+            # domain that runs there as not moved. Asked again at each sweep, for a while.
+            lost_for = timezone.now() - (job.heartbeat or job.started)
+            if lost_for < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S + DESTINATION_GRACE_S):
+                return "waiting"
+            _fail(job, "worker_lost", f"the worker running this job stopped answering, and so did {job.target_host.name}: "
+                  f"where {job.domain.name} runs is known once a poll reaches both hosts")
+            return "failed"
         if on_target is not None:
             _arrived(job.domain_id, job.target_host, on_target)
             _log(job, f"the worker stopped answering, but {job.domain.name} runs on {job.target_host.name}")

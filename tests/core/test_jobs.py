@@ -169,6 +169,20 @@ def test_a_job_waiting_for_another_job_of_its_domain_is_not_sent_again_by_the_sw
     assert jobs.sweep()["resent"] == 0
 
 
+def test_a_lost_migration_whose_destination_does_not_answer_waits_for_it_before_it_fails(sim_hosts, foo):
+    """Only the destination can tell whether the domain arrived: the sweep asks again for DESTINATION_GRACE_S
+    rather than failing a move that may have ended there."""
+    silent = Host.objects.create(name="silent", uri="test+unix:///default?socket=/nonexistent/libvirt-sock")
+    job = Job.objects.create(kind=Job.Kind.MIGRATE, domain=foo, host=foo.host, target_host=silent, state=Job.State.RUNNING,
+                             params={"memory_kib": foo.memory_kib}, actor_kind="cli", actor_label="command line", attempts=1,
+                             started=timezone.now() - timedelta(minutes=30), heartbeat=timezone.now() - timedelta(seconds=60))
+    assert jobs.sweep()["waiting"] == 1 and Job.objects.get(pk=job.pk).state == Job.State.RUNNING
+    Job.objects.filter(pk=job.pk).update(heartbeat=timezone.now() - timedelta(seconds=jobs.DESTINATION_GRACE_S + 1000))
+    assert jobs.sweep()["failed"] == 1
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED and "and so did silent: where foo runs is known once a poll reaches both hosts" in job.error
+
+
 def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
     """A private Redis (the shared one stays up for everyone else): one job's message is lost in the restart,
     another is requested while Redis is down; the sweep sends both again and a worker runs them."""
