@@ -18,7 +18,7 @@ from balloonweb.access.actors import Actor
 from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
 from hosts.drivers import DomainConfig, DomainInfo, DriverError, GuestDidNotShutDown, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
-from hosts.models import RUNNING_STATES, Host
+from hosts.models import RUNNING_STATES, Host, queue_name
 from hosts.units import format_mib
 
 from . import inventory
@@ -353,8 +353,11 @@ def sweep() -> dict:
     from .services import enqueue
 
     queued = Job.objects.filter(state=Job.State.QUEUED, created__lt=stale).exclude(enqueued_at__gt=stale)
-    for job_id, queue, kind in queued.values_list("pk", "queue", "kind"):
-        enqueue(job_id, queue, kind)
+    for job_id, queue, kind, group in queued.values_list("pk", "queue", "kind", "host__queue_group"):
+        # To the host's queue now: one moved to another queue group since has no worker on its old queue.
+        if queue != (current := queue_name("jobs", group)):
+            Job.objects.filter(pk=job_id).update(queue=current)
+        enqueue(job_id, current, kind)
         counts["resent"] += 1
     return counts
 

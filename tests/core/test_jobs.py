@@ -183,6 +183,19 @@ def test_a_lost_migration_whose_destination_does_not_answer_waits_for_it_before_
     assert job.state == Job.State.FAILED and "and so did silent: where foo runs is known once a poll reaches both hosts" in job.error
 
 
+def test_a_queued_job_follows_its_host_to_another_queue_group(sim_hosts, foo, cli, start_worker):
+    """Queued while no worker read its group's queue; the host is then moved to a group that has workers. The
+    sweep sent it to the old queue for ever, and it held its booking."""
+    no_worker_takes_jobs_of(foo.host)
+    job = services.request_resize(cli, foo, "512")
+    Job.objects.filter(pk=job.pk).update(created=timezone.now() - timedelta(minutes=1), enqueued_at=None)
+    Host.objects.filter(pk=foo.host_id).update(queue_group="moved")
+    start_worker("moved", "jobs.moved", concurrency=1)
+    assert jobs.sweep()["resent"] == 1
+    job = wait_for_job(job)
+    assert (job.state, job.queue) == (Job.State.SUCCEEDED, "jobs.moved")
+
+
 def test_jobs_queued_while_redis_restarts_still_run(sim_hosts, foo, tmp_path):
     """A private Redis (the shared one stays up for everyone else): one job's message is lost in the restart,
     another is requested while Redis is down; the sweep sends both again and a worker runs them."""
