@@ -41,10 +41,6 @@ def apply_observation(domain: Domain, host: Host, seen: DomainInfo | DomainStats
     """Copy what a driver reported onto the row (not saved)."""
     if started_again(domain, host, seen):
         domain.booted_at = now
-        # A boot takes the persistent config: what it runs with now is the config, whoever changed it (virsh
-        # setmaxmem --config by hand, or a maxmem job whose host did not answer afterwards). A poll reads the
-        # config itself only of domains new to it.
-        domain.config_memory_kib, domain.config_maxmem_kib = seen.memory_kib, seen.maxmem_kib
     domain.host = host
     domain.name = seen.name
     domain.hv_id = seen.hv_id

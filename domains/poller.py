@@ -25,7 +25,7 @@ from .samples import record_samples, sample_due
 
 POLL_THREADS = 32
 HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
-POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.CONFIG_FIELDS + inventory.STATS_FIELDS
+POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.STATS_FIELDS
 # Fields whose change is worth a live update (cpu time and last_seen change on every poll).
 SHOWN_FIELDS = ("host_id", "state", "memory_kib", "maxmem_kib", "actual_kib", "unused_kib", "available_kib", "hv_id", "vcpus")
 

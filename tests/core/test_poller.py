@@ -220,16 +220,3 @@ def test_a_domain_a_job_is_changing_keeps_its_row_but_its_guest_figures_follow(s
     assert foo.memory_kib == 999 * 1024  # not the poll's to say
     assert foo.available_kib is not None and foo.unused_kib is not None and foo.actual_kib == 1024 * 1024
     assert MemorySample.objects.filter(domain=foo).exists()
-
-
-def test_a_domain_restarted_outside_balloonweb_with_a_new_maxmem_shows_no_restart_pending(sim_hosts, foo):
-    """virsh setmaxmem --config, then a restart by hand: it runs with the new maxmem, and the row's config says
-    so too (the tables showed "8192 → 4096", a restart that would change nothing)."""
-    hv1 = sim_hosts["hv1"]
-    driver = driver_for(hv1.uri)
-    driver.destroy(str(foo.uuid))
-    driver.set_maxmem(str(foo.uuid), 8192 * 1024)
-    driver.start(str(foo.uuid))
-    poller.poll_hosts([hv1])
-    foo.refresh_from_db()
-    assert (foo.maxmem_kib, foo.config_maxmem_kib, foo.awaits_restart) == (8192 * 1024, 8192 * 1024, False)
