@@ -262,12 +262,7 @@ class LibvirtDriver:
         """A new domain, running. One that this defined but could not start at its size is removed again: a
         failed creation leaves nothing behind that BalloonWeb would find at its next poll and not know of."""
         existed = self._named(config.name) is not None
-        try:
-            return self.define_xml_and_start(self.config_xml(config), start_memory_kib=config.memory_kib)
-        except DriverError:
-            if not existed:
-                self._remove_quietly(config.name)
-            raise
+        return self.define_xml_and_start(self.config_xml(config), start_memory_kib=config.memory_kib, remove_if_not_started=not existed)
 
     def _named(self, name: str):
         try:
@@ -275,15 +270,14 @@ class LibvirtDriver:
         except libvirt.libvirtError:
             return None
 
-    def _remove_quietly(self, name: str) -> None:
-        dom = self._named(name)
+    @staticmethod
+    def _remove_quietly(dom) -> None:
         try:
-            if dom is not None and dom.isActive():
+            if dom.isActive():
                 dom.destroy()
-            if dom is not None:
-                dom.undefine()
+            dom.undefine()
         except libvirt.libvirtError:
-            log.warning("could not remove %s after its failed creation", name, exc_info=True)
+            log.warning("could not remove %s after its failed creation", dom.name(), exc_info=True)
 
     def config_xml(self, config: DomainConfig) -> str:
         domain_type = {"Test": "test", "QEMU": "qemu"}.get(self.conn_type_safe(), "xen")
@@ -297,15 +291,22 @@ class LibvirtDriver:
             "<devices><memballoon model='virtio'/></devices></domain>"
         )
 
-    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None) -> DomainInfo:
+    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None, remove_if_not_started: bool = False) -> DomainInfo:
+        """`remove_if_not_started`: the domain is new (the caller looked), and is undefined again if it was
+        defined here but could not start; never when the define itself failed (another's domain of that name)."""
         try:
             dom = self.conn.defineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise self._translate(exc) from exc
+        try:
             if not dom.isActive():
                 dom.create()
             if start_memory_kib is not None and dom.info()[2] != start_memory_kib:
                 dom.setMemoryFlags(start_memory_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
             return self._info(dom)
         except libvirt.libvirtError as exc:
+            if remove_if_not_started:
+                self._remove_quietly(dom)
             raise self._translate(exc) from exc
 
     def start(self, uuid: str) -> None:

@@ -42,8 +42,8 @@ class SimulatedDriver(LibvirtDriver):
             path.parent.mkdir(exist_ok=True)
             path.write_text(self.domain_xml(uuid))
 
-    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None) -> DomainInfo:
-        info = super().define_xml_and_start(xml, start_memory_kib=start_memory_kib)
+    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None, remove_if_not_started: bool = False) -> DomainInfo:
+        info = super().define_xml_and_start(xml, start_memory_kib=start_memory_kib, remove_if_not_started=remove_if_not_started)
         self._save(info.uuid)
         return info
 
