@@ -69,8 +69,11 @@ REFUSALS = [
             "only a superuser gives another person a new password"),
     Refused("operator", ("person-change", "users.viewer.pk", "sign-out"), {}, "auth.logout_everywhere",
             "only a superuser signs another person out"),
-    # An account that does not exist is refused the same way: a 404 would tell which accounts exist.
-    Refused("operator", ("person-change", "999999", "active"), {"active": "0"}, "user.update", "only a superuser manages accounts"),
+    # An account that does not exist is refused word for word as one that does: else the answer tells which exist.
+    Refused("operator", ("person-change", "999999", "active"), {"active": "0"}, "user.update",
+            "only a superuser deactivates or reactivates accounts"),
+    Refused("operator", ("person-change", "999999", "password"), {}, "auth.password_change",
+            "only a superuser gives another person a new password"),
 ]
 
 
