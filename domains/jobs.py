@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from balloonweb.audit.log import record
@@ -57,7 +58,7 @@ def claim(job_id: int, worker: str = "") -> str:
                 return Claim.BUSY
             newer = _newer_resize(job)
             if newer is not None:
-                _finish(job, Job.State.CANCELLED, error=f"superseded by job {newer}, a later resize of the same domain")
+                _finish(job, Job.State.CANCELLED, error=f"superseded by job {newer}, a later resize of the same domain", was=Job.State.QUEUED)
                 return Claim.SKIP
         now = timezone.now()
         claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
@@ -249,15 +250,17 @@ def _this_attempt(job: Job):
 
 
 def _log(job: Job, line: str) -> None:
-    stamp = timezone.now().strftime("%H:%M:%S")
-    job.log = f"{job.log}{stamp} {line}\n"
-    _this_attempt(job).update(log=job.log)
+    """Append a line, in the database: the sweep's lines and a late worker's both stay, each in its place."""
+    text = f"{timezone.now().strftime('%H:%M:%S')} {line}\n"
+    job.log = f"{job.log}{text}"
+    Job.objects.filter(pk=job.pk).update(log=Concat(F("log"), Value(text), output_field=TextField()))
 
 
-def _finish(job: Job, state: str, *, error_code: str = "", error: str = "") -> bool:
-    """running/queued -> final state, once. Returns False if another party finished it first."""
+def _finish(job: Job, state: str, *, error_code: str = "", error: str = "", was: str = Job.State.RUNNING) -> bool:
+    """`was` (running, or queued for a job cancelled before it ran) -> final state, once, at the attempt this
+    process knows. Returns False if another party finished it first, or the sweep took it back."""
     now = timezone.now()
-    changed = _this_attempt(job).filter(state__in=Job.UNFINISHED).update(
+    changed = _this_attempt(job).filter(state=was).update(
         state=state, finished=now, error_code=error_code, error=error, progress=100 if state == Job.State.SUCCEEDED else F("progress")
     )
     if changed:
@@ -332,12 +335,15 @@ def time_limit_s(kind: str) -> float:
 
 
 def worker_time_limit_s(kind: str) -> float:
-    """How long a worker may spend on a job before Celery kills it. It must be dead before the sweep takes the job
-    for lost (its time limit after its last heartbeat, which is after the task started): a call that hangs and
-    returns after the sweep has failed or re-queued the job would act on a job that others now act on. A
-    migration heartbeats and stops itself at its time limit; it is given time to say so."""
+    """How long a worker may spend on a job before Celery kills it, counted from the task's start. The sweep takes
+    a job for lost only once this much has passed since the job started too (sweep()), so the worker is dead by
+    then: a call that hangs and returns after the sweep has failed or re-queued the job would act on a job that
+    others now act on. This kill is also what ends a migration that runs past MIGRATE_TIME_LIMIT; a restart
+    waits for its shutdown, then boots."""
     if kind == Job.Kind.MIGRATE:
         return settings.MIGRATE_TIME_LIMIT + 30
+    if kind == Job.Kind.RESTART:
+        return settings.SHUTDOWN_WAIT + time_limit_s(kind)
     return time_limit_s(kind)
 
 
@@ -348,6 +354,8 @@ def sweep() -> dict:
     for job in Job.objects.filter(state=Job.State.RUNNING).select_related("domain", "host", "target_host"):
         if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S):
             continue
+        if job.started and now - job.started < timedelta(seconds=worker_time_limit_s(job.kind) + SWEEP_MARGIN_S):
+            continue  # its worker may still be alive: Celery has not killed it yet
         counts[_recover(job)] += 1
     stale = now - timedelta(seconds=settings.REQUEUE_AFTER)
     from .services import enqueue
@@ -368,9 +376,10 @@ def _recover(job: Job) -> str:
     if job.kind in (Job.Kind.RESIZE, Job.Kind.MAXMEM) and job.attempts < 3:
         from .services import enqueue
 
-        if _this_attempt(job).filter(state=Job.State.RUNNING).update(state=Job.State.QUEUED, enqueued_at=None):
+        queue = job.host.celery_queue  # the host's queue now (sweep)
+        if _this_attempt(job).filter(state=Job.State.RUNNING).update(state=Job.State.QUEUED, enqueued_at=None, queue=queue):
             _log(job, "the worker running this job stopped answering; queued again (the change is idempotent)")
-            transaction.on_commit(lambda: enqueue(job.pk, job.queue, job.kind))
+            transaction.on_commit(lambda: enqueue(job.pk, queue, job.kind))
             return "requeued"
     if job.kind == Job.Kind.MIGRATE:
         try:

@@ -25,7 +25,8 @@ class Command(BaseCommand):
             return self.cancel(job_id, user)
         counts = jobs.sweep()
         self.stdout.write(
-            f"{counts['requeued']} requeued, {counts['resent']} re-sent, {counts['succeeded']} found done, {counts['failed']} failed"
+            f"{counts['requeued']} requeued, {counts['resent']} re-sent, {counts['succeeded']} found done, {counts['failed']} failed, "
+            f"{counts['waiting']} waiting for their destination to answer"
         )
 
     def cancel(self, job_id: int | None, username: str | None) -> None:
