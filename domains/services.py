@@ -168,12 +168,12 @@ def booked_by_host(host_ids: list[int], *, exclude_domain: Domain | None = None)
     for host_id, domain_id, memory in running:
         if domain_id != excluded:
             totals[host_id] += max(memory, pending_targets.get(domain_id, 0))
-            counted.add(domain_id)
+            counted.add((host_id, domain_id))
     incoming = pending.filter(target_host_id__in=host_ids).values_list("target_host_id", "host_id", "kind", "domain_id", "params")
     for target_id, source_id, kind, domain_id, params in incoming:
         # A migration books its destination; a boot its host until the job ends (a restart of a domain still
         # running is counted above).
-        coming = target_id != source_id or (kind in Job.BOOTING and not (kind == Job.Kind.RESTART and domain_id in counted))
+        coming = target_id != source_id or (kind in Job.BOOTING and not (kind == Job.Kind.RESTART and (target_id, domain_id) in counted))
         if coming and (domain_id is None or domain_id != excluded):
             totals[target_id] += int(params.get("memory_kib", 0))
     return totals
