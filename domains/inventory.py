@@ -51,10 +51,14 @@ def apply_observation(domain: Domain, host: Host, seen: DomainInfo | DomainStats
     domain.cpu_time_ns = seen.cpu_time_ns
     domain.last_seen = now
     if isinstance(seen, DomainInfo):
-        domain.config_memory_kib = seen.config_memory_kib
-        domain.config_maxmem_kib = seen.config_maxmem_kib
+        apply_config(domain, seen)
     else:
         apply_balloon_stats(domain, seen)
+
+
+def apply_config(domain: Domain, info: DomainInfo) -> None:
+    domain.config_memory_kib = info.config_memory_kib
+    domain.config_maxmem_kib = info.config_maxmem_kib
 
 
 def apply_balloon_stats(domain: Domain, seen: DomainStats) -> None:

@@ -25,7 +25,7 @@ from .samples import record_samples, sample_due
 
 POLL_THREADS = 32
 HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
-POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.STATS_FIELDS
+POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.CONFIG_FIELDS + inventory.STATS_FIELDS
 # Fields whose change is worth a live update (cpu time and last_seen change on every poll).
 SHOWN_FIELDS = ("host_id", "state", "memory_kib", "maxmem_kib", "actual_kib", "unused_kib", "available_kib", "hv_id", "vcpus")
 
@@ -35,7 +35,7 @@ class HostReading:
     host: Host
     info: HostInfo | None = None
     stats: list[DomainStats] = field(default_factory=list)
-    new_domains: dict[str, DomainInfo] = field(default_factory=dict)
+    configs: dict[str, DomainInfo] = field(default_factory=dict)  # of domains new to the poll, or seen booting
     error: DriverError | None = None
 
 
@@ -53,9 +53,11 @@ class PollReport:
         return asdict(self)
 
 
-def read_host(host: Host, known_uuids: set[str]) -> HostReading:
-    """All the hypervisor calls of one host: one bulk stats call, the config of new domains, and the host's own
-    figures when it was not online before (a host's memory and CPUs do not change while it runs)."""
+def read_host(host: Host, present: dict[str, Domain]) -> HostReading:
+    """All the hypervisor calls of one host: one bulk stats call, the persistent config of domains new to the
+    database and of those seen booting (a boot takes the config, whoever changed it: virsh setmaxmem --config by
+    hand, or a maxmem job whose host did not answer afterwards), and the host's own figures when it was not
+    online before (a host's memory and CPUs do not change while it runs)."""
     reading = HostReading(host)
     driver = driver_for(host.uri)
     try:
@@ -63,18 +65,19 @@ def read_host(host: Host, known_uuids: set[str]) -> HostReading:
             reading.info = driver.host_info()
         reading.stats = driver.bulk_stats()
         for stats in reading.stats:
-            if stats.uuid not in known_uuids:
+            known = present.get(stats.uuid)
+            if known is None or inventory.started_again(known, host, stats):
                 info = driver.domain(stats.uuid)
                 if info is not None:
-                    reading.new_domains[stats.uuid] = info
+                    reading.configs[stats.uuid] = info
     except DriverError as exc:
         reading.error = exc
     return reading
 
 
-def read_hosts(hosts: list[Host], known_uuids: set[str]) -> list[HostReading]:
+def read_hosts(hosts: list[Host], present: dict[str, Domain]) -> list[HostReading]:
     with ThreadPoolExecutor(max_workers=min(POLL_THREADS, max(1, len(hosts)))) as pool:
-        return list(pool.map(lambda h: read_host(h, known_uuids), hosts))
+        return list(pool.map(lambda h: read_host(h, present), hosts))
 
 
 _shown = operator.attrgetter(*SHOWN_FIELDS)
@@ -140,6 +143,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     seen = where_seen(answered, present)
     at_work = in_jobs_since(read_at or now)
     answered_ids = {r.host.pk for r in answered}
+    configs = {uuid: info for r in answered for uuid, info in r.configs.items()}
     existing = {uuid: d for uuid, d in present.items() if d.host_id in answered_ids}
     # Domains that arrived from a host not polled now, or came back after being gone: usually none.
     arrived = [uuid for uuid in seen if uuid not in existing]
@@ -155,7 +159,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
         if domain is not None and domain.pk in at_work.ended:
             continue
         if domain is None:
-            info = next((r.new_domains[uuid] for r in answered if uuid in r.new_domains), None)
+            info = configs.get(uuid)
             if info is not None and (host.pk, info.name) not in at_work.creating:
                 domain = inventory.new_domain(host, info, now)
                 inventory.apply_observation(domain, host, stats, now)
@@ -167,6 +171,8 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
             figures_only.append(domain)
         else:
             inventory.apply_observation(domain, host, stats, now)
+            if uuid in configs:  # seen booting
+                inventory.apply_config(domain, configs[uuid])
             changed.append(domain)
         if _shown(domain) != before:
             changed_by_host.setdefault(host.pk, []).append(domain.pk)
@@ -251,7 +257,7 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
         present = present_domains(hosts)
         report.database_s = time.perf_counter() - started
         started = time.perf_counter()
-        readings = read_hosts(hosts, set(present))
+        readings = read_hosts(hosts, present)
         report.libvirt_s = time.perf_counter() - started
         started = time.perf_counter()
         messages, report.domains, report.changed = write_readings(readings, present, read_at)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from domains import inventory, poller, services
 from domains.models import Domain, Job, MemorySample
-from hosts.drivers import driver_for
+from hosts.drivers import DomainConfig, driver_for
 from hosts.models import Host
 from hosts.simulation import fleet, setup
 from tests.conftest import ROOT, child_environment, define_domain, virsh, wait_for_job
@@ -185,7 +185,7 @@ def test_a_reading_older_than_a_jobs_end_does_not_undo_it(sim_hosts, foo, celery
     hosts = [sim_hosts["hv1"]]
     present = poller.present_domains(hosts)
     read_at = timezone.now()
-    readings = poller.read_hosts(hosts, set(present))
+    readings = poller.read_hosts(hosts, present)
     assert wait_for_job(services.request_resize(cli, foo, "2048")).state == Job.State.SUCCEEDED
     poller.write_readings(readings, present, read_at)
     assert Domain.objects.get(pk=foo.pk).memory_kib == 2048 * 1024
@@ -199,7 +199,7 @@ def test_a_job_that_writes_while_the_poll_is_writing_is_not_undone(sim_hosts, fo
     hv1 = sim_hosts["hv1"]
     present = poller.present_domains([hv1])
     read_at = timezone.now()
-    readings = poller.read_hosts([hv1], set(present))  # foo at 1,024 MiB
+    readings = poller.read_hosts([hv1], present)  # foo at 1,024 MiB
     driver = driver_for(hv1.uri)
     driver.set_memory(str(foo.uuid), 2048 * 1024, live=True, config=False)
     inventory.record_domain(hv1, driver.domain(str(foo.uuid)))  # as a job does when it ends
@@ -220,3 +220,28 @@ def test_a_domain_a_job_is_changing_keeps_its_row_but_its_guest_figures_follow(s
     assert foo.memory_kib == 999 * 1024  # not the poll's to say
     assert foo.available_kib is not None and foo.unused_kib is not None and foo.actual_kib == 1024 * 1024
     assert MemorySample.objects.filter(domain=foo).exists()
+
+
+def test_a_domain_restarted_outside_balloonweb_with_a_new_maxmem_shows_no_restart_pending(sim_hosts, foo):
+    """virsh setmaxmem --config, then a restart by hand: the poll that sees the boot reads the config again (the
+    tables showed "8192 → 4096", a restart that would change nothing, and a start would have booked the old
+    size)."""
+    hv1 = sim_hosts["hv1"]
+    driver = driver_for(hv1.uri)
+    driver.destroy(str(foo.uuid))
+    driver.set_maxmem(str(foo.uuid), 8192 * 1024)
+    driver.start(str(foo.uuid))
+    poller.poll_hosts([hv1])
+    foo.refresh_from_db()
+    assert (foo.maxmem_kib, foo.config_maxmem_kib, foo.awaits_restart) == (8192 * 1024, 8192 * 1024, False)
+
+
+def test_a_domain_adopted_ballooned_keeps_its_config_not_its_live_size(sim_hosts):
+    """Found running at 512 MiB with a config of 1,024 / 4,096 MiB: a start or restart boots it with 1,024."""
+    hv1 = sim_hosts["hv1"]
+    driver = driver_for(hv1.uri)
+    info = driver.define_and_start(DomainConfig("found", 1024 * 1024, 4096 * 1024, 1))
+    driver.set_memory(info.uuid, 512 * 1024, live=True, config=False)
+    poller.poll_hosts([hv1])
+    found = Domain.objects.get(name="found")
+    assert (found.memory_kib, found.config_memory_kib, found.config_maxmem_kib) == (512 * 1024, 1024 * 1024, 4096 * 1024)
