@@ -365,7 +365,8 @@ def test_the_page_catches_up_after_the_redis_connection_drops(new_page, server, 
             killed += client.client_kill_filter(_id=None, addr=address)
         time.sleep(0.05)
     wait_for_job(job)
-    assert killed >= len(addresses)
+    # Every connection it held was cut (one may have ended by itself in between, so not all by this test).
+    assert killed > 0 and not set(addresses) & set(daphne_redis_addresses(server.process.pid))
     expect(page.locator("#fig-memory")).to_have_text("640 MiB")
     assert not_reloaded(page)
     expect(page.locator("#live-status")).to_have_text("live")
