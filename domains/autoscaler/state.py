@@ -63,9 +63,9 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
     incoming: dict[int, int] = {}
     flying_in: dict[int, int] = {}
     flying_out: dict[int, int] = {}
-    for domain_id, kind, host_id, target_id, params in Job.objects.filter(state__in=Job.UNFINISHED).values_list(
-        "domain_id", "kind", "host_id", "target_host_id", "params"
-    ):
+    for domain_id, kind, host_id, target_id, params, domain_state, domain_host_id, domain_kib in Job.objects.filter(
+        state__in=Job.UNFINISHED
+    ).values_list("domain_id", "kind", "host_id", "target_host_id", "params", "domain__state", "domain__host_id", "domain__memory_kib"):
         if domain_id is not None:
             busy.add(domain_id)
         if kind == Job.Kind.MIGRATE and target_id is not None:
@@ -74,7 +74,10 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
             flying_in[target_id] = flying_in.get(target_id, 0) + 1
             flying_out[host_id] = flying_out.get(host_id, 0) + 1
         elif kind in Job.BOOTING and target_id is not None:
-            incoming[target_id] = incoming.get(target_id, 0) + int(params.get("memory_kib", 0))
+            boot_kib = int(params.get("memory_kib", 0))
+            if kind == Job.Kind.RESTART and domain_state in RUNNING_STATES and domain_host_id == target_id:
+                boot_kib = max(0, boot_kib - domain_kib)  # it counts at its size now until it stops (booked_kib)
+            incoming[target_id] = incoming.get(target_id, 0) + boot_kib
 
     # The last hour's migrations: the per-hour budget, and each domain's last move (its cooldown). A move someone
     # stopped while it ran counts as one: it used the link, and the engine must not start it again at once.
