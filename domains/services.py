@@ -416,6 +416,10 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
         check_host_accepts(host)
         if Domain.objects.present().filter(host=host, name=config.name).exists():
             raise Conflict(f"{host.name} already has a domain named {config.name}", "name_taken")
+        creating = Job.objects.filter(kind=Job.Kind.CREATE, state__in=Job.UNFINISHED, host=host, params__name=config.name).first()
+        if creating is not None:
+            # Both would pass every check and book memory; the second would only fail at libvirt's define.
+            raise Conflict(f"{config.name} is already being created on {host.name} (job {creating.pk})", "name_taken")
         if config.uuid and (known := Domain.objects.present().select_related("host").filter(uuid=config.uuid).first()):
             # One UUID is one machine: a second one would take over the first one's row (its team, history, booking).
             raise Conflict(

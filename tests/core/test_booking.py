@@ -37,3 +37,13 @@ def test_a_created_domain_may_not_take_a_known_uuid(world):
     with pytest.raises(services.Conflict, match=f"the UUID {known.uuid} is da's, on a1; leave the uuid line out for a new one"):
         services.request_create(Actor.command_line(), world.a2, f'name = "copy"\nmemory = 512\nuuid = "{known.uuid}"\n')
     assert not Job.objects.filter(kind=Job.Kind.CREATE).exists()
+
+
+def test_a_domain_being_created_may_not_be_created_again(world):
+    """Two `xm create` of one config: the second is refused while the first is queued, not failed by libvirt."""
+    cli = Actor.command_line()
+    first = services.request_create(cli, world.a2, 'name = "twice"\nmemory = 512\n')
+    with pytest.raises(services.Conflict, match=rf"twice is already being created on a2 \(job {first.pk}\)"):
+        services.request_create(cli, world.a2, 'name = "twice"\nmemory = 512\n')
+    assert services.booked_kib(world.a2) == 512 * MiB
+    services.request_create(cli, world.a1, 'name = "twice"\nmemory = 512\n')  # another host may have its own
