@@ -3,7 +3,9 @@ live update per host that changed. A host that does not answer is marked offline
 """
 
 import gc
+import itertools
 import operator
+import zlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +26,11 @@ from .models import Domain, Job
 from .samples import record_samples, sample_due
 
 POLL_THREADS = 32
+# A persistent config changed by hand (virsh setmaxmem --config) raises no event on a simulated host, and a poll
+# reads configs only of new and booting domains: so each domain's config is also read again once in this many
+# polls of this process (5 minutes at the 5 s interval), a few domains per poll.
+CONFIG_REFRESH_POLLS = 60
+_poll_number = itertools.count()
 HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
 POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.CONFIG_FIELDS + inventory.STATS_FIELDS
 # Fields whose change is worth a live update (cpu time and last_seen change on every poll).
@@ -35,7 +42,7 @@ class HostReading:
     host: Host
     info: HostInfo | None = None
     stats: list[DomainStats] = field(default_factory=list)
-    configs: dict[str, DomainInfo] = field(default_factory=dict)  # of domains new to the poll, or seen booting
+    configs: dict[str, DomainInfo] = field(default_factory=dict)  # of domains new to the poll, seen booting, or due
     error: DriverError | None = None
 
 
@@ -53,11 +60,16 @@ class PollReport:
         return asdict(self)
 
 
-def read_host(host: Host, present: dict[str, Domain]) -> HostReading:
+def config_refresh_due(uuid: str, poll_number: int) -> bool:
+    return zlib.crc32(uuid.encode()) % CONFIG_REFRESH_POLLS == poll_number % CONFIG_REFRESH_POLLS
+
+
+def read_host(host: Host, present: dict[str, Domain], poll_number: int) -> HostReading:
     """All the hypervisor calls of one host: one bulk stats call, the persistent config of domains new to the
-    database and of those seen booting (a boot takes the config, whoever changed it: virsh setmaxmem --config by
-    hand, or a maxmem job whose host did not answer afterwards), and the host's own figures when it was not
-    online before (a host's memory and CPUs do not change while it runs)."""
+    database, of those seen booting (a boot takes the config, whoever changed it: virsh setmaxmem --config by
+    hand, or a maxmem job whose host did not answer afterwards) and of those due a refresh (config_refresh_due),
+    and the host's own figures when it was not online before (a host's memory and CPUs do not change while it
+    runs)."""
     reading = HostReading(host)
     driver = driver_for(host.uri)
     try:
@@ -66,7 +78,7 @@ def read_host(host: Host, present: dict[str, Domain]) -> HostReading:
         reading.stats = driver.bulk_stats()
         for stats in reading.stats:
             known = present.get(stats.uuid)
-            if known is None or inventory.started_again(known, host, stats):
+            if known is None or inventory.started_again(known, host, stats) or config_refresh_due(stats.uuid, poll_number):
                 info = driver.domain(stats.uuid)
                 if info is not None:
                     reading.configs[stats.uuid] = info
@@ -76,8 +88,9 @@ def read_host(host: Host, present: dict[str, Domain]) -> HostReading:
 
 
 def read_hosts(hosts: list[Host], present: dict[str, Domain]) -> list[HostReading]:
+    poll_number = next(_poll_number)
     with ThreadPoolExecutor(max_workers=min(POLL_THREADS, max(1, len(hosts)))) as pool:
-        return list(pool.map(lambda h: read_host(h, present), hosts))
+        return list(pool.map(lambda h: read_host(h, present, poll_number), hosts))
 
 
 _shown = operator.attrgetter(*SHOWN_FIELDS)
@@ -171,7 +184,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
             figures_only.append(domain)
         else:
             inventory.apply_observation(domain, host, stats, now)
-            if uuid in configs:  # seen booting
+            if uuid in configs:  # seen booting, or due a refresh
                 inventory.apply_config(domain, configs[uuid])
             changed.append(domain)
         if _shown(domain) != before:

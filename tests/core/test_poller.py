@@ -236,6 +236,19 @@ def test_a_domain_restarted_outside_balloonweb_with_a_new_maxmem_shows_no_restar
     assert (foo.maxmem_kib, foo.config_maxmem_kib, foo.awaits_restart) == (8192 * 1024, 8192 * 1024, False)
 
 
+def test_a_config_changed_by_hand_while_the_domain_runs_is_seen_within_a_refresh_round(sim_hosts, foo):
+    """virsh setmaxmem --config on a running domain: no boot follows, yet within CONFIG_REFRESH_POLLS polls the
+    tables say a restart is pending, and a restart books the new config (before, only the next boot showed it)."""
+    hv1 = sim_hosts["hv1"]
+    driver_for(hv1.uri).set_maxmem(str(foo.uuid), 2048 * 1024)
+    polls = 0
+    while foo.config_maxmem_kib != 2048 * 1024 and polls < poller.CONFIG_REFRESH_POLLS:
+        poller.poll_hosts([hv1])
+        polls += 1
+        foo.refresh_from_db()
+    assert (foo.maxmem_kib, foo.config_maxmem_kib, foo.awaits_restart) == (4096 * 1024, 2048 * 1024, True)
+
+
 def test_a_domain_adopted_ballooned_keeps_its_config_not_its_live_size(sim_hosts):
     """Found running at 512 MiB with a config of 1,024 / 4,096 MiB: a start or restart boots it with 1,024."""
     hv1 = sim_hosts["hv1"]
