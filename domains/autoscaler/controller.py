@@ -198,7 +198,7 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
                 code = AT_FLOOR
             else:
                 code = WITHIN_DEADBAND
-                figures["deadband_share"] = policy.deadband_share
+            figures["deadband_share"] = policy.deadband_share
             figures["wanted_kib"] = target
             target = current
             if keep > current:

@@ -71,6 +71,15 @@ def test_a_domain_at_its_floor_is_not_shrunk_further():
     assert "floor" in decision.reason
 
 
+def test_a_domain_just_below_a_floor_raised_since_says_why_it_stays():
+    """Shrunk to 1,000 MiB, then its floor set to 1 GiB: within the deadband, so it stays, and the reason renders
+    (it raised KeyError, which stopped every autoscaler run)."""
+    d = guest(1, 1, used=100 * MiB, memory=1000 * MiB, floor=1 * GiB)
+    decision = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [d])), 1)
+    assert decision.code == controller.AT_FLOOR
+    assert decision.reason.endswith("stays at 1,000 MiB, held at its floor 1,024 MiB; 1,024 MiB is within its deadband of 5 %")
+
+
 def test_a_shrink_stops_at_the_floor():
     d = guest(1, 1, used=100 * MiB, memory=4 * GiB, floor=1 * GiB)
     step = only_domain_outcome(plan(snapshot([host(1, 64 * GiB)], [d])), 1)
