@@ -67,7 +67,8 @@ class Want:
 
 
 def retry_delay_s(retries: int) -> float:
-    return min(STUCK_RETRY_MAX_S, STUCK_RETRY_BASE_S * 2**retries)
+    # The exponent is capped: a balloon retried hourly for weeks would overflow a float.
+    return min(STUCK_RETRY_MAX_S, STUCK_RETRY_BASE_S * 2 ** min(retries, 32))
 
 
 def balloon_gap(domain: DomainSnapshot, requested: int) -> tuple[int, int]:

@@ -186,3 +186,9 @@ def test_a_saturated_guest_remembers_at_least_all_it_has_as_its_peak():
     p = plan(snapshot([host(1, 3 * GiB)], [d]))
     assert p.watches[1].peak_kib == 2560 * MiB  # 2 GiB / (1 - 20 %)
     assert p.watches[1].peak_at == 1000.0
+
+
+def test_a_balloon_stuck_for_weeks_is_retried_hourly():
+    """About 1,000 hourly retries (six weeks): the delay stays an hour (2 ** retries overflowed a float)."""
+    assert controller.retry_delay_s(3) < controller.retry_delay_s(4) <= controller.STUCK_RETRY_MAX_S
+    assert controller.retry_delay_s(1024) == controller.retry_delay_s(10**6) == controller.STUCK_RETRY_MAX_S
