@@ -423,7 +423,7 @@ def _policy_number(model, name: str, value, lowest, highest) -> int | float:
     allowed = f"{name} must be a {'whole ' if whole else ''}number from {lowest} to {highest}"
     try:
         number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
-    except ValueError:
+    except (ValueError, OverflowError):
         number = math.nan
     if not lowest <= number <= highest or (whole and not number.is_integer()):
         raise services.BadRequest(f"{allowed}, not {str(value)[:40]!r}", "bad_policy")

@@ -230,6 +230,7 @@ def test_refused_approvals_dismissals_and_policy_changes_are_audited(world):
     (None, "target_use must be a number from 0.5 to 1.0, not 'None'"),
     (True, "target_use must be a number from 0.5 to 1.0, not 'True'"),
     ([0.9], "target_use must be a number from 0.5 to 1.0, not '[0.9]'"),
+    (10**400, "target_use must be a number from 0.5 to 1.0, not '1" + "0" * 39 + "'"),  # no float holds it
 ])
 def test_a_policy_value_that_is_not_a_number_is_refused_with_what_is_allowed(world, value, message):
     client = world.client("admin")
