@@ -154,6 +154,7 @@ class Decision(models.Model):
     state = models.CharField(max_length=12, choices=State.choices)
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     error = models.TextField(blank=True, default="")
+    error_code = models.CharField(max_length=30, blank=True, default="")  # the services' refusal code
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
 
@@ -176,3 +177,10 @@ class Decision(models.Model):
     @property
     def is_grow(self) -> bool:
         return self.step_kind == RESIZE and self.to_kib is not None and self.from_kib is not None and self.to_kib > self.from_kib
+
+    @property
+    def plan_order(self) -> tuple:
+        """Where the step stands in a plan: shrinks, then migrations, then grows (each may need the room the ones
+        before it free), then by when it was planned."""
+        rank = 0 if self.is_shrink else 1 if self.step_kind != RESIZE else 2
+        return rank, self.at, self.pk or 0

@@ -29,10 +29,18 @@ from .controller import STUCK
 from .models import Decision, DomainPolicy, DomainState, EngineState, HostPolicy, HostState, Mode, TeamPolicy
 from .plan import MIGRATE, PLACE, RESIZE, Plan, Step
 from .planner import plan as make_plan
-from .state import SnapshotContext, build_snapshot
+from .state import SnapshotContext, build_snapshot, host_mode
 from .whatif import NewDomain, WhatIf, make_room
 
 KEEP_DECISIONS_FOR = timedelta(days=7)
+# A step a person dismissed is not recommended again for this long, unless the plan's size for it changes
+# beyond its domain's deadband: the engine is deterministic, and would put it back on the page at the next poll.
+DISMISSAL_HOLDS_FOR = timedelta(hours=1)
+# A step the services refused for a rule people set (a team's operator limit or quota, a right) is not sent
+# again for this long: it would be refused, and audited, at every poll. A refusal for room is not held: room
+# comes back as balloons move.
+REFUSAL_HOLDS_FOR = timedelta(minutes=10)
+HELD_REFUSALS = ("forbidden", "team_limit", "team_quota")
 # Two pollers finishing together (one per host group) make one run, not two.
 MIN_RUN_INTERVAL_S = settings.POLL_INTERVAL / 2
 
@@ -111,17 +119,24 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
     decisions: list[Decision] = []
     grown: set[int] = set()
     shrinking_hosts: set[int] = set()
-    recommend_hosts = {h for h, mode in context.modes.items() if mode == Mode.RECOMMEND}
-    kept = _open_recommendations(recommend_hosts)
+    kept = _open_recommendations()
+    held = _held_steps(at)
     deadbands = {d.id: d.policy.deadband_share for d in context.snapshot.domains}
+
+    def near(to_kib: int | None, step: Step) -> bool:
+        # Within the domain's deadband of what the plan says now: the same step, though demand crept by a MiB.
+        return to_kib is not None and abs(to_kib - step.to_kib) <= deadbands.get(step.domain_id, 0.0) * step.from_kib
+
     for step in the_plan.steps:  # shrinks, then migrations, then grows
         mode = context.modes.get(step.host_id, Mode.OFF)
+        key = (step.domain_id, step.kind, step.to_host_id, step.host_id)
+        if any(near(to_kib, step) for to_kib in held.get(key, ())):
+            continue
         if mode == Mode.RECOMMEND:
-            key = (step.domain_id, step.kind, step.to_host_id, step.host_id)
             waiting = kept.get(key)
-            # The same step is still on the page, its size within the domain's deadband of what the plan says
-            # now: leave it there, so that a person's Approve is not refused because demand crept by 1 MiB.
-            if waiting is not None and abs(waiting[1] - step.to_kib) <= deadbands.get(step.domain_id, 0.0) * step.from_kib:
+            # The same step is still on the page: leave it there, so that a person's Approve is not refused
+            # because demand crept by 1 MiB.
+            if waiting is not None and near(waiting[1], step):
                 del kept[key]
             else:
                 decisions.append(_step_decision(step, mode, context.policy_version, at))
@@ -145,21 +160,34 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
     # person (in recommend mode it is the way out of being stuck) until a later plan makes another step.
     waiting_to_retry = {d.domain_id for d in the_plan.decisions if d.code == STUCK}
     kept = {key: value for key, value in kept.items() if key[0] not in waiting_to_retry}
-    if kept:  # recommendations this plan no longer makes
-        Decision.objects.filter(pk__in=[pk for pk, _ in kept.values()]).update(state=Decision.State.SUPERSEDED)
+    if kept:  # recommendations this plan no longer makes, or of hosts no longer in recommend mode
+        Decision.objects.filter(pk__in=[pk for pk, _ in kept.values()], state=Decision.State.RECOMMENDED).update(
+            state=Decision.State.SUPERSEDED
+        )
     superseded = [(host_id, domain_id) for (domain_id, _, _, host_id), _ in kept.items()]
     return decisions, grown, superseded
 
 
-def _open_recommendations(host_ids: set[int]) -> dict[tuple, tuple[int, int]]:
+def _open_recommendations() -> dict[tuple, tuple[int, int]]:
     """{(domain, kind, destination, host): (decision, to_kib)} of the steps waiting for a person. The host is
     part of the key: a domain that moved since is planned afresh where it is, and its old step goes."""
-    if not host_ids:
-        return {}
-    rows = Decision.objects.filter(state=Decision.State.RECOMMENDED, host_id__in=host_ids).values_list(
+    rows = Decision.objects.filter(state=Decision.State.RECOMMENDED).values_list(
         "pk", "domain_id", "step_kind", "to_kib", "to_host_id", "host_id"
     )
     return {(domain_id, kind, to_host, host_id): (pk, to_kib) for pk, domain_id, kind, to_kib, to_host, host_id in rows}
+
+
+def _held_steps(at: datetime) -> dict[tuple, list[int]]:
+    """{(domain, kind, destination, host): [to_kib, ...]} of steps recently dismissed, or refused for a rule
+    people set (DISMISSAL_HOLDS_FOR, REFUSAL_HOLDS_FOR): the run does not make them again meanwhile."""
+    rows = Decision.objects.filter(
+        Q(state=Decision.State.DISMISSED, decided_at__gte=at - DISMISSAL_HOLDS_FOR)
+        | Q(state=Decision.State.REFUSED, error_code__in=HELD_REFUSALS, at__gte=at - REFUSAL_HOLDS_FOR)
+    ).values_list("domain_id", "step_kind", "to_host_id", "host_id", "to_kib")
+    held: dict[tuple, list[int]] = {}
+    for domain_id, kind, to_host, host_id, to_kib in rows:
+        held.setdefault((domain_id, kind, to_host, host_id), []).append(to_kib)
+    return held
 
 
 def tell_pages(changed: list[tuple[int, int | None]]) -> None:
@@ -178,7 +206,8 @@ def tell_pages(changed: list[tuple[int, int | None]]) -> None:
 
 def request_step(actor: Actor, decision: Decision):
     """The step's job, from the services (which check permission, bounds and room); raises their refusal."""
-    domain = Domain(pk=decision.domain_id, host_id=decision.host_id)
+    # The row as it is, so that a refusal's audit entry names the domain (the services lock and read it again).
+    domain = Domain.objects.filter(pk=decision.domain_id).first() or Domain(pk=decision.domain_id, host_id=decision.host_id)
     if decision.step_kind == RESIZE:
         return services.request_resize(actor, domain, f"{decision.to_kib}K")
     if decision.step_kind == MIGRATE:
@@ -196,10 +225,18 @@ def apply_step(actor: Actor, decision: Decision, *, waits_for_shrinks: bool = Fa
             decision.state = Decision.State.WAITING
         else:
             decision.state = Decision.State.REFUSED
-        decision.error = exc.message
+        decision.error, decision.error_code = exc.message, exc.code
         return decision
-    decision.state, decision.job, decision.error = Decision.State.APPLIED, job, ""
+    decision.state, decision.job, decision.error, decision.error_code = Decision.State.APPLIED, job, "", ""
     return decision
+
+
+def started_shrink_cooldown(applied: list[Decision]) -> None:
+    """A grow applied outside the run (approved, or sent after its shrinks) starts the domain's shrink cooldown,
+    as the run's own grows do: the next cycle would otherwise shrink it back on the figures before it grew."""
+    grown = [d.domain_id for d in applied if d.is_grow]
+    if grown:
+        DomainState.objects.filter(pk__in=grown).update(last_grown_at=time.time())
 
 
 def give_up_waiting(at: datetime) -> int:
@@ -219,20 +256,24 @@ def apply_waiting(decision_ids: list[int]) -> tuple[int, int]:
     """Send again the steps that waited for shrinks (their jobs have ended or are about to). Returns (applied,
     still refused); a step refused now is planned afresh by the next run."""
     applied = refused = 0
-    version = EngineState.get().policy_version
     waiting = list(Decision.objects.filter(pk__in=decision_ids, state=Decision.State.WAITING).select_related("host", "decided_by"))
     teams = sorted({d.host.team_id for d in waiting if d.host.team_id is not None})
-    autoscaler = Actor.autoscaler(version, teams)
     for decision in waiting:
-        # A step a person approved (a plan, a what-if) stays theirs: their rights, their name in the audit log.
-        apply_step(Actor.for_user(decision.decided_by) if decision.decided_by else autoscaler, decision)
-        decision.save(update_fields=["state", "job", "error"])
+        person = decision.decided_by
+        if person is not None and not person.is_active:
+            decision.state, decision.error = Decision.State.REFUSED, f"not sent: {person.username}'s account was deactivated since"
+        elif person is None and (mode := host_mode(decision.host)) != Mode.AUTOMATIC:
+            decision.state, decision.error = Decision.State.REFUSED, f"not sent: {decision.host.name} is in mode {mode} now"
+        else:
+            # A step a person approved (a plan, a what-if) stays theirs: their rights, their name in the audit log;
+            # the autoscaler's names the policy it was planned under.
+            apply_step(Actor.for_user(person) if person else Actor.autoscaler(decision.policy_version, teams), decision)
+        decision.save(update_fields=["state", "job", "error", "error_code"])
         if decision.state == Decision.State.APPLIED:
             applied += 1
-            if decision.is_grow:
-                DomainState.objects.filter(pk=decision.domain_id).update(last_grown_at=time.time())
         else:
             refused += 1
+    started_shrink_cooldown([d for d in waiting if d.state == Decision.State.APPLIED])
     tell_pages([(d.host_id, d.domain_id) for d in waiting])
     return applied, refused
 
@@ -320,6 +361,7 @@ def approve(actor: Actor, decision: Decision) -> Decision:
         decision.state, decision.error = Decision.State.APPLIED, ""
         decision.decided_by, decision.decided_at = actor.user, timezone.now()
         decision.save(update_fields=["state", "job", "error", "decided_by", "decided_at"])
+        started_shrink_cooldown([decision])
         tell_pages([(decision.host_id, decision.domain_id)])
     return decision
 
@@ -333,8 +375,9 @@ def approve_plan(actor: Actor, host: Host) -> list[Decision]:
     with transaction.atomic():
         steps = list(
             Decision.objects.select_for_update(of=("self",)).select_related("host", "domain", "to_host")
-            .filter(host_id=host.pk, state=Decision.State.RECOMMENDED).order_by("at", "id")
+            .filter(host_id=host.pk, state=Decision.State.RECOMMENDED)
         )
+        steps.sort(key=lambda step: step.plan_order)
         if not steps:
             raise services.Conflict(f"nothing to approve: no step waits for approval on {host.name}", "not_open")
         shrinking: set[int] = set()
@@ -355,6 +398,7 @@ def approve_plan(actor: Actor, host: Host) -> list[Decision]:
             if decision.state != Decision.State.RECOMMENDED:
                 decision.decided_by, decision.decided_at = actor.user, decided_at
         Decision.objects.bulk_update(steps, ["state", "job", "error", "decided_by", "decided_at"])
+        started_shrink_cooldown([d for d in steps if d.state == Decision.State.APPLIED])
         waiting = [d.pk for d in steps if d.state == Decision.State.WAITING]
         if waiting:
             from .tasks import apply_waiting as task

@@ -19,7 +19,7 @@ from hosts.units import format_mib as mib
 from .models import Decision, DomainPolicy, DomainState, HostMode, HostPolicy, Mode, TeamPolicy
 from .plan import PLACE
 from .run import apply_what_if
-from .state import effective_mode
+from .state import host_mode
 from .whatif import WhatIf
 
 HISTORY_LENGTH = 30
@@ -41,13 +41,6 @@ def policy_of(obj) -> dict:
     return {name: getattr(row, name) for name in fields}
 
 
-def host_mode(host: Host) -> str:
-    """The mode the autoscaler applies to this host: its own, else its team's (off for a host of no team)."""
-    own = HostPolicy.objects.filter(host=host).values_list("mode", flat=True).first()
-    team = TeamPolicy.objects.filter(team_id=host.team_id).values_list("mode", flat=True).first() if host.team_id else None
-    return effective_mode(own, team)
-
-
 def hosts_with_own_mode(team) -> list[tuple[str, str]]:
     """(host name, mode) of the team's hosts whose own policy overrides the team's mode."""
     return list(
@@ -56,9 +49,10 @@ def hosts_with_own_mode(team) -> list[tuple[str, str]]:
     )
 
 
-def open_steps(host: Host) -> QuerySet:
-    """Steps recommended on this host, waiting for a person."""
-    return Decision.objects.filter(host=host, state=Decision.State.RECOMMENDED).select_related("domain", "to_host").order_by("at", "id")
+def open_steps(host: Host) -> list[Decision]:
+    """Steps recommended on this host, waiting for a person, in the order Approve all sends them."""
+    steps = Decision.objects.filter(host=host, state=Decision.State.RECOMMENDED).select_related("domain", "to_host")
+    return sorted(steps, key=lambda step: step.plan_order)
 
 
 def host_notes(host: Host) -> QuerySet:

@@ -10,7 +10,7 @@ from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
 
 from . import snapshot as engine
-from .models import EngineState, HostMode
+from .models import Decision, EngineState, HostMode, HostPolicy, TeamPolicy
 
 HOUR_S = 3600.0
 # A resize asked for this recently is the target its balloon is watched against (the hypervisor may report
@@ -52,6 +52,13 @@ def effective_mode(host_mode: str | None, team_mode: str | None) -> str:
     return team_mode or engine.MODE_OFF
 
 
+def host_mode(host: Host) -> str:
+    """The mode the autoscaler applies to this host: its own, else its team's (off for a host of no team)."""
+    own = HostPolicy.objects.filter(host=host).values_list("mode", flat=True).first()
+    team = TeamPolicy.objects.filter(team_id=host.team_id).values_list("mode", flat=True).first() if host.team_id else None
+    return effective_mode(own, team)
+
+
 def build_snapshot(now: float | None = None) -> SnapshotContext:
     now = time.time() if now is None else now
     moment = datetime.fromtimestamp(now, tz=timezone.utc)
@@ -78,6 +85,9 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
             if kind == Job.Kind.RESTART and domain_state in RUNNING_STATES and domain_host_id == target_id:
                 boot_kib = max(0, boot_kib - domain_kib)  # it counts at its size now until it stops (booked_kib)
             incoming[target_id] = incoming.get(target_id, 0) + boot_kib
+
+    # A step sent or approved that waits for shrinks will be sent: planned again, the domain would get two jobs.
+    busy.update(Decision.objects.filter(state=Decision.State.WAITING, domain__isnull=False).values_list("domain_id", flat=True))
 
     # The last hour's migrations: the per-hour budget, and each domain's last move (its cooldown). A move someone
     # stopped while it ran counts as one: it used the link, and the engine must not start it again at once.

@@ -12,7 +12,7 @@ from balloonweb.access.actors import Actor
 from balloonweb.access.models import Membership, Team
 from balloonweb.audit.models import AuditEntry
 from domains import services
-from domains.autoscaler import run
+from domains.autoscaler import run, show
 from domains.autoscaler.models import Decision, DomainState, EngineState, HostPolicy, HostState, TeamPolicy
 from domains.autoscaler.state import build_snapshot
 from domains.models import Domain, Job
@@ -71,7 +71,7 @@ def test_the_snapshot_takes_the_same_number_of_queries_for_any_fleet(team, now):
             DomainState.objects.create(domain=domain, requested_kib=2 * GiB)
     with CaptureQueriesContext(connection) as large:
         context = build_snapshot(now)
-    assert len(large.captured_queries) == len(small.captured_queries) <= 6
+    assert len(large.captured_queries) == len(small.captured_queries) <= 7
     assert len(context.snapshot.domains) == 41
     assert context.modes[other.pk] == "automatic" and context.modes[host.pk] == "off"
 
@@ -314,3 +314,111 @@ def test_a_recommendation_for_a_domain_that_moved_goes_and_is_made_again_where_i
     old.refresh_from_db()
     assert old.state == Decision.State.SUPERSEDED
     assert Decision.objects.get(domain=idle, state=Decision.State.RECOMMENDED).host_id == hv2.pk
+
+
+def test_recommendations_of_a_host_switched_out_of_recommend_mode_are_withdrawn(team, now):
+    """Left on the page, a click days later would have applied old sizes."""
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    old = Decision.objects.get(state=Decision.State.RECOMMENDED)
+    HostPolicy.objects.create(host=host, mode="off")
+    run.run_autoscaler(now + 10)
+    old.refresh_from_db()
+    assert old.state == Decision.State.SUPERSEDED and not Decision.objects.filter(state=Decision.State.RECOMMENDED).exists()
+
+
+def test_a_dismissed_step_is_not_recommended_again_for_an_hour_unless_it_changes(team, admin, now):
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    idle = make_domain(host, "idle", memory=6 * GiB, used=300 * MiB)
+    run.run_autoscaler(now)
+    run.dismiss(admin, Decision.objects.get(state=Decision.State.RECOMMENDED))
+    run.run_autoscaler(now + 10)
+    assert not Decision.objects.filter(state=Decision.State.RECOMMENDED).exists()
+    # Demand that moves the step beyond the domain's deadband makes another step, which is shown.
+    Domain.objects.filter(pk=idle.pk).update(unused_kib=idle.unused_kib - 2 * GiB, usable_kib=idle.usable_kib - 2 * GiB)
+    run.run_autoscaler(now + 20)
+    assert Decision.objects.filter(domain=idle, state=Decision.State.RECOMMENDED).count() == 1
+
+
+def test_a_step_refused_for_the_teams_operator_limit_is_not_sent_and_audited_at_every_poll(team, now):
+    """The autoscaler acts as an operator: a saturated guest offered its 8 GiB maxmem above a 4 GiB limit."""
+    Team.objects.filter(pk=team.pk).update(operator_max_kib=4 * GiB)
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    for cycle in range(3):
+        run.run_autoscaler(now + 10 * cycle)
+    refused = Decision.objects.get(domain=busy, kind=Decision.Kind.STEP)
+    assert refused.state == Decision.State.REFUSED and refused.error_code == "team_limit"
+    assert "above the team blue's limit of 4,096 MiB" in refused.error
+    entry = AuditEntry.objects.get(action="domain.resize", result=AuditEntry.Result.REFUSED)
+    assert entry.object_repr == "busy" and not Job.objects.exists()
+    run.run_autoscaler(now + 10 + run.REFUSAL_HOLDS_FOR.total_seconds())  # tried again once the hold is over
+    assert Decision.objects.filter(domain=busy, kind=Decision.Kind.STEP).count() == 2
+
+
+def test_a_step_waiting_for_shrinks_is_not_planned_again(team, now):
+    """After Approve all, a grow waiting for its shrinks came back as a new recommendation (approvable twice)."""
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    at = run.datetime.fromtimestamp(now, tz=run.tz.utc)
+    Decision.objects.create(at=at, kind=Decision.Kind.STEP, code="saturated", host=host, domain=busy, step_kind="resize",
+                            from_kib=3 * GiB, to_kib=8 * GiB, reason="r", mode="recommend", state=Decision.State.WAITING)
+    run.run_autoscaler(now)
+    assert not Decision.objects.filter(domain=busy, state=Decision.State.RECOMMENDED).exists()
+
+
+def test_approve_all_sends_shrinks_before_an_older_grow(team, admin, now):
+    """A grow recommended before the shrink that makes its room: the shrink goes first, the grow waits for it."""
+    host = make_host("hv1", team, usable_gib=8)
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    idle = make_domain(host, "idle", memory=5 * GiB, used=300 * MiB)
+    at = run.datetime.fromtimestamp(now, tz=run.tz.utc)
+    common = dict(kind=Decision.Kind.STEP, host=host, step_kind="resize", reason="r", mode="recommend", state=Decision.State.RECOMMENDED)
+    grow = Decision.objects.create(at=at, code="saturated", domain=busy, from_kib=3 * GiB, to_kib=6 * GiB, **common)
+    shrink = Decision.objects.create(at=at + run.timedelta(minutes=5), code="shrink", domain=idle, from_kib=5 * GiB, to_kib=1 * GiB, **common)
+    assert [s.pk for s in show.open_steps(host)] == [shrink.pk, grow.pk]
+    run.approve_plan(admin, host)
+    grow.refresh_from_db()
+    shrink.refresh_from_db()
+    assert (shrink.state, grow.state) == (Decision.State.APPLIED, Decision.State.WAITING)
+
+
+def test_an_approved_grow_starts_the_shrink_cooldown(team, admin, now):
+    TeamPolicy.objects.create(team=team, mode="recommend")
+    host = make_host("hv1", team)
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    run.run_autoscaler(now)
+    assert DomainState.objects.get(domain=busy).last_grown_at is None
+    run.approve(admin, Decision.objects.get(domain=busy, state=Decision.State.RECOMMENDED))
+    assert DomainState.objects.get(domain=busy).last_grown_at is not None
+
+
+def test_a_waiting_step_is_not_sent_once_its_host_left_automatic_mode(team, now):
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="off")
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    at = run.datetime.fromtimestamp(now, tz=run.tz.utc)
+    waiting = Decision.objects.create(at=at, kind=Decision.Kind.STEP, code="saturated", host=host, domain=busy, step_kind="resize",
+                                      from_kib=3 * GiB, to_kib=4 * GiB, reason="r", mode="automatic", state=Decision.State.WAITING)
+    assert run.apply_waiting([waiting.pk]) == (0, 1)
+    waiting.refresh_from_db()
+    assert waiting.state == Decision.State.REFUSED and waiting.error == "not sent: hv1 is in mode off now"
+    assert not Job.objects.exists()
+
+
+def test_a_waiting_step_of_a_person_deactivated_since_is_not_sent(team, admin, now):
+    host = make_host("hv1", team)
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    at = run.datetime.fromtimestamp(now, tz=run.tz.utc)
+    waiting = Decision.objects.create(at=at, kind=Decision.Kind.STEP, code="saturated", host=host, domain=busy, step_kind="resize",
+                                      from_kib=3 * GiB, to_kib=4 * GiB, reason="r", mode="recommend", state=Decision.State.WAITING,
+                                      decided_by=admin.user, decided_at=at)
+    get_user_model().objects.filter(pk=admin.user.pk).update(is_active=False)
+    assert run.apply_waiting([waiting.pk]) == (0, 1)
+    waiting.refresh_from_db()
+    assert waiting.error == "not sent: ada's account was deactivated since" and not Job.objects.exists()
