@@ -70,12 +70,25 @@ def stuck_since(domain: Domain) -> float | None:
     return DomainState.objects.filter(domain=domain).values_list("stuck_since", flat=True).first()
 
 
-def apply_what_if_as_person(actor, answer: WhatIf) -> list[Decision]:
+def what_if_signature(answer: WhatIf) -> str:
+    """What a person saw of a what-if: its host and its steps (kinds, domains, hosts; not sizes, which creep
+    with demand). An Apply whose plan, worked out again, differs applies nothing: a double click would otherwise
+    find the first click's shrinks busy and shrink or move other domains, steps nobody saw."""
+    steps = ",".join(f"{s.kind}/{s.domain_id}/{s.host_id}/{s.to_host_id or ''}" for s in what_if_steps(answer))
+    return f"{answer.host_id}:{steps}"
+
+
+def apply_what_if_as_person(actor, answer: WhatIf, shown: str | None = None) -> list[Decision]:
     """Apply a what-if's steps as the person who asks (their rights, their jobs), only when every host they touch
     has the autoscaler on: in recommend mode this click is the person's approval of those steps; off means hands
     off (the plan would not have counted on such a host, but its mode may have changed since)."""
     if answer.host_id is None:
         raise services.Conflict(f"nothing to apply: {answer.reason}", "no_room")
+    if shown is not None and shown != what_if_signature(answer):
+        raise services.Conflict(
+            "nothing was applied: the fleet changed since the answer was shown, and the plan now is another one; "
+            "look at it again and apply it if it suits you", "plan_changed",
+        )
     for host in Host.objects.filter(pk__in=what_if_hosts(answer)).select_related("team").order_by("name"):
         if host_mode(host) == Mode.OFF:
             raise services.Conflict(f"the autoscaler is off on {host.name}: a what-if is applied only on hosts in recommend or automatic mode", "autoscaler_off")

@@ -6,11 +6,14 @@ Permissions: the object is found as the user may view it (404 for outsiders), th
 whose service calls check the right (403 for members without it). Other refusals come back as a message.
 """
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -124,9 +127,12 @@ def apply_what_if(request: HttpRequest) -> HttpResponse:
             raise services.BadRequest("Enter a size, e.g. 2048 (MiB) or 2G.")
         memory_kib, maxmem_kib = form.sizes()
         answer = run.what_if(actor_of(request), memory_kib, maxmem_kib)
-        decisions = show.apply_what_if_as_person(actor_of(request), answer)
+        decisions = show.apply_what_if_as_person(actor_of(request), answer, request.POST.get("plan"))
     except services.ServiceError as exc:
         refusal(request, exc)
+        if form.is_valid():  # back to the answer as it is now, beside the message
+            query = urlencode({"memory": form.cleaned_data["memory"], "maxmem": form.cleaned_data["maxmem"]})
+            return HttpResponseRedirect(f"{reverse('fleet')}?{query}#what-if")
         return back
     applied = sum(d.state == Decision.State.APPLIED for d in decisions)
     messages.success(request, f"Making room for {mib(memory_kib)}: {applied} of {len(decisions)} steps queued. {answer.reason}")

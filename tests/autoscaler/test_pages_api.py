@@ -1,5 +1,7 @@
 """The autoscaler on the pages and in the API, on the access tests' world (team A: a1, a2, domain `da`)."""
 
+import re
+
 import pytest
 from django.utils import timezone
 
@@ -82,14 +84,26 @@ def test_fleet_what_if_is_applied_as_the_person_where_the_autoscaler_is_on(world
     assert viewer.post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}).status_code == 403
     assert not Job.objects.exclude(pk=world.job.pk).exists()
     assert AuditEntry.objects.filter(action="autoscaler.what_if", result=AuditEntry.Result.REFUSED, actor_label="viewer").exists()
-    response = world.client("operator").post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}, follow=True)
+    shown = re.search(r'name="plan" value="([^"]*)"', page).group(1)
+    operator = world.client("operator")
+    response = operator.post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G", "plan": shown}, follow=True)
     assert "Making room for 7,000 MiB: 1 of 1 steps queued" in response.content.decode()
     job = Job.objects.exclude(pk=world.job.pk).get()
     assert (job.domain_id, job.actor_label) == (world.da.pk, "operator")
+    # A second click on the same answer: da's shrink is under way, the plan worked out now is another one.
+    again = operator.post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G", "plan": shown}, follow=True)
+    assert again.redirect_chain[-1][0] == "/?memory=7000&maxmem=8G#what-if"
+    assert "nothing to apply: no host can take 7,000 MiB" in again.content.decode()
+    assert Job.objects.exclude(pk=world.job.pk).count() == 1
+    # The plan changed between the answer and the click (here: the shown one is made up): nothing is applied.
+    Job.objects.exclude(pk=world.job.pk).delete()
+    changed = operator.post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G", "plan": "1:"}, follow=True)
+    assert "nothing was applied: the fleet changed since the answer was shown" in changed.content.decode()
+    assert "<strong>a1</strong>" in changed.content.decode() and not Job.objects.exclude(pk=world.job.pk).exists()
     HostPolicy.objects.create(host=world.a1, mode="off")
     refused = world.client("operator").post("/autoscaler/what-if/apply/", {"memory": "7000", "maxmem": "8G"}, follow=True)
     assert "nothing to apply: no host can take 7,000 MiB" in refused.content.decode()  # a1 is no longer counted on
-    assert Job.objects.exclude(pk=world.job.pk).count() == 1
+    assert not Job.objects.exclude(pk=world.job.pk).exists()
 
 
 def test_api_policy_change_is_audited_and_bumps_the_version(world):

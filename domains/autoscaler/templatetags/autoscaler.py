@@ -98,6 +98,7 @@ def autoscaler_what_if(context):
     return {
         "form": form, "answer": answer, "error": error, "may_apply": may_apply, "csrf_token": context.get("csrf_token"),
         "steps": show.what_if_steps(answer) if answer else [], "host_names": hosts,
+        "signature": show.what_if_signature(answer) if answer else "",
     }
 
 
