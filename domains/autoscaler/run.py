@@ -129,6 +129,8 @@ def _apply_or_recommend(actor: Actor, context: SnapshotContext, the_plan: Plan, 
 
     for step in the_plan.steps:  # shrinks, then migrations, then grows
         mode = context.modes.get(step.host_id, Mode.OFF)
+        if step.kind == MIGRATE and context.modes.get(step.to_host_id) == Mode.RECOMMEND:
+            mode = Mode.RECOMMEND  # a host in recommend mode takes in nothing a person has not approved
         key = (step.domain_id, step.kind, step.to_host_id, step.host_id)
         if any(near(to_kib, step) for to_kib in held.get(key, ())):
             continue

@@ -422,3 +422,19 @@ def test_a_waiting_step_of_a_person_deactivated_since_is_not_sent(team, admin, n
     assert run.apply_waiting([waiting.pk]) == (0, 1)
     waiting.refresh_from_db()
     assert waiting.error == "not sent: ada's account was deactivated since" and not Job.objects.exists()
+
+
+def test_a_move_from_an_automatic_host_to_one_in_recommend_mode_waits_for_a_person(team, now):
+    """hv1 (automatic) cannot hold its guests' working sets; hv2, with the most room, is in recommend mode."""
+    hv1, hv2 = make_host("hv1", team, usable_gib=10), make_host("hv2", team)
+    HostPolicy.objects.create(host=hv1, mode="automatic")
+    HostPolicy.objects.create(host=hv2, mode="recommend")
+    for name, memory, used in (("a", 6 * GiB, 5 * GiB), ("b", 4 * GiB, 3 * GiB), ("c", 2 * GiB, 1800 * MiB)):
+        make_domain(hv1, name, memory=memory, used=used, maxmem=16 * GiB)
+    for cycle in range(30):
+        run.run_autoscaler(now + 10 * cycle)
+        if Decision.objects.filter(step_kind="migrate").exists():
+            break
+    move = Decision.objects.get(step_kind="migrate")
+    assert (move.host_id, move.to_host_id, move.state, move.mode) == (hv1.pk, hv2.pk, Decision.State.RECOMMENDED, "recommend")
+    assert not Job.objects.filter(kind=Job.Kind.MIGRATE).exists()
