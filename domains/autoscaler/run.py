@@ -12,7 +12,7 @@ from datetime import timezone as tz
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, IntegerField, Q
+from django.db.models import F, IntegerField, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from balloonweb.access import rules
@@ -33,6 +33,7 @@ from .state import SnapshotContext, build_snapshot, host_mode
 from .whatif import NewDomain, WhatIf, make_room
 
 KEEP_DECISIONS_FOR = timedelta(days=7)
+PRUNE_EVERY_S = 3600
 # A step a person dismissed is not recommended again for this long, unless the plan's size for it changes
 # beyond its domain's deadband: the engine is deterministic, and would put it back on the page at the next poll.
 DISMISSAL_HOLDS_FOR = timedelta(hours=1)
@@ -62,16 +63,18 @@ class RunReport:
         return asdict(self)
 
 
-def claim_run(now: float) -> bool:
-    """Compare-and-set on the engine's row: True for the one caller that may run now."""
-    EngineState.get()
-    return bool(EngineState.objects.filter(pk=1, last_run_at__lte=now - MIN_RUN_INTERVAL_S).update(last_run_at=now))
+def claim_run(now: float) -> float | None:
+    """Compare-and-set on the engine's row: for the one caller that may run now, when the run before began."""
+    previous = EngineState.get().last_run_at
+    claimed = EngineState.objects.filter(pk=1, last_run_at__lte=now - MIN_RUN_INTERVAL_S).update(last_run_at=now)
+    return previous if claimed else None
 
 
 def run_autoscaler(now: float | None = None) -> RunReport:
     """One cycle of the autoscaler. Call it after each poll (domains.autoscaler.tasks.autoscale does)."""
     now = time.time() if now is None else now
-    if not claim_run(now):
+    previous_run_at = claim_run(now)
+    if previous_run_at is None:
         return RunReport(False, "another run is under way or has just run")
     started = time.perf_counter()
     context = build_snapshot(now)
@@ -95,9 +98,23 @@ def run_autoscaler(now: float | None = None) -> RunReport:
     _remember(context, the_plan, decisions, grown, host_codes, now)
     tell_pages([(d.host_id, d.domain_id) for d in decisions] + superseded)
     give_up_waiting(at)
-    Decision.objects.filter(at__lt=at - KEEP_DECISIONS_FOR).delete()
+    if previous_run_at // PRUNE_EVERY_S != now // PRUNE_EVERY_S:
+        prune_decisions(at)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def prune_decisions(at: datetime) -> int:
+    """Forget decisions older than KEEP_DECISIONS_FOR, but for each domain's latest reason and each host's latest
+    set of reasons: those are written once, when they change, so a domain stable for a week would show none."""
+    latest_domain_note = Decision.objects.filter(kind=Decision.Kind.NOTE, domain=OuterRef("domain")).order_by("-at", "-id").values("pk")[:1]
+    latest_host_notes = Decision.objects.filter(kind=Decision.Kind.NOTE, domain=None, host=OuterRef("host")).order_by("-at").values("at")[:1]
+    return (
+        Decision.objects.filter(at__lt=at - KEEP_DECISIONS_FOR)
+        .exclude(kind=Decision.Kind.NOTE, domain__isnull=False, pk=Subquery(latest_domain_note))
+        .exclude(kind=Decision.Kind.NOTE, domain__isnull=True, at=Subquery(latest_host_notes))
+        .delete()[0]
+    )
 
 
 # -- applying and recommending --------------------------------------------------------------------------------

@@ -438,3 +438,25 @@ def test_a_move_from_an_automatic_host_to_one_in_recommend_mode_waits_for_a_pers
     move = Decision.objects.get(step_kind="migrate")
     assert (move.host_id, move.to_host_id, move.state, move.mode) == (hv1.pk, hv2.pk, Decision.State.RECOMMENDED, "recommend")
     assert not Job.objects.filter(kind=Job.Kind.MIGRATE).exists()
+
+
+def test_pruning_keeps_each_domains_and_hosts_latest_reason_however_old(team, now):
+    """Reasons are written when they change: a domain stable for a week kept none and its page said nothing."""
+    from datetime import timedelta
+
+    host = make_host("hv1", team)
+    calm = make_domain(host, "calm", memory=2 * GiB, used=1 * GiB)
+    at = run.datetime.fromtimestamp(now, tz=run.tz.utc)
+    old, older = at - timedelta(days=8), at - timedelta(days=9)
+    note = dict(kind=Decision.Kind.NOTE, host=host, reason="r", mode="off", policy_version="1.0", state=Decision.State.NOTED)
+    Decision.objects.create(at=older, code="shrink_cooldown", domain=calm, **note)
+    kept_domain_note = Decision.objects.create(at=old, code="within_deadband", domain=calm, **note)
+    Decision.objects.create(at=older, code="host_off", **note)
+    kept_host_notes = {Decision.objects.create(at=old, code=code, **note).pk for code in ("host_off", "no_destination")}
+    Decision.objects.create(at=old, kind=Decision.Kind.STEP, code="shrink", host=host, domain=calm, step_kind="resize",
+                            from_kib=2 * GiB, to_kib=1 * GiB, reason="r", mode="automatic", state=Decision.State.REFUSED)
+    lively = make_domain(host, "lively", memory=2 * GiB, used=1 * GiB)
+    Decision.objects.create(at=old, code="within_deadband", domain=lively, **note)  # said again since
+    recent = Decision.objects.create(at=at, code="at_floor", domain=lively, **note)
+    assert run.prune_decisions(at) == 4
+    assert set(Decision.objects.values_list("pk", flat=True)) == {kept_domain_note.pk, recent.pk, *kept_host_notes}
