@@ -19,7 +19,7 @@ def _networks(proxies: tuple[str, ...]):
     return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
 
 
-def _trusted(address: str) -> bool:
+def trusted_proxy(address: str) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -31,21 +31,21 @@ def client_ip(meta: dict) -> str | None:
     """The peer address; behind a trusted proxy, the right-most X-Forwarded-For address that is not one of
     our proxies (everything left of it was written by the client and proves nothing)."""
     peer = meta.get("REMOTE_ADDR") or None
-    if not peer or not _trusted(peer):
+    if not peer or not trusted_proxy(peer):
         return peer
     forwarded = [a.strip() for a in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
     for address in reversed(forwarded):
-        if not _trusted(address):
+        if not trusted_proxy(address):
             try:
                 return str(ipaddress.ip_address(address))
             except ValueError:
-                return peer
+                return None  # not the proxy's own address, and not a client's either: unknown
     return peer
 
 
 def request_id(meta: dict) -> str:
     given = meta.get("HTTP_X_REQUEST_ID", "")
-    if given and REQUEST_ID.match(given) and _trusted(meta.get("REMOTE_ADDR", "")):
+    if given and REQUEST_ID.match(given) and trusted_proxy(meta.get("REMOTE_ADDR", "")):
         return given
     return uuid.uuid4().hex
 

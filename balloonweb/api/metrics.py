@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from balloonweb.access.middleware import client_ip
+from balloonweb.access.middleware import client_ip, trusted_proxy
 from domains.autoscaler.models import Decision
 from domains.models import Domain, Job
 from hosts.models import RUNNING_STATES, Host
@@ -193,6 +193,13 @@ def refusal(request) -> HttpResponse | None:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     networks = _networks()
+    if networks and not _setting("METRICS_ALLOWED_NETWORKS") and "HTTP_X_FORWARDED_FOR" in request.META \
+            and not trusted_proxy(request.META.get("REMOTE_ADDR", "")):
+        # "This machine only", but through a proxy TRUSTED_PROXIES does not name: every client would look local.
+        return HttpResponse(
+            "metrics are served to this machine only, and this request came through a proxy: name it in "
+            "TRUSTED_PROXIES, or set METRICS_ALLOWED_NETWORKS or METRICS_TOKEN\n", status=403, content_type="text/plain",
+        )
     if networks:
         try:
             # Behind a trusted proxy the peer is the proxy (127.0.0.1 in docs/deploy.md): judge the client.

@@ -79,6 +79,13 @@ def test_by_default_only_this_machine(fleet, client):
 def test_behind_the_proxy_of_docs_deploy_the_client_is_judged_not_the_proxy(fleet, client):
     assert client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
     assert client.get("/metrics").status_code == 200  # a scraper on this machine, not through the proxy
+    assert client.get("/metrics", HTTP_X_FORWARDED_FOR="unknown").status_code == 403  # not the proxy's own address
+
+
+@override_settings(METRICS_ALLOWED_NETWORKS="", METRICS_TOKEN="", TRUSTED_PROXIES=[])
+def test_behind_a_proxy_not_named_in_trusted_proxies_nobody_is_local(fleet, client):
+    refused = client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9")  # the proxy on this machine: 127.0.0.1
+    assert refused.status_code == 403 and "name it in TRUSTED_PROXIES" in refused.content.decode()
 
 
 def test_the_autoscalers_decisions_of_the_last_hour(fleet, client):
