@@ -39,6 +39,21 @@ def test_a_created_domain_may_not_take_a_known_uuid(world):
     assert not Job.objects.filter(kind=Job.Kind.CREATE).exists()
 
 
+def test_a_team_may_not_take_the_uuid_of_another_teams_domain_even_gone(world):
+    """Created with da's UUID, the domain would take over da's row when its job ends: team A's jobs, history and
+    policy would show in team B. Nor does the refusal name what team B may not see."""
+    known = Domain.objects.get(name="da")
+    config = f'name = "copy"\nmemory = 512\nuuid = "{known.uuid}"\n'
+    outsider = Actor.for_user(world.users["outsider"])  # team B's admin
+    for state in (Domain.State.RUNNING, Domain.State.GONE):
+        Domain.objects.filter(pk=known.pk).update(state=state)
+        with pytest.raises(services.Conflict, match=f"^the UUID {known.uuid} is taken by a domain of another team; leave the uuid line out"):
+            services.request_create(outsider, world.b1, config)
+    assert not Job.objects.filter(kind=Job.Kind.CREATE).exists()
+    # Team A creates its gone domain again: it takes back its row, history and all.
+    assert services.request_create(Actor.command_line(), world.a2, config).params["uuid"] == str(known.uuid)
+
+
 def test_a_domain_being_created_may_not_be_created_again(world):
     """Two `xm create` of one config: the second is refused while the first is queued, not failed by libvirt."""
     cli = Actor.command_line()
