@@ -126,6 +126,9 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
 
     policy = domain.policy
     floor, maxmem = domain.floor_kib, domain.maxmem_kib
+    limited = domain.limit_kib is not None and domain.limit_kib < maxmem
+    if limited:
+        maxmem = domain.limit_kib if domain.limit_kib > current else current  # given more by an admin: kept
     used = available - unused if available > unused else 0
     actual = domain.actual_kib or current
     overhead = actual / available if actual > available else 1.0  # guest memory per KiB the guest can use
@@ -146,6 +149,8 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         "current_kib": current, "floor_kib": floor, "maxmem_kib": maxmem,
         "free_share": unused / available, "target_free_share": policy.free_share,
     }
+    if limited:
+        figures["team_limit"] = True
     if saturated:
         target = maxmem
         # A passing spike takes what room there is; one that lasts is a need that a migration may serve.

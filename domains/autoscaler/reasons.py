@@ -32,7 +32,7 @@ def _uses(f: dict) -> str:
 def _bound(f: dict) -> str:
     bound = f.get("bound")
     if bound == "maxmem":
-        return f", capped at its maxmem {mib(f['maxmem_kib'])}"
+        return f", capped at {_ceiling(f)}"
     if bound == "floor":
         return f", held at its floor {mib(f['floor_kib'])}"
     return ""
@@ -53,11 +53,19 @@ def _saturated(f: dict) -> str:
     since = f"for {f['saturated_for_s']:.0f} s" if f["saturated_for_s"] >= 1 else "since this cycle"
     return (
         f"out of memory: {mib(f['unused_kib'])} unused of {mib(f['available_kib'])} ({since}), so its demand is "
-        f"unknown; offered its maxmem {mib(f['maxmem_kib'])} at once, and the next cycle's stats say what it uses"
+        f"unknown; offered {_ceiling(f)} at once, and the next cycle's stats say what it uses"
     )
 
 
+def _ceiling(f: dict) -> str:
+    if f.get("team_limit"):
+        return f"its team's operator limit of {mib(f['maxmem_kib'])} (the autoscaler is an operator)"
+    return f"its maxmem {mib(f['maxmem_kib'])}"
+
+
 def _at_maxmem(f: dict) -> str:
+    if f.get("saturated") and f.get("team_limit"):
+        return f"out of memory at {_ceiling(f)}: a team admin can give it more, or raise the limit"
     if f.get("saturated"):
         return (
             f"out of memory at its maxmem {mib(f['maxmem_kib'])}: it needs more than it may have; raise maxmem "

@@ -135,6 +135,8 @@ class DomainSnapshot:
     watch: BalloonWatch = NEW_WATCH
     last_grown_at: float | None = None
     last_migrated_at: float | None = None
+    # Its team's limit for one domain that an operator may give, which binds the autoscaler (an operator too).
+    limit_kib: int | None = None
 
     @property
     def current_kib(self) -> int:

@@ -120,8 +120,10 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
     host_codes: dict[int, str] = {}
     stored_squeezed: dict[int, float | None] = {}
     stored_coincidences: dict[int, engine.Coincidence] = {}
+    limits: dict[int, int | None] = {}  # a host's team's operator limit
     for row in Host.objects.values(
         "id", "name", "status", "total_kib", "capacity_kib", "reserved_kib", "team_id", "team__autoscale_policy__mode",
+        "team__operator_max_kib",
         "autoscale_policy__mode", *(f"autoscale_policy__{name}" for name in HOST_POLICY_FIELDS),
         "autoscale_state__squeezed_since", "autoscale_state__last_codes", "autoscale_state__coincident_kib",
         "autoscale_state__coincident_least_kib", "autoscale_state__coincident_at", "maintenance",
@@ -129,6 +131,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         host_id = row["id"]
         mode = effective_mode(row["autoscale_policy__mode"], row["team__autoscale_policy__mode"])
         modes[host_id], teams[host_id] = mode, row["team_id"]
+        limits[host_id] = row["team__operator_max_kib"]
         values = {name: row[f"autoscale_policy__{name}"] for name in HOST_POLICY_FIELDS}
         policy = engine.HostPolicy(mode=mode, **{k: v for k, v in values.items() if v is not None})
         usable = max(0, (row["capacity_kib"] or row["total_kib"]) - row["reserved_kib"])
@@ -181,6 +184,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         domains.append(engine.DomainSnapshot(
             domain_id, name, host_id, True, memory, maxmem, floor, actual, available, unused, asked,
             domain_id in busy, migrating_to.get(domain_id), policy, watch, grown_at, last_migrated.get(domain_id),
+            limits.get(host_id),
         ))
         last_codes[domain_id] = last_code or ""
         last_grown[domain_id] = grown_at

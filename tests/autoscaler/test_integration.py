@@ -343,17 +343,29 @@ def test_a_dismissed_step_is_not_recommended_again_for_an_hour_unless_it_changes
     assert Decision.objects.filter(domain=idle, state=Decision.State.RECOMMENDED).count() == 1
 
 
-def test_a_step_refused_for_the_teams_operator_limit_is_not_sent_and_audited_at_every_poll(team, now):
-    """The autoscaler acts as an operator: a saturated guest offered its 8 GiB maxmem above a 4 GiB limit."""
+def test_the_autoscaler_grows_a_domain_up_to_its_teams_operator_limit(team, now):
+    """The autoscaler acts as an operator: a saturated guest of 8 GiB maxmem is offered the team's 4 GiB limit,
+    not its maxmem (which the services refused at every poll, so it got nothing)."""
     Team.objects.filter(pk=team.pk).update(operator_max_kib=4 * GiB)
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    run.run_autoscaler(now)
+    step = Decision.objects.get(domain=busy, kind=Decision.Kind.STEP)
+    assert (step.state, step.to_kib, Job.objects.get().params["target_kib"]) == (Decision.State.APPLIED, 4 * GiB, 4 * GiB)
+    assert "offered its team's operator limit of 4,096 MiB (the autoscaler is an operator) at once" in step.reason
+
+
+def test_a_step_refused_for_the_teams_quota_is_not_sent_and_audited_at_every_poll(team, now):
+    Team.objects.filter(pk=team.pk).update(quota_kib=4 * GiB)
     host = make_host("hv1", team)
     HostPolicy.objects.create(host=host, mode="automatic")
     busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
     for cycle in range(3):
         run.run_autoscaler(now + 10 * cycle)
     refused = Decision.objects.get(domain=busy, kind=Decision.Kind.STEP)
-    assert refused.state == Decision.State.REFUSED and refused.error_code == "team_limit"
-    assert "above the team blue's limit of 4,096 MiB" in refused.error
+    assert refused.state == Decision.State.REFUSED and refused.error_code == "team_quota"
+    assert "the team blue's quota of 4,096 MiB running memory would be exceeded" in refused.error
     entry = AuditEntry.objects.get(action="domain.resize", result=AuditEntry.Result.REFUSED)
     assert entry.object_repr == "busy" and not Job.objects.exists()
     run.run_autoscaler(now + 10 + run.REFUSAL_HOLDS_FOR.total_seconds())  # tried again once the hold is over
