@@ -94,6 +94,12 @@ def check_memory_bounds(domain: Domain, target_kib: int) -> None:
             f"{domain.name} is {domain.get_state_display()}: a live resize needs a running domain; start it first",
             "domain_not_running",
         )
+    if target_kib > domain.maxmem_kib and target_kib <= (domain.config_maxmem_kib or 0):
+        raise BadRequest(
+            f"{mib(target_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)}) until it boots again: "
+            f"its config has {mib(domain.config_maxmem_kib)}, which a restart gives it (xm reboot {domain.name})",
+            "above_maxmem",
+        )
     if target_kib > domain.maxmem_kib:
         raise BadRequest(
             f"{mib(target_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)}); "
@@ -518,6 +524,10 @@ def find_domain(actor: Actor, name: str, host_name: str | None = None) -> Domain
     if host_name:
         domains = domains.filter(host__name=host_name)
     found = list(domains[:10])
+    if not found and name.isdigit():
+        # xm takes the ID `xm list` shows as well (a running domain's, unique on its host).
+        by_id = rules.restrict(Domain.objects.running().select_related("host"), actor, "view").filter(hv_id=int(name))
+        found = list((by_id.filter(host__name=host_name) if host_name else by_id)[:10])
     if not found:
         where = f" on host {host_name}" if host_name else ""
         raise NotFound(f"no domain named {name}{where}")

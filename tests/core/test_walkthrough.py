@@ -48,7 +48,7 @@ def test_the_walkthrough(sim_hosts, tmp_path):
     )
     assert virsh_dominfo(hv1, "foo")["Used memory"] == "4194304 KiB"
 
-    moved = xm("migrate", "foo", "hv2", "--live")
+    moved = xm("migrate", "-l", "foo", "hv2")  # xm's short --live
     assert moved.returncode == 0, moved.stderr
     assert "simulated move" in moved.stdout
     hv2 = sim_hosts["hv2"].uri
@@ -85,7 +85,9 @@ def test_a_config_without_maxmem_cannot_grow_until_maxmem_is_raised(sim_hosts, t
     assert "next boot" in raised.stdout
     bar = Domain.objects.get(name="bar")
     assert (bar.maxmem_kib, bar.config_maxmem_kib) == (1024 * 1024, 2048 * 1024)
-    assert xm("mem-set", "bar", "1100").returncode == 1  # the running domain keeps its maximum until it reboots
+    still = xm("mem-set", "bar", "1100")  # the running domain keeps its maximum until it reboots, and is told so
+    assert (still.returncode, still.stderr.strip()) == (1, "xm: 1,100 MiB is above the maxmem of bar (1,024 MiB) until it "
+                                                        "boots again: its config has 2,048 MiB, which a restart gives it (xm reboot bar)")
 
 
 def test_errors_are_one_line_and_exit_1(sim_hosts, foo):
@@ -96,6 +98,8 @@ def test_errors_are_one_line_and_exit_1(sim_hosts, foo):
         ("migrate", "foo", "hv9"): "xm: no host named hv9",
         ("migrate", "foo", "hv1"): "xm: foo already runs on hv1; pick another host",
         ("--user", "nobody", "list"): "xm: no active user named nobody",
+        ("list", "foo", "nosuch", "other"): "xm: no domain named nosuch, other",  # as xm: scripts test for a domain so
+        ("list", "--host", "hv9"): "xm: no host named hv9",
         ("create", "/bin/ls", "--host", "hv1"): 'xm: /bin/ls is not a text file: give a Xen config file (name = "foo", memory = 512, ...)',
     }
     for args, message in cases.items():
@@ -122,6 +126,13 @@ def test_no_wait_prints_the_job_id(sim_hosts, foo):
     assert result.returncode == 0
     job = Job.objects.get(pk=int(result.stdout))
     assert (job.kind, job.params, job.actor_kind) == ("resize", {"target_kib": 768 * 1024}, "cli")
+
+
+def test_a_domain_is_also_named_by_the_id_xm_list_shows(sim_hosts, foo):
+    hv_id = Domain.objects.get(name="foo").hv_id
+    result = xm("mem-set", str(hv_id), "768", "--no-wait")
+    assert result.returncode == 0, result.stderr
+    assert Job.objects.get(pk=int(result.stdout)).domain.name == "foo"
 
 
 def test_a_stopped_domain_is_refused_clearly(sim_hosts, foo):
