@@ -40,9 +40,27 @@ def test_maxmem_defaults_to_memory():
         ('name = "a b"\nmemory = 1', "name 'a b'"),
         ('name = "x"\nmemory 1024', "line 2"),
         ('name = "x"\nmemory = 1\nvcpus = 0', "out of range"),
+        ('name = "x"\nmemory = 1024\nmaxmem = 4X', "maxmem: '4X' is not a memory size"),
+        ('name = "x"\nmemory = 1024\nmaxmen = 4096', "line 3: BalloonWeb does not set up `maxmen`: it creates a domain from"),
+        ('name = "x"\nmemory = 1024\ndisk = [ "phy:/dev/vg/x,xvda,w",\n  "phy:/dev/vg/y,xvdb,w" ]', "line 3: BalloonWeb does not set up `disk`"),
+        ('name = "x"\nmemory = 1024\nmemory = 2048', "line 3: `memory` is set twice"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(text, message):
     with pytest.raises(ConfigError) as error:
         parse_xen_config(text)
     assert message in str(error.value)
+
+
+def test_comments_quotes_and_spacing_as_python_reads_them():
+    text = (
+        "# rack 4\n"
+        'name = "web-1"   # the front end\n'
+        "memory = '1G'\n\n"
+        'description = "rack #4, row 2"\n'
+        "vcpus = 2\n"
+    )
+    config = parse_xen_config(text)
+    assert (config.name, config.memory_kib, config.maxmem_kib, config.vcpus, config.description) == (
+        "web-1", 1024 * 1024, 1024 * 1024, 2, "rack #4, row 2"
+    )
