@@ -1,7 +1,5 @@
 """The user's tokens page: create a token (shown once), see when each was last used, revoke one."""
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -12,8 +10,6 @@ from balloonweb.access.actors import Actor
 
 from . import tokens
 from .models import ApiToken
-
-MAX_DAYS = 3650
 
 
 def _actor(request) -> Actor:
@@ -33,14 +29,13 @@ def tokens_page(request):
                 messages.success(request, f"Token {token.name} (bw_{token.prefix}) is revoked: it no longer works.")
             return redirect("api:tokens")
         days = _int(request.POST.get("expires_days", ""))
-        if days is not None and not 1 <= days <= MAX_DAYS:
-            messages.error(request, f"Expiry: a number of days from 1 to {MAX_DAYS}, or empty for none.")
+        if days is not None and not 1 <= days <= tokens.MAX_EXPIRY_DAYS:
+            messages.error(request, f"Expiry: a number of days from 1 to {tokens.MAX_EXPIRY_DAYS}, or empty for none.")
         else:
             try:
                 token, text = tokens.create_token(
                     _actor(request), request.user, request.POST.get("name", ""),
-                    write=request.POST.get("write") == "on",
-                    expires=timezone.now() + timedelta(days=days) if days else None,
+                    write=request.POST.get("write") == "on", expires=tokens.expiry(days),
                 )
                 # Rendered, not redirected: the secret must not land in a URL, a session or a log.
                 created = {"token": token, "text": text}
@@ -50,7 +45,7 @@ def tokens_page(request):
         "tokens": ApiToken.objects.filter(user=request.user).order_by("-id"),
         "created": created,
         "now": timezone.now(),
-        "max_days": MAX_DAYS,
+        "max_days": tokens.MAX_EXPIRY_DAYS,
     })
 
 

@@ -19,8 +19,20 @@ TOKEN_START = "bw_"
 USE_AUDIT_INTERVAL = timedelta(hours=1)
 
 
+MAX_EXPIRY_DAYS = 3650
+
+
 class TokenError(Exception):
     pass
+
+
+def expiry(days: int | None):
+    """When a token given for `days` days expires (None: never); days from 1 to MAX_EXPIRY_DAYS."""
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise TokenError(f"the expiry is a number of days from 1 to {MAX_EXPIRY_DAYS}, or none")
+    return timezone.now() + timedelta(days=days)
 
 
 def digest(secret: str) -> str:

@@ -107,7 +107,13 @@ def job_accepted(job: Job, request) -> Response:
 
 
 def body(serializer_class, request) -> dict:
+    """The request's fields, validated; a field the request does not take is refused, not ignored (a client
+    sending `reserve` for `reserved` was answered 200 with nothing changed)."""
     serializer = serializer_class(data=request.data)
+    given = request.data.keys() if hasattr(request.data, "keys") else ()
+    unknown = sorted(set(given) - set(serializer.fields))
+    if unknown:
+        raise exceptions.ValidationError({unknown[0]: [f"not a field of this request; it takes {', '.join(serializer.fields)}"]})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -179,7 +185,7 @@ class DomainViewSet(ApiView, viewsets.GenericViewSet, mixins.ListModelMixin, mix
 
     def get_queryset(self):
         domains = Domain.objects.select_related("host")
-        if self.action == "list" and "state" not in self.request.query_params:
+        if self.action == "list" and not self.request.query_params.get("state"):  # `?state=` filters nothing
             domains = domains.present()
         return rules.restrict(domains, self.actor, "view")
 

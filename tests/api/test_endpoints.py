@@ -306,3 +306,23 @@ def test_an_empty_patch_changes_nothing(people, team, as_):
     response = as_("admin").patch(f"/api/memberships/{membership.pk}/", {}, format="json")
     assert response.status_code == 200 and response.json()["role"] == "viewer"
     assert as_("admin").patch(f"/api/teams/{team.pk}/", {}, format="json").status_code == 200
+
+
+def test_a_field_a_request_does_not_take_is_refused_not_ignored(people, fleet, as_):
+    """`reserve` for `reserved` (the CLI's option name) answered 200 and changed nothing."""
+    h1 = fleet["h1"]
+    before = type(h1).objects.get(pk=h1.pk).reserved_kib
+    status, code, message = error(as_("admin").patch(f"/api/hosts/{h1.pk}/", {"reserve": "1G"}, format="json"))
+    assert (status, code) == (400, "invalid")
+    assert message == "reserve: not a field of this request; it takes team, reserved, capacity, queue_group"
+    assert type(h1).objects.get(pk=h1.pk).reserved_kib == before
+    assert as_("admin").patch(f"/api/hosts/{h1.pk}/", {"reserved": "1G"}, format="json").json()["reserved_mib"] == 1024
+
+
+def test_an_empty_state_filter_filters_nothing_and_leaves_gone_domains_out(people, fleet, as_):
+    from domains.models import Domain
+
+    Domain.objects.filter(pk=fleet["foo"].pk).update(state=Domain.State.GONE)
+    listed = [d["name"] for d in as_("admin").get("/api/domains/?state=").json()["results"]]
+    assert "foo" not in listed
+    assert "foo" in [d["name"] for d in as_("admin").get("/api/domains/?state=gone").json()["results"]]

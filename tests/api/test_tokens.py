@@ -4,7 +4,7 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -116,3 +116,10 @@ def test_the_command_makes_the_first_token(people, capsys):
     assert client_with(text).get("/api/hosts/").status_code == 200
     call_command("apitoken", "revoke", text.rsplit("_", 1)[0])
     assert client_with(text).get("/api/hosts/").status_code == 401
+
+
+@pytest.mark.parametrize("days", ["0", "3651", "1000000000"])
+def test_the_command_refuses_an_expiry_out_of_range_as_the_page_does(people, days):
+    with pytest.raises(CommandError, match="the expiry is a number of days from 1 to 3650, or none"):
+        call_command("apitoken", "create", "root", "bootstrap", "--expires-days", days)
+    assert not ApiToken.objects.exists()

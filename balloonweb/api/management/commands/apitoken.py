@@ -1,11 +1,9 @@
 """`manage.py apitoken create USER NAME [--write] [--expires-days N]`, `apitoken list [USER]`, `apitoken revoke PREFIX`:
 the first token of a fresh install, and tokens for scripts set up from the shell."""
 
-from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from balloonweb.access.actors import Actor
 from balloonweb.api import tokens
@@ -33,12 +31,9 @@ class Command(BaseCommand):
             user = get_user_model().objects.filter(username=options["user"], is_active=True).first()
             if user is None:
                 raise CommandError(f"no active user named {options['user']}")
-            days = options["expires_days"]
-            if days is not None and days < 1:
-                raise CommandError("--expires-days must be at least 1")
             try:
                 _, text = tokens.create_token(actor, user, options["name"], write=options["write"],
-                                              expires=timezone.now() + timedelta(days=days) if days else None)
+                                              expires=tokens.expiry(options["expires_days"]))
             except tokens.TokenError as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(text)
