@@ -1,8 +1,10 @@
 """WebSocket consumers of the live pages. They forward hints; the page refetches what it shows.
 
-A consumer joins its groups only after balloonweb.access.rules says the user may view the object (an anonymous
-user, an outsider or a missing object gets the handshake refused). Every socket also joins "user.<id>", so that
-a payload {"type": "close"} published there (logout, a lost role) closes the user's open sockets.
+A consumer joins its groups only after balloonweb.access.rules says the user may view the object. An anonymous
+user, an outsider or a missing object gets the socket closed at once with a code the page understands (a refused
+handshake reaches a browser only as 1006, which it would retry for ever). Every socket also joins "user.<id>",
+so that a payload {"type": "close"} published there (a sign-out, a role changed, a host given away) closes the
+user's open sockets with CLOSE_RECHECK: the page reconnects, and the connect checks afresh what it may see.
 """
 
 from channels.db import database_sync_to_async
@@ -16,9 +18,11 @@ from hosts.models import Host
 
 from .models import Domain, Job
 
-# Close codes in the private range: the page tells "log in again" from "gone" and does not retry either.
+# Close codes in the private range (static/balloonweb/live.js): reconnect to be checked again; signed out; not
+# allowed to see this (or it is gone). The page retries only the first.
+CLOSE_RECHECK = 4000
+CLOSE_SIGNED_OUT = 4401
 CLOSE_NOT_ALLOWED = 4403
-CLOSE_BY_SERVER = 4001
 FINISHED = {s.value for s in Job.State if s not in Job.UNFINISHED}
 
 
@@ -29,15 +33,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close()  # before accept: the handshake is refused
+            await self.refuse(CLOSE_SIGNED_OUT)
             return
         self.actor = Actor.for_user(user)
         groups = await self.groups_now_allowed()
         if groups is None:
-            await self.close()
+            await self.refuse(CLOSE_NOT_ALLOWED)
             return
         await self.join(groups + [group_name("user", user.pk)])
         await self.accept()
+
+    async def refuse(self, code: int) -> None:
+        """Accepted, joined to nothing, and closed at once with `code`, so that the page knows not to retry."""
+        await self.accept()
+        await self.close(code=code)
 
     def allowed_groups(self, **kwargs) -> list[str]:
         """The groups this socket may join; raise rules.NotFound/Forbidden (via rules.require) if none."""
@@ -91,7 +100,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_update(self, event: dict) -> None:
         payload = event["payload"]
         if payload.get("type") == "close":
-            await self.close(code=CLOSE_BY_SERVER)
+            await self.close(code=CLOSE_RECHECK)
             return
         if payload.get("type") == "resync":  # hints may have been lost (balloonweb/live/layer.py)
             await self.send_json(payload)

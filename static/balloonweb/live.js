@@ -8,7 +8,10 @@
   const status = document.getElementById("live-status");
   // Kept for the browser tests and for a curious operator's console.
   const live = (window.bwLive = { messages: [], opens: 0, connected: false });
-  const STOP_CODES = [4001, 4403]; // closed by the server on purpose (logged out, no longer allowed)
+  // Closed by the server on purpose (domains/consumers.py): 4000 asks for a reconnect, whose connect checks
+  // afresh what the user may see (a role or a team changed); the others are final.
+  const RECHECK = 4000;
+  const STOPPED = { 4401: "signed out: reload the page to sign in", 4403: "not live: you may no longer see this page; reload it" };
   let retry = 500;
   let due = new Set();
   let timer = null;
@@ -85,13 +88,13 @@
     };
     socket.onclose = (event) => {
       live.connected = false;
-      if (STOP_CODES.includes(event.code)) {
-        show("not live: reload the page", "stopped");
+      if (STOPPED[event.code]) {
+        show(STOPPED[event.code], "stopped");
         return;
       }
       show("reconnecting…", "down");
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 5000);
+      setTimeout(connect, event.code === RECHECK ? 0 : retry);
+      if (event.code !== RECHECK) retry = Math.min(retry * 2, 5000);
     };
     live.socket = socket;
   }

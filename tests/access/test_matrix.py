@@ -365,11 +365,13 @@ def ws_path(name: str, kwargs: dict) -> str:
 
 
 async def ws_accepted(path: str, user) -> bool:
+    """Whether the socket stays open: a refused one is closed at once (with a code the page reads)."""
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
     communicator.scope["user"] = user
     connected, _code = await communicator.connect(timeout=5)
+    stays = connected and await communicator.receive_nothing(timeout=0.1)
     await communicator.disconnect()
-    return connected
+    return stays
 
 
 @pytest.mark.parametrize("name, role", list(ws_cases()))
