@@ -77,7 +77,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After HtmxMiddleware (request.htmx): a refusal of an htmx request is a fragment, not a whole page.
+    "balloonweb.access.htmx.HtmxRefusalMiddleware",
+    # After SessionMiddleware: renews the session on a person's requests, not on the page's background ones.
+    "balloonweb.access.middleware.IdleSessionMiddleware",
 ]
+CSRF_FAILURE_VIEW = "balloonweb.access.htmx.csrf_failure"
 
 ROOT_URLCONF = "balloonweb.urls"
 WSGI_APPLICATION = None
@@ -222,9 +227,9 @@ CACHES = {
     }
 }
 
-# Idle timeout: a session lasts SESSION_IDLE_TIMEOUT seconds after the last request (renewed by each one).
+# Idle timeout: a session lasts SESSION_IDLE_TIMEOUT seconds after the last request a person made (renewed by
+# each one, not by the page's background refreshes: balloonweb.access.middleware.IdleSessionMiddleware).
 SESSION_COOKIE_AGE = int(env("SESSION_IDLE_TIMEOUT", str(8 * 3600)))
-SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 

@@ -62,3 +62,22 @@ class RequestContextMiddleware:
             response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+# The page's own refreshes (live hints, charts) send it; they do not keep an idle session alive.
+BACKGROUND_HEADER = "HTTP_X_BACKGROUND"
+
+
+class IdleSessionMiddleware:
+    """A session lasts SESSION_COOKIE_AGE after the last request a person made: each such request renews it, the
+    page's background refreshes do not (a console left open overnight stayed signed in, Force off and all)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        if session is not None and not session.is_empty() and BACKGROUND_HEADER not in request.META:
+            session.modified = True  # saved again by SessionMiddleware, with a new expiry
+        return response

@@ -33,7 +33,7 @@
   }
 
   async function load() {
-    const response = await fetch(`${box.dataset.src}?range=${range}`, { headers: { Accept: "application/json" } });
+    const response = await fetch(`${box.dataset.src}?range=${range}`, { headers: { Accept: "application/json", "X-Background": "1" } });
     if (!response.ok) return;
     const d = await response.json();
     const data = [d.t, d.target, d.actual, d.used, d.available];

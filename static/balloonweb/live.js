@@ -61,6 +61,11 @@
     due = new Set();
   }
 
+  // The page's own refetches say so: they do not renew an idle session (balloonweb/access/middleware.py).
+  document.body.addEventListener("htmx:configRequest", (event) => {
+    if (event.detail.triggeringEvent && event.detail.triggeringEvent.type === "live") event.detail.headers["X-Background"] = "1";
+  });
+
   // A refetch already under way when the refusal arrived is dropped rather than swapped in over it.
   document.body.addEventListener("htmx:beforeSwap", (event) => {
     const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;

@@ -67,11 +67,30 @@ def test_the_address_behind_a_trusted_proxy_is_the_forwarded_one(world: World, s
     assert list(AuditEntry.objects.filter(action="auth.login_failed").order_by("id").values_list("client_ip", flat=True)) == ["127.0.0.1", "203.0.113.9"]
 
 
-def test_the_session_lasts_the_idle_timeout_from_the_last_request(world: World):
+def test_the_session_lasts_the_idle_timeout_from_the_last_request_a_person_made(world: World):
+    """The page's own refreshes (live hints, charts) do not renew it: a console left open overnight signed in,
+    Force off and all, stayed signed in."""
     client = world.client("viewer")
     response = client.get(reverse("fleet"))
     assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == settings.SESSION_COOKIE_AGE
-    assert settings.SESSION_SAVE_EVERY_REQUEST and settings.SESSION_COOKIE_AGE <= 24 * 3600
+    assert settings.SESSION_COOKIE_AGE <= 24 * 3600
+    background = client.get(reverse("fleet"), HTTP_HX_REQUEST="true", HTTP_X_BACKGROUND="1")
+    assert background.status_code == 200 and settings.SESSION_COOKIE_NAME not in background.cookies
+
+
+def test_an_htmx_request_of_a_signed_out_page_sends_the_whole_page_to_the_login(world: World):
+    """Not the login page swapped into the control that asked."""
+    response = Client().post(reverse("domain-resize", args=[world.da.pk]), {"memory": "512"},
+                             HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=f"http://testserver/domains/{world.da.pk}/")
+    assert response.status_code == 204 and response["HX-Redirect"] == f"/login/?next=%2Fdomains%2F{world.da.pk}%2F"
+
+
+def test_an_htmx_refusal_of_a_view_is_a_fragment_beside_the_control(world: World):
+    outsider = world.client("outsider")
+    response = outsider.get(reverse("domain-part", args=[world.da.pk, "figures"]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 404 and response.content.decode().startswith('<p class="error" role="alert">Not found: ')
+    assert "topbar" not in response.content.decode()
+    assert "topbar" in outsider.get(reverse("domain", args=[world.da.pk])).content.decode()  # a page stays a page
 
 
 def test_sign_out_and_sign_out_everywhere(world: World):

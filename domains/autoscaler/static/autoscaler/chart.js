@@ -35,7 +35,7 @@
 
   async function load() {
     if (!window.uPlot) return;
-    const response = await fetch(box.dataset.src, { headers: { Accept: "application/json" } });
+    const response = await fetch(box.dataset.src, { headers: { Accept: "application/json", "X-Background": "1" } });
     if (!response.ok) return;
     const data = columns(await response.json());
     empty.hidden = data[0].length > 0;
