@@ -78,20 +78,28 @@ class Decide(ApiView, APIView):
         return Response(DecisionSerializer(run.dismiss(self.actor, decision)).data)
 
 
+class ApprovePlanSerializer(serializers.Serializer):
+    steps = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+                                  help_text="the ids of the recommended steps you looked at")
+
+
 class ApprovePlan(ApiView, APIView):
     """POST: approve every step recommended on a host, in the plan's order (202). Each step comes back with its
     state: applied (its job created as you), waiting (for the shrinks approved with it), or still recommended
-    with the refusal in `error`."""
+    with the refusal in `error`. With `steps` (the ids of the steps you looked at), nothing is approved unless
+    they are exactly the steps recommended now (409 plan_changed)."""
 
     queryset = Host.objects.none()  # for the schema: `pk` is a host's
 
-    @extend_schema(request=None, responses=DecisionSerializer(many=True))
+    @extend_schema(request=ApprovePlanSerializer, responses=DecisionSerializer(many=True))
     def post(self, request, pk: int):
         host = Host.objects.filter(pk=pk).first()
         if host is None:
             raise services.NotFound("no such host")
         services.check_permission(self.actor, "view", host)
-        steps = run.approve_plan(self.actor, host)
+        given = ApprovePlanSerializer(data=request.data if hasattr(request.data, "keys") else {})
+        given.is_valid(raise_exception=True)
+        steps = run.approve_plan(self.actor, host, given.validated_data.get("steps"))
         return Response(DecisionSerializer(steps, many=True).data, status=status.HTTP_202_ACCEPTED)
 
 

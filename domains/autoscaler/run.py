@@ -386,7 +386,7 @@ def approve(actor: Actor, decision: Decision) -> Decision:
 
 
 @services.audit_refusals("autoscaler.approve")
-def approve_plan(actor: Actor, host: Host) -> list[Decision]:
+def approve_plan(actor: Actor, host: Host, shown: list[int] | None = None) -> list[Decision]:
     """A person approves every step recommended on a host, in the plan's order (shrinks, migrations, grows), each
     a job created as theirs. A step that needs room its approved shrinks are freeing waits for them and is sent
     as theirs when they end; a step refused for room or bounds stays recommended and says why (`error`). A
@@ -399,6 +399,11 @@ def approve_plan(actor: Actor, host: Host) -> list[Decision]:
         steps.sort(key=lambda step: step.plan_order)
         if not steps:
             raise services.Conflict(f"nothing to approve: no step waits for approval on {host.name}", "not_open")
+        if shown is not None and sorted(shown) != sorted(step.pk for step in steps):
+            # The autoscaler planned again since the page was drawn: approving would approve steps nobody saw.
+            raise services.Conflict(
+                f"nothing was approved: the plan for {host.name} changed since it was shown; look at it again", "plan_changed"
+            )
         shrinking: set[int] = set()
         decided_at = timezone.now()
         for decision in steps:

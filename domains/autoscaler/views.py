@@ -63,8 +63,9 @@ def decide(request: HttpRequest, decision_id: int, verdict: str) -> HttpResponse
 def approve_plan(request: HttpRequest, host_id: int) -> HttpResponse:
     """Approve every step recommended on a host (run.approve_plan), and say what became of each."""
     host = get_visible(request, Host.objects.select_related("team"), host_id)
+    shown = [int(pk) for pk in request.POST.get("steps", "").split(",") if pk.isdigit()] if "steps" in request.POST else None
     try:
-        steps = run.approve_plan(actor_of(request), host)
+        steps = run.approve_plan(actor_of(request), host, shown)
     except services.ServiceError as exc:
         refusal(request, exc)
         return redirect("host", host.pk)

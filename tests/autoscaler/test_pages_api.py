@@ -165,7 +165,9 @@ def test_approving_the_whole_plan_runs_each_step_as_the_person_in_order(world):
     shrink, grow = plan_on_a1(world)
     page = world.client("operator").get(f"/hosts/{world.a1.pk}/").content.decode()
     assert "Approve all 2 steps" in page
-    response = world.client("operator").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/", follow=True)
+    shown = re.search(r'name="steps" value="([^"]*)"', page).group(1)
+    assert shown == f"{shrink.pk},{grow.pk}"
+    response = world.client("operator").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/", {"steps": shown}, follow=True)
     shrink.refresh_from_db()
     grow.refresh_from_db()
     assert shrink.state == Decision.State.APPLIED and Job.objects.get(pk=shrink.job_id).actor_label == "operator"
@@ -191,6 +193,20 @@ def test_a_step_refused_in_a_plan_stays_for_a_person_and_says_why(world):
     page = response.content.decode()
     assert "Not approved last time: 9,000 MiB is above the maxmem of db" in page  # the plan, still on the page
     assert "Approved 1 of 2 steps" in page and "Not approved: resize db 6,144 MiB → 9,000 MiB: 9,000 MiB is above the maxmem" in page
+
+
+def test_a_plan_that_changed_since_the_page_was_drawn_is_not_approved(world):
+    """The autoscaler planned again meanwhile (or the live page missed it): Approve all would approve unseen steps."""
+    shrink, grow = plan_on_a1(world)
+    response = world.client("operator").post(f"/autoscaler/hosts/{world.a1.pk}/approve-all/", {"steps": str(shrink.pk)}, follow=True)
+    assert "nothing was approved: the plan for a1 changed since it was shown; look at it again" in response.content.decode()
+    assert set(Decision.objects.filter(pk__in=[shrink.pk, grow.pk]).values_list("state", flat=True)) == {Decision.State.RECOMMENDED}
+    api = world.client("operator").post(f"/api/autoscaler/hosts/{world.a1.pk}/approve-all/", {"steps": [shrink.pk]},
+                                         content_type="application/json")
+    assert (api.status_code, api.json()["code"]) == (409, "plan_changed")
+    applied = world.client("operator").post(f"/api/autoscaler/hosts/{world.a1.pk}/approve-all/", {"steps": [grow.pk, shrink.pk]},
+                                            content_type="application/json")
+    assert applied.status_code == 202 and [d["state"] for d in applied.json()] == ["applied", "waiting"]
 
 
 def test_a_viewer_cannot_approve_a_plan_and_nothing_changes(world):
