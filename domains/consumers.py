@@ -163,7 +163,8 @@ class DomainConsumer(LiveConsumer):
             or self.domain_id in payload.get("domains", ())
             or (kind == "host" and payload.get("host") == self.host_id)
         )
-        if mine and kind in ("job", "domain") and payload.get("state", "succeeded") in FINISHED:
+        ended = kind in ("job", "domain") and payload.get("state", "succeeded") in FINISHED
+        if mine and (ended or self.domain_id in payload.get("moved", ())):
             await self.follow()
         return mine
 

@@ -167,6 +167,7 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     created: list[Domain] = []
     sampled: list[Domain] = []
     changed_by_host: dict[int, list[int]] = {}
+    moved_from: dict[int, list[int]] = {}  # domains found on another host than the row says (moved outside BalloonWeb)
     for uuid, (host, stats) in seen.items():
         domain = existing.get(uuid)
         if domain is not None and domain.pk in at_work.ended:
@@ -189,6 +190,8 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
             changed.append(domain)
         if _shown(domain) != before:
             changed_by_host.setdefault(host.pk, []).append(domain.pk)
+            if before[0] != domain.host_id and before[0] is not None:
+                moved_from.setdefault(before[0], []).append(domain.pk)
         # The chart shows a moving balloon at once, and otherwise takes a sample now and then (see samples.py).
         if _balloon(domain) != balloon_before or sample_due(domain.pk, last_poll, now):
             sampled.append(domain)
@@ -213,6 +216,8 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     for domain in created:
         changed_by_host.setdefault(domain.host_id, []).append(domain.pk)
     messages = [("host", host_id, {"type": "domains", "domains": ids}) for host_id, ids in changed_by_host.items()]
+    # The old host's pages drop them, and a domain page listening there follows its domain (domains/consumers.py).
+    messages += [("host", host_id, {"type": "domains", "domains": ids, "moved": ids}) for host_id, ids in moved_from.items()]
     touched_hosts = {h.pk: h for h in hosts_changed} | {r.host.pk: r.host for r in readings if r.host.pk in changed_by_host}
     fleet: dict[int | None, list[int]] = {}
     for host in touched_hosts.values():

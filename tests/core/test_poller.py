@@ -37,9 +37,13 @@ def test_inventory_new_vanished_and_moved(sim_hosts):
     xml = d1.domain_xml(created.uuid)
     d2.define_xml_and_start(xml)
     d1.undefine(created.uuid)
-    poller.poll_hosts([hv1, hv2])
+    present = poller.present_domains([hv1, hv2])
+    messages, _, _ = poller.write_readings(poller.read_hosts([hv1, hv2], present), present)
     newcomer.refresh_from_db()
     assert newcomer.host == hv2 and Domain.objects.filter(uuid=created.uuid).count() == 1
+    # hv1's pages hear it left (a domain page listening there follows it), hv2's that it came.
+    assert ("host", hv1.pk, {"type": "domains", "domains": [newcomer.pk], "moved": [newcomer.pk]}) in messages
+    assert ("host", hv2.pk, {"type": "domains", "domains": [newcomer.pk]}) in messages
 
     d2.undefine(created.uuid)
     poller.poll_hosts([hv1, hv2])

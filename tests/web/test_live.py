@@ -147,6 +147,23 @@ def test_the_domain_socket_forwards_only_its_domain_and_follows_a_migration(peop
     run(scenario)
 
 
+def test_the_domain_socket_follows_a_move_the_poll_found(people, small_fleet):
+    """Moved outside BalloonWeb (virsh migrate): no job ends, the poll finds it on hv2 and tells hv1's group."""
+    foo, hv1, hv2 = small_fleet["foo"], small_fleet["hv1"], small_fleet["hv2"]
+
+    async def scenario():
+        socket, ok = await connect(DomainConsumer, people["viewer"], domain_id=foo.pk)
+        assert ok
+        await sync_to_async(Domain.objects.filter(pk=foo.pk).update)(host=hv2)
+        await send("host", hv1.pk, {"type": "domains", "domains": [foo.pk], "moved": [foo.pk]})
+        assert (await socket.receive_json_from(timeout=5))["moved"] == [foo.pk]
+        await send("host", hv2.pk, {"type": "domains", "domains": [foo.pk]})
+        assert await socket.receive_json_from(timeout=5) == {"type": "domains", "domains": [foo.pk]}
+        await socket.disconnect()
+
+    run(scenario)
+
+
 def test_the_jobs_socket_hears_its_teams_jobs(people, small_fleet, team, other_team):
     async def scenario():
         socket, ok = await connect(JobsConsumer, people["operator"])
