@@ -398,3 +398,23 @@ def test_anonymous_sockets_are_refused(server, sim_hosts, foo):
     for path in ("/ws/fleet/", f"/ws/hosts/{foo.host_id}/", f"/ws/domains/{foo.pk}/", "/ws/jobs/"):
         assert off_loop(attempt, path) == "4401", path
     assert off_loop(attempt, "/ws/fleet/", "http://evil.example") == "403"
+
+
+def test_revoking_a_token_asks_first(new_page, operator_user):
+    """Destructive forms outside the domain controls (revoke, deactivate, delete a team, remove a host) ask too."""
+    from balloonweb.api import tokens
+    from balloonweb.api.models import ApiToken
+
+    token, _ = tokens.create_token(Actor.command_line(), operator_user, "monitoring")
+    page = new_page()
+    page.goto("/account/tokens/")
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.click("button[name=revoke]")
+    page.wait_for_timeout(500)  # time for a submission that should not happen
+    assert questions == ["Revoke the token monitoring? Whatever uses it stops working at once."]
+    assert ApiToken.objects.get(pk=token.pk).revoked is None
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button[name=revoke]")
+    expect(page.locator(".messages")).to_contain_text("is revoked")
+    assert ApiToken.objects.get(pk=token.pk).revoked is not None
