@@ -114,6 +114,7 @@ def memory_bar(capacity_kib: int, reserved_kib: int, running_kib: int) -> dict:
         "running_pct": round(running_pct, 2), "reserved_pct": round(reserved_pct, 2),
         "free_pct": round(max(0.0, 100.0 - running_pct - reserved_pct), 2),
         "overbooked": running_kib + reserved_kib > capacity_kib,
+        "over_kib": max(0, running_kib + reserved_kib - capacity_kib),
     }
 
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from domains import urls as page_urls
 from domains.autoscaler.models import Decision
-from domains.models import Job
+from domains.models import Domain, Job
 from hosts.models import Host
 
 from .conftest import GIB, make_fleet
@@ -108,6 +108,13 @@ def test_the_fleet_page_shows_hosts_bars_and_totals(admin_client, small_fleet):
 def test_the_host_page_shows_its_bar_as_the_fleet_card_does(admin_client, small_fleet):
     html = admin_client.get(reverse("host", args=[small_fleet["hv1"].pk])).content.decode()
     assert "1,024 MiB running" in html and "1,024 MiB reserved" in html and "63,488 MiB free" in html
+
+
+def test_an_overbooked_host_says_so_in_words_not_only_in_red(admin_client, small_fleet):
+    """Running domains above what the host hands out (its capacity lowered since): "0 MiB free" hid by how much."""
+    Domain.objects.filter(pk=small_fleet["foo"].pk).update(memory_kib=64 * GIB)
+    html = admin_client.get(reverse("host", args=[small_fleet["hv1"].pk])).content.decode()
+    assert "overbooked by 1,024 MiB" in html and "0 MiB free" not in html
 
 
 def test_the_fleet_page_points_to_the_steps_waiting_for_a_person(admin_client, small_fleet):
