@@ -1,5 +1,6 @@
 // The autoscaler's chart on the domain page (uPlot, loaded by the page): balloon target against actual over the
-// last hour, with the autoscaler's resize steps as dots at the size each asked for. Refetched every 15 s.
+// last hour, with the autoscaler's resize steps as dots at the size each asked for: filled where the step ran,
+// hollow where it did not (recommended, waiting, dismissed, refused, superseded). Refetched every 15 s.
 (function () {
   "use strict";
   const box = document.getElementById("autoscaler-chart");
@@ -12,10 +13,15 @@
   // uPlot wants one time column: the samples' and the steps' times merged, null where a series has no point.
   function columns(d) {
     const rows = new Map();
-    d.t.forEach((t, i) => rows.set(t, [d.target[i], d.actual[i], null]));
-    d.steps.forEach(([t, mibs]) => rows.set(t, [...(rows.get(t) || [null, null]).slice(0, 2), mibs]));
+    const row = (t) => rows.get(t) || [null, null, null, null];
+    d.t.forEach((t, i) => rows.set(t, [d.target[i], d.actual[i], null, null]));
+    d.steps.forEach(([t, mibs, state]) => {
+      const values = row(t);
+      values[state === "applied" ? 2 : 3] = mibs;
+      rows.set(t, values);
+    });
     const times = [...rows.keys()].sort((a, b) => a - b);
-    return [times, ...[0, 1, 2].map((k) => times.map((t) => rows.get(t)[k]))];
+    return [times, ...[0, 1, 2, 3].map((k) => times.map((t) => rows.get(t)[k]))];
   }
 
   function options() {
@@ -26,7 +32,8 @@
         {},
         { label: "Target", stroke: "#6b7280", dash: [6, 4], width: 1.5, value: mib, spanGaps: true },
         { label: "Actual", stroke: "#1d4ed8", width: 2, value: mib, spanGaps: true },
-        { label: "Autoscaler step", stroke: "#c2410c", width: 0, value: mib, points: { show: true, size: 9, fill: "#c2410c" } },
+        { label: "Step that ran", stroke: "#c2410c", width: 0, value: mib, points: { show: true, size: 9, fill: "#c2410c" } },
+        { label: "Step not run", stroke: "#c2410c", width: 0, value: mib, points: { show: true, size: 9, fill: "#ffffff" } },
       ],
       axes: [{}, { size: 84, values: (u, values) => values.map((v) => `${v.toLocaleString("en")} MiB`) }],
       scales: { y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
