@@ -47,18 +47,30 @@
     if (!timer) timer = setTimeout(flush, 150);
   }
 
-  // Controls (data-live-keep-focus) are not pulled from under someone using one, nor while one shows a
-  // refusal: the person must get to read it. The next hint after they act brings the controls up to date.
+  // Controls (data-live-keep-focus) are not pulled from under someone using one; no region is refetched for
+  // ALERT_HOLD_MS after a refusal appeared in it, so that the person gets to read it. A refetch held back is
+  // made once the hold ends (a refusal left standing froze the controls until that same control was used again).
+  const ALERT_HOLD_MS = 20_000;
+
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    event.detail.target.querySelectorAll("[role=alert]").forEach((alert) => (alert.dataset.shownAt = Date.now()));
+  });
+
   function inUse(region) {
-    return "liveKeepFocus" in region.dataset && (region.contains(document.activeElement) || region.querySelector("[role=alert]"));
+    if ("liveKeepFocus" in region.dataset && region.contains(document.activeElement)) return true;
+    return [...region.querySelectorAll("[role=alert]")].some((alert) => Date.now() - Number(alert.dataset.shownAt || 0) < ALERT_HOLD_MS);
   }
 
   function flush() {
     timer = null;
+    const held = new Set();
     due.forEach((region) => {
-      if (!inUse(region) && window.htmx) htmx.trigger(region, "live");
+      if (!window.htmx) return;
+      if (inUse(region)) held.add(region);
+      else htmx.trigger(region, "live");
     });
-    due = new Set();
+    due = held;
+    if (due.size) timer = setTimeout(flush, 1000);
   }
 
   // The page's own refetches say so: they do not renew an idle session (balloonweb/access/middleware.py).

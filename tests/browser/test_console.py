@@ -418,3 +418,20 @@ def test_revoking_a_token_asks_first(new_page, operator_user):
     page.click("button[name=revoke]")
     expect(page.locator(".messages")).to_contain_text("is revoked")
     assert ApiToken.objects.get(pk=token.pk).revoked is not None
+
+
+def test_a_page_closed_for_a_change_of_access_reconnects_and_stays_live(new_page, operator_user, sim_hosts, foo):
+    """A role changed or a host given away closes the user's sockets with 4000: the page reconnects at once and is
+    checked again (every such close used to stop the page for good: "not live: reload the page")."""
+    from balloonweb.access.sockets import access_changed
+
+    page = new_page()
+    page.goto(f"/domains/{foo.pk}/")
+    wait_live(page)
+    mark_page(page)
+    off_loop(access_changed, operator_user.pk, "a role changed")
+    page.wait_for_function("window.bwLive.opens >= 2 && window.bwLive.connected")
+    expect(page.locator("#live-status")).to_have_text("live")
+    resize(foo, "768")  # and it still hears what happens
+    expect(page.locator("#figures")).to_contain_text("768 MiB")
+    assert not_reloaded(page)
