@@ -128,6 +128,16 @@ def test_no_wait_prints_the_job_id(sim_hosts, foo):
     assert (job.kind, job.params, job.actor_kind) == ("resize", {"target_kib": 768 * 1024}, "cli")
 
 
+def test_a_job_left_behind_is_followed_with_xm_job(sim_hosts, foo):
+    """--no-wait, Ctrl-C or a timeout leave a job running: `xm job ID` says how it stands, --wait how it ends."""
+    job_id = xm("mem-set", "foo", "768", "--no-wait").stdout.strip()
+    waited = xm("job", job_id, "--wait")
+    assert waited.returncode == 0 and waited.stdout.strip().endswith(f"(job {job_id})"), waited.stderr
+    shown = xm("job", job_id)
+    assert shown.returncode == 0 and shown.stdout.startswith(f"job {job_id}: resize foo on hv1: succeeded\n")
+    assert (xm("job", "999999").returncode, xm("job", "999999").stderr.strip()) == (1, "xm: no job 999999")
+
+
 def test_a_domain_is_also_named_by_the_id_xm_list_shows(sim_hosts, foo):
     hv_id = Domain.objects.get(name="foo").hv_id
     result = xm("mem-set", str(hv_id), "768", "--no-wait")

@@ -90,6 +90,12 @@ class Command(BaseCommand):
         service.add_argument("host_name", metavar="host")
         service.add_argument("state", choices=["on", "off"])
 
+        follow = commands.add_parser("job", help="a job's state and log (one left by --no-wait, Ctrl-C or a timeout); "
+                                     "exit 1 if it failed or was cancelled")
+        follow.add_argument("job_id", type=int)
+        follow.add_argument("--wait", action="store_true", help="wait for it to end, as the command that made it would have")
+        follow.add_argument("--timeout", type=seconds, default=900.0, help="seconds to wait for the job")
+
         commands.add_parser("host-list", help="the hosts you can see, with their memory")
         host_add = commands.add_parser("host-add", help="register a hypervisor (superusers)")
         host_add.add_argument("host_name", metavar="name")
@@ -117,6 +123,8 @@ class Command(BaseCommand):
                 return self.list(actor, options["domains"], options["host"])
             if subcommand == "maintenance":
                 return self.maintenance(actor, options)
+            if subcommand == "job":
+                return self.job(actor, options)
             if subcommand.startswith("host-"):
                 return self.hosts(actor, subcommand, options)
             job = self.request(actor, subcommand, options)
@@ -199,18 +207,35 @@ class Command(BaseCommand):
         if still_running:
             self.fail(f"{host.name} still runs {', '.join(still_running)}: it is in maintenance but not empty")
 
+    def job(self, actor: Actor, options: dict) -> None:
+        job = rules.restrict(Job.objects.select_related("domain", "host", "target_host"), actor, "view").filter(pk=options["job_id"]).first()
+        if job is None:
+            raise services.NotFound(f"no job {options['job_id']}")
+        if options["wait"]:
+            self.wait(job, options["timeout"])
+            return
+        what = job.domain.name if job.domain else job.params.get("name", "")
+        self.stdout.write(f"job {job.pk}: {job.kind} {what} on {job.host.name}: {job.state}"
+                          + (f", {job.progress} %" if job.state == Job.State.RUNNING else ""))
+        for line in job.log.strip().splitlines():
+            self.stdout.write(f"  {line}")
+        if job.state in (Job.State.FAILED, Job.State.CANCELLED):
+            self.fail(f"job {job.pk} {job.state}: {job.error or 'no reason given'}")
+
     def wait(self, job: Job, timeout: float, *, exit_on_failure: bool = True) -> bool:
         """Wait for the job to end and say how; a job that did not succeed exits 1, or returns False."""
         deadline = time.monotonic() + timeout
         try:
             while not job.is_finished:
                 if time.monotonic() > deadline:
-                    self.fail(f"job {job.pk} is still {job.state} after {timeout:.0f} s (is a worker running?)")
+                    self.fail(f"job {job.pk} is still {job.state} after {timeout:.0f} s (is a worker running?); "
+                              f"xm job {job.pk} --wait follows it")
                 time.sleep(WAIT_POLL_S)
                 job.refresh_from_db()
         except KeyboardInterrupt:
             # Only the waiting stops: the job is the worker's. Say how to stop it too.
-            self.fail(f"no longer waiting; job {job.pk} goes on (manage.py jobs cancel {job.pk} cancels it, or stops a migration)")
+            self.fail(f"no longer waiting; job {job.pk} goes on (xm job {job.pk} says how it ends; manage.py jobs cancel "
+                      f"{job.pk} cancels it, or stops a migration)")
         if job.state != Job.State.SUCCEEDED:
             if exit_on_failure:
                 self.fail(f"job {job.pk} {job.state}: {job.error or 'no reason given'}")
