@@ -157,6 +157,11 @@ class Command(BaseCommand):
             return services.request_set_maxmem(actor, domain, options["memory"])
         if subcommand in ("start", "shutdown", "destroy", "reboot"):
             action = {"destroy": "shutdown", "reboot": "restart"}.get(subcommand, subcommand)
+            booted = domain.config_memory_kib
+            if subcommand == "reboot" and domain.is_running and booted and booted != domain.memory_kib:
+                # As in Xen, a boot takes the config's memory: a live mem-set does not survive it.
+                self.stderr.write(f"xm: {domain.name} boots with {format_mib(booted)} from its config (it has "
+                                  f"{format_mib(domain.memory_kib)} now; xm mem-set after the boot changes it)")
             force = subcommand == "destroy" or options.get("force", False)
             return services.request_power(actor, domain, action, force=force)
         return services.request_migrate(actor, domain, services.find_host(actor, options["destination"]))
