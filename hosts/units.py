@@ -2,7 +2,8 @@
 
 import re
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+# A unit is K, M, G or T, with iB or B after it or not; "B" alone (bytes?) is not taken for MiB.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:I?B)?)?\s*$", re.IGNORECASE)
 _KIB_PER = {"K": 1, "": 1024, "M": 1024, "G": 1024**2, "T": 1024**3}
 ACCEPTED_FORMS = "a whole number of MiB (512), or with a unit: 512M, 4G, 524288K"
 # 1 PiB: more than any host has; past it a size is a typo (and a few hundred digits overflow a float).
@@ -21,7 +22,7 @@ def parse_memory_kib(text: str | int) -> int:
     if not match:
         raise BadSize(f"{text!r} is not a memory size; use {ACCEPTED_FORMS}")
     number, unit = match.groups()
-    kib = float(number) * _KIB_PER[unit.upper()]
+    kib = float(number) * _KIB_PER[(unit or "").upper()]
     if not kib <= MAX_KIB:
         raise BadSize(f"{text!r} is more than 1 PiB, more than any host has; use {ACCEPTED_FORMS}")
     if kib != int(kib) or kib <= 0:

@@ -14,7 +14,7 @@ def test_sizes_are_mib_when_bare_and_accept_units(text, kib):
     assert parse_memory_kib(text) == kib
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-5", "0", "12X", "1.5K", "512 M B"])
+@pytest.mark.parametrize("text", ["", "abc", "-5", "0", "12X", "1.5K", "512 M B", "4096B", "536870912b"])
 def test_bad_sizes_name_the_accepted_forms(text):
     with pytest.raises(BadSize) as error:
         parse_memory_kib(text)
