@@ -47,9 +47,10 @@
     if (!timer) timer = setTimeout(flush, 150);
   }
 
-  // Controls (data-live-keep-focus) are not pulled from under someone using one; no region is refetched for
-  // ALERT_HOLD_MS after a refusal appeared in it, so that the person gets to read it. A refetch held back is
-  // made once the hold ends (a refusal left standing froze the controls until that same control was used again).
+  // Controls (data-live-keep-focus) are not pulled from under someone using one, nor any region from under a
+  // keyboard user's focus; no region is refetched for ALERT_HOLD_MS after a refusal appeared in it, so that the
+  // person gets to read it. A refetch held back is made once the hold ends (a refusal left standing froze the
+  // controls until that same control was used again).
   const ALERT_HOLD_MS = 20_000;
 
   document.body.addEventListener("htmx:afterSwap", (event) => {
@@ -57,7 +58,10 @@
   });
 
   function inUse(region) {
-    if ("liveKeepFocus" in region.dataset && region.contains(document.activeElement)) return true;
+    // A keyboard user's focus (htmx restores focus only to elements with an id, and links and rows have none)
+    // holds any region; any focus holds a control.
+    const focused = document.activeElement;
+    if (region.contains(focused) && ("liveKeepFocus" in region.dataset || focused.matches(":focus-visible"))) return true;
     return [...region.querySelectorAll("[role=alert]")].some((alert) => Date.now() - Number(alert.dataset.shownAt || 0) < ALERT_HOLD_MS);
   }
 

@@ -435,3 +435,21 @@ def test_a_page_closed_for_a_change_of_access_reconnects_and_stays_live(new_page
     resize(foo, "768")  # and it still hears what happens
     expect(page.locator("#figures")).to_contain_text("768 MiB")
     assert not_reloaded(page)
+
+
+def test_a_keyboard_users_focus_is_not_lost_to_a_live_update(new_page, sim_hosts, foo):
+    """Tabbing through the fleet's host cards: a poll's hint refetched the region and sent the focus back to the
+    top of the page every few seconds. The region waits while the keyboard focus is in it, then catches up."""
+    page = new_page()
+    page.goto("/")
+    wait_live(page)
+    link = page.locator("#fleet a").first
+    link.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")  # focus by keyboard, as a person tabbing
+    focused = page.evaluate("document.activeElement.outerHTML")
+    resize(foo, "768")
+    page.wait_for_timeout(1500)  # the hint has come, and the refetch waits
+    assert page.evaluate("document.activeElement.outerHTML") == focused
+    page.evaluate("document.activeElement.blur()")
+    expect(page.locator("#fleet")).to_contain_text("768 MiB running")
