@@ -58,10 +58,11 @@
   });
 
   function inUse(region) {
-    // A keyboard user's focus (htmx restores focus only to elements with an id, and links and rows have none)
-    // holds any region; any focus holds a control.
+    // Any focus holds a control; a keyboard user's focus holds any region, unless it survives the swap: htmx
+    // restores focus to an element with an id, and keeps an hx-preserve element (the fleet's filter) as it is.
     const focused = document.activeElement;
-    if (region.contains(focused) && ("liveKeepFocus" in region.dataset || focused.matches(":focus-visible"))) return true;
+    const restored = focused.id !== "" || focused.closest("[hx-preserve]") !== null;
+    if (region.contains(focused) && ("liveKeepFocus" in region.dataset || (focused.matches(":focus-visible") && !restored))) return true;
     return [...region.querySelectorAll("[role=alert]")].some((alert) => Date.now() - Number(alert.dataset.shownAt || 0) < ALERT_HOLD_MS);
   }
 

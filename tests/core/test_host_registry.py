@@ -134,7 +134,7 @@ def test_the_api_adds_changes_and_removes_hosts(world):
     status, changed = call("patch", f"/api/hosts/{added['id']}/", {"capacity": "16G", "team": None})
     assert status == 200 and (changed["capacity_mib"], changed["team"]) == (16384, None)
     status, refused = call("patch", f"/api/hosts/{added['id']}/", {"uri": "qemu:///system"})
-    assert status == 200  # not a setting: ignored by the serializer, the URI is fixed
+    assert (status, refused["message"]) == (400, "uri: not a field of this request; it takes team, reserved, capacity, queue_group")
     assert Host.objects.get(name="hv3").uri == "qemu+ssh://root@hv3/system"
     status, gone = call("delete", f"/api/hosts/{added['id']}/")
     assert (status, gone) == (200, {"message": "hv3 removed"})

@@ -98,6 +98,7 @@ def test_errors_are_one_line_and_exit_1(sim_hosts, foo):
         ("migrate", "foo", "hv9"): "xm: no host named hv9",
         ("migrate", "foo", "hv1"): "xm: foo already runs on hv1; pick another host",
         ("--user", "nobody", "list"): "xm: no active user named nobody",
+        ("mem-set", "foo", "512", "--user", "nobody"): "xm: no active user named nobody",  # after the command too
         ("list", "foo", "nosuch", "other"): "xm: no domain named nosuch, other",  # as xm: scripts test for a domain so
         ("list", "--host", "hv9"): "xm: no host named hv9",
         ("create", "/bin/ls", "--host", "hv1"): 'xm: /bin/ls is not a text file: give a Xen config file (name = "foo", memory = 512, ...)',
@@ -179,7 +180,8 @@ def test_a_migration_left_to_run_is_stopped_from_the_command_line(sim_hosts, foo
     waiting.send_signal(signal.SIGINT)
     _, stderr = waiting.communicate(timeout=30)
     assert (waiting.returncode, stderr.strip()) == (
-        1, f"xm: no longer waiting; job {job.pk} goes on (manage.py jobs cancel {job.pk} cancels it, or stops a migration)"
+        1, f"xm: no longer waiting; job {job.pk} goes on (xm job {job.pk} says how it ends; manage.py jobs cancel {job.pk} "
+        "cancels it, or stops a migration)"
     )
     job.refresh_from_db()
     assert job.state == Job.State.RUNNING

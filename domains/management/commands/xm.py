@@ -112,6 +112,9 @@ class Command(BaseCommand):
 
         for sub in (mem_set, mem_max, create, migrate, *powers):
             sub.add_argument("--host", required=sub is create, help="the host the domain is on (create: where to start it)")
+        for sub in commands.choices.values():
+            # Also after the command (`xm mem-set foo 512 --user alice`), as `jobs cancel ID --user NAME` takes it.
+            sub.add_argument("--user", default=argparse.SUPPRESS, help="act as this BalloonWeb user")
         for sub in (mem_set, mem_max, create, migrate, service, *powers):
             sub.add_argument("--no-wait", action="store_true", help="print the job id instead of waiting")
             sub.add_argument("--timeout", type=seconds, default=900.0, help="seconds to wait for the job")
