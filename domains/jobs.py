@@ -370,6 +370,14 @@ def sweep() -> dict:
     return counts
 
 
+def _still_on_source(job: Job) -> bool:
+    """Whether the source still has the domain (True when it cannot say: a move is not taken as ended on doubt)."""
+    try:
+        return driver_for(job.host.uri).domain(str(job.domain.uuid)) is not None
+    except DriverError:
+        return True
+
+
 def _recover(job: Job) -> str:
     """A running job whose worker stopped answering: resizes are idempotent and run again; a migration is
     finished by asking where the domain now runs."""
@@ -393,6 +401,8 @@ def _recover(job: Job) -> str:
             _fail(job, "worker_lost", f"the worker running this job stopped answering, and so did {job.target_host.name}: "
                   f"where {job.domain.name} runs is known once a poll reaches both hosts")
             return "failed"
+        if on_target is not None and on_target.state == Domain.State.PAUSED and _still_on_source(job):
+            on_target = None  # the incoming copy, paused until a move ends that did not: the domain did not move
         if on_target is not None:
             _arrived(job.domain_id, job.target_host, on_target)
             _log(job, f"the worker stopped answering, but {job.domain.name} runs on {job.target_host.name}")

@@ -20,7 +20,7 @@ from domains.models import Domain, Job
 from hosts.drivers import driver_for
 from hosts.models import Host
 from hosts.simulation import fleet
-from tests.conftest import ROOT, child_environment, define_domain, virsh_dominfo, wait_for_job
+from tests.conftest import ROOT, child_environment, define_domain, virsh, virsh_dominfo, wait_for_job
 
 
 def in_threads(count: int, work) -> list:
@@ -194,6 +194,25 @@ def test_a_lost_migration_whose_destination_does_not_answer_waits_for_it_before_
     assert jobs.sweep()["failed"] == 1
     job.refresh_from_db()
     assert job.state == Job.State.FAILED and "and so did silent: where foo runs is known once a poll reaches both hosts" in job.error
+
+
+def test_a_lost_migration_whose_copy_waits_paused_on_the_destination_did_not_move_the_domain(sim_hosts, foo):
+    """The worker died mid-move: the destination holds the incoming copy, paused, and the source still runs the
+    domain. The sweep took any copy on the destination for an arrival and recorded the domain there."""
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    driver_for(hv2.uri).define_xml_and_start(driver_for(hv1.uri).domain_xml(str(foo.uuid)))
+    virsh(hv2.uri, "suspend", "foo")
+    long_ago = timezone.now() - timedelta(minutes=30)
+    job = Job.objects.create(kind=Job.Kind.MIGRATE, domain=foo, host=hv1, target_host=hv2, state=Job.State.RUNNING,
+                             params={"memory_kib": foo.memory_kib}, actor_kind="cli", actor_label="command line", attempts=1,
+                             started=long_ago, heartbeat=long_ago)
+    assert jobs.sweep()["failed"] == 1
+    assert Job.objects.get(pk=job.pk).state == Job.State.FAILED and Domain.objects.get(pk=foo.pk).host == hv1
+    # Paused there with the source empty, it did arrive (a domain migrated paused stays paused).
+    driver_for(hv1.uri).destroy(str(foo.uuid))
+    driver_for(hv1.uri).undefine(str(foo.uuid))
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING)
+    assert jobs.sweep()["succeeded"] == 1 and Domain.objects.get(pk=foo.pk).host == hv2
 
 
 def test_a_queued_job_follows_its_host_to_another_queue_group(sim_hosts, foo, cli, start_worker):
