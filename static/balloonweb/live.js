@@ -53,16 +53,21 @@
   // controls until that same control was used again).
   const ALERT_HOLD_MS = 20_000;
 
-  document.body.addEventListener("htmx:afterSwap", (event) => {
-    event.detail.target.querySelectorAll("[role=alert]").forEach((alert) => (alert.dataset.shownAt = Date.now()));
-  });
+  // Stamped when they appear (an outerHTML swap puts in a new element, so every new one is looked for).
+  function stampAlerts() {
+    document.querySelectorAll("[role=alert]:not([data-shown-at])").forEach((alert) => (alert.dataset.shownAt = Date.now()));
+  }
+  stampAlerts();
+  document.body.addEventListener("htmx:afterSwap", stampAlerts);
 
   function inUse(region) {
     // Any focus holds a control; a keyboard user's focus holds any region, unless it survives the swap: htmx
     // restores focus to an element with an id, and keeps an hx-preserve element (the fleet's filter) as it is.
+    // Only while the window has the focus: someone in another window is not typing here.
     const focused = document.activeElement;
     const restored = focused.id !== "" || focused.closest("[hx-preserve]") !== null;
-    if (region.contains(focused) && ("liveKeepFocus" in region.dataset || (focused.matches(":focus-visible") && !restored))) return true;
+    const keyboard = focused.matches(":focus-visible") && !restored;
+    if (document.hasFocus() && region.contains(focused) && ("liveKeepFocus" in region.dataset || keyboard)) return true;
     return [...region.querySelectorAll("[role=alert]")].some((alert) => Date.now() - Number(alert.dataset.shownAt || 0) < ALERT_HOLD_MS);
   }
 
@@ -86,7 +91,11 @@
   // A refetch already under way when the refusal arrived is dropped rather than swapped in over it.
   document.body.addEventListener("htmx:beforeSwap", (event) => {
     const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
-    if (trigger && trigger.type === "live" && inUse(event.detail.target)) event.detail.shouldSwap = false;
+    if (trigger && trigger.type === "live" && inUse(event.detail.target)) {
+      event.detail.shouldSwap = false;
+      due.add(event.detail.target); // refetched once it is no longer in use
+      if (!timer) timer = setTimeout(flush, 1000);
+    }
   });
 
   function connect() {

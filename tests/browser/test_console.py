@@ -453,3 +453,23 @@ def test_a_keyboard_users_focus_is_not_lost_to_a_live_update(new_page, sim_hosts
     assert page.evaluate("document.activeElement.outerHTML") == focused
     page.evaluate("document.activeElement.blur()")
     expect(page.locator("#fleet")).to_contain_text("768 MiB running")
+
+
+def test_a_refusal_stays_to_be_read_then_the_controls_catch_up(new_page, sim_hosts, foo):
+    """A job ending elsewhere refetches the domain's controls: a refusal just shown stays for 20 s (it vanished at
+    once, or, before, froze every control until that one was used again), then the controls catch up."""
+    page = new_page()
+    page.goto(f"/domains/{foo.pk}/")
+    wait_live(page)
+    page.fill("#resize-memory", "5000")
+    page.click("#resize-form button[type=submit]")
+    error = page.locator("#resize-error")
+    expect(error).to_contain_text("5,000 MiB is above the maxmem of foo (4,096 MiB)")
+    page.evaluate("document.activeElement.blur()")  # a mouse user moves on: no focus holds the controls
+    wait_for_job(off_loop(services.request_set_maxmem, Actor.command_line(), foo, "8192"))  # someone else's job ends
+    expect(page.locator("#fig-maxmem")).to_contain_text("8,192 MiB at next boot")  # the hints have come
+    page.wait_for_timeout(2000)
+    expect(error).to_be_visible()
+    # After the hold, the refetch held back is made: the maxmem control shows the new config.
+    expect(page.locator("#maxmem-form")).to_contain_text("8,192 MiB", timeout=30_000)
+    expect(error).to_have_count(0)
