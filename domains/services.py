@@ -428,14 +428,12 @@ def request_create(actor: Actor, host: Host, config: str | DomainConfig) -> Job:
             raise Conflict(f"{config.name} is already being created on {host.name} (job {creating.pk})", "name_taken")
         if config.uuid and (known := Domain.objects.select_related("host").filter(uuid=config.uuid).first()):
             # One UUID is one machine: a second one would take over the first one's row (its team, history,
-            # booking). A gone one's row is taken back by the same machine created again, by its own team only.
-            if not rules.allows(actor, "view", known.host.team_id):
-                raise Conflict(f"the UUID {config.uuid} is taken by a domain of another team; leave the uuid line out for a new one", "uuid_taken")
-            if known.state != Domain.State.GONE:
-                raise Conflict(
-                    f"the UUID {config.uuid} is {known.name}'s, on {known.host.name}; leave the uuid line out for a new one",
-                    "uuid_taken",
-                )
+            # booking). A gone one's row is taken back by the same machine created again in its own team only.
+            if known.state != Domain.State.GONE or known.host.team_id != host.team_id:
+                visible = rules.allows(actor, "view", known.host.team_id)
+                whose = f"{known.name}'s, on {known.host.name}" if visible else "taken by a domain of another team"
+                gone = " (gone, and its history is its team's)" if visible and known.state == Domain.State.GONE else ""
+                raise Conflict(f"the UUID {config.uuid} is {whose}{gone}; leave the uuid line out for a new one", "uuid_taken")
         check_host_room(host, config.memory_kib)
         check_delegation(actor, host.team, config.memory_kib, config.memory_kib)
         job = _new_job(

@@ -49,6 +49,9 @@ def test_a_team_may_not_take_the_uuid_of_another_teams_domain_even_gone(world):
         Domain.objects.filter(pk=known.pk).update(state=state)
         with pytest.raises(services.Conflict, match=f"^the UUID {known.uuid} is taken by a domain of another team; leave the uuid line out"):
             services.request_create(outsider, world.b1, config)
+    # Nor may someone who sees both teams (here the command line, with every right) move it into team B.
+    with pytest.raises(services.Conflict, match=f"^the UUID {known.uuid} is da's, on a1 \\(gone, and its history is its team's\\)"):
+        services.request_create(Actor.command_line(), world.b1, config)
     assert not Job.objects.filter(kind=Job.Kind.CREATE).exists()
     # Team A creates its gone domain again: it takes back its row, history and all.
     assert services.request_create(Actor.command_line(), world.a2, config).params["uuid"] == str(known.uuid)
