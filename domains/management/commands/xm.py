@@ -205,15 +205,18 @@ class Command(BaseCommand):
         if options["no_wait"]:
             if done.jobs:
                 self.stdout.write(" ".join(str(job.pk) for job in done.jobs))
-        else:
-            failed = [job for job in done.jobs if not self.wait(job, options["timeout"], exit_on_failure=False)]
-            self.stdout.write(f"{host.name} is in maintenance: {len(done.jobs) - len(failed)} domain(s) moved, {len(done.staying)} stayed")
-            if failed:
-                self.fail(f"{len(failed)} migration(s) did not end well: jobs {', '.join(str(job.pk) for job in failed)}")
+            return  # the moves are queued; xm job ID follows each
+        # The moves already on their way (the autoscaler's, someone's) are waited for as well.
+        on_their_way = Job.objects.filter(kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED, domain__in=[d for d, _ in done.moving])
+        moves = [*done.jobs, *on_their_way]
+        failed = [job for job in moves if not self.wait(job, options["timeout"], exit_on_failure=False)]
+        self.stdout.write(f"{host.name} is in maintenance: {len(moves) - len(failed)} domain(s) moved, {len(done.staying)} stayed")
         # As `xe host-evacuate`: not done while a guest still runs there (a script would power the host off).
-        still_running = [domain.name for domain, _ in done.staying if domain.is_running]
-        if still_running:
-            self.fail(f"{host.name} still runs {', '.join(still_running)}: it is in maintenance but not empty")
+        still_running = sorted(Domain.objects.running().filter(host=host).values_list("name", flat=True))
+        if failed:
+            self.stderr.write(f"xm: {len(failed)} migration(s) did not end well: jobs {', '.join(str(job.pk) for job in failed)}")
+        if still_running or failed:
+            self.fail(f"{host.name} still runs {', '.join(still_running) or 'what did not move'}: it is in maintenance but not empty")
 
     def job(self, actor: Actor, options: dict) -> None:
         job = rules.restrict(Job.objects.select_related("domain", "host", "target_host"), actor, "view").filter(pk=options["job_id"]).first()
