@@ -150,7 +150,7 @@ def want_for(domain: DomainSnapshot, now: float) -> Want:
         "free_share": unused / available, "target_free_share": policy.free_share,
     }
     if limited:
-        figures["team_limit"] = True
+        figures["team_limit_kib"] = domain.limit_kib
     if saturated:
         target = maxmem
         # A passing spike takes what room there is; one that lasts is a need that a migration may serve.

@@ -58,13 +58,13 @@ def _saturated(f: dict) -> str:
 
 
 def _ceiling(f: dict) -> str:
-    if f.get("team_limit"):
-        return f"its team's operator limit of {mib(f['maxmem_kib'])} (the autoscaler is an operator)"
+    if f.get("team_limit_kib"):
+        return f"{mib(f['maxmem_kib'])} (its team's operator limit for the autoscaler: {mib(f['team_limit_kib'])})"
     return f"its maxmem {mib(f['maxmem_kib'])}"
 
 
 def _at_maxmem(f: dict) -> str:
-    if f.get("saturated") and f.get("team_limit"):
+    if f.get("saturated") and f.get("team_limit_kib"):
         return f"out of memory at {_ceiling(f)}: a team admin can give it more, or raise the limit"
     if f.get("saturated"):
         return (

@@ -353,7 +353,7 @@ def test_the_autoscaler_grows_a_domain_up_to_its_teams_operator_limit(team, now)
     run.run_autoscaler(now)
     step = Decision.objects.get(domain=busy, kind=Decision.Kind.STEP)
     assert (step.state, step.to_kib, Job.objects.get().params["target_kib"]) == (Decision.State.APPLIED, 4 * GiB, 4 * GiB)
-    assert "offered its team's operator limit of 4,096 MiB (the autoscaler is an operator) at once" in step.reason
+    assert "offered 4,096 MiB (its team's operator limit for the autoscaler: 4,096 MiB) at once" in step.reason
 
 
 def test_a_step_refused_for_the_teams_quota_is_not_sent_and_audited_at_every_poll(team, now):
