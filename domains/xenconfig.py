@@ -10,6 +10,7 @@ and values in brackets over several lines are read as Python reads them (Xen con
 than those BalloonWeb sets up (KNOWN_KEYS) is refused rather than left out: a disk or a typo would be lost.
 """
 
+import ast
 import re
 import uuid as uuid_module
 
@@ -25,9 +26,15 @@ class ConfigError(ValueError):
     pass
 
 
-def _value(raw: str) -> str:
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-        return raw[1:-1]
+def _value(raw: str, number: int) -> str:
+    """A quoted value as Python reads it (escapes and all); a bare one as it is (sizes such as 4G)."""
+    if raw[:1] in "\"'":
+        try:
+            value = ast.literal_eval(raw)
+        except (SyntaxError, ValueError):
+            raise ConfigError(f"line {number}: {raw!r} is not a quoted string") from None
+        if isinstance(value, str):
+            return value
     return raw
 
 
@@ -36,10 +43,15 @@ def _statements(text: str):
     taking as many lines as it needs, as Python (which Xen configs are) reads them."""
     start, parts, depth = 0, [], 0
     for number, line in enumerate(text.splitlines(), start=1):
-        quote, kept = "", []
+        quote, kept, escaped = "", [], False
         for char in line:
             if quote:
-                quote = "" if char == quote else quote
+                if escaped:
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                elif char == quote:
+                    quote = ""
             elif char in "\"'":
                 quote = char
             elif char == "#":
@@ -74,7 +86,7 @@ def parse_xen_config(text: str) -> DomainConfig:
             )
         if key in values:
             raise ConfigError(f"line {number}: `{key}` is set twice")
-        values[key] = _value(raw)
+        values[key] = _value(raw, number)
     for required in ("name", "memory"):
         if required not in values:
             raise ConfigError(f"the config has no `{required}`; it needs at least name and memory")

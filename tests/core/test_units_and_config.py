@@ -57,10 +57,10 @@ def test_comments_quotes_and_spacing_as_python_reads_them():
         "# rack 4\n"
         'name = "web-1"   # the front end\n'
         "memory = '1G'\n\n"
-        'description = "rack #4, row 2"\n'
+        'description = "rack #4, \\"row\\" 2"\n'
         "vcpus = 2\n"
     )
     config = parse_xen_config(text)
     assert (config.name, config.memory_kib, config.maxmem_kib, config.vcpus, config.description) == (
-        "web-1", 1024 * 1024, 1024 * 1024, 2, "rack #4, row 2"
+        "web-1", 1024 * 1024, 1024 * 1024, 2, 'rack #4, "row" 2'
     )
