@@ -77,7 +77,8 @@ class IdleSessionMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        session = getattr(request, "session", None)
-        if session is not None and not session.is_empty() and BACKGROUND_HEADER not in request.META:
-            session.modified = True  # saved again by SessionMiddleware, with a new expiry
+        user = getattr(request, "user", None)
+        # Signed in only: a stale cookie on a request that never read its session would be saved as a new one.
+        if user is not None and user.is_authenticated and BACKGROUND_HEADER not in request.META:
+            request.session.modified = True  # saved again by SessionMiddleware, with a new expiry
         return response

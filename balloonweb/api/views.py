@@ -110,8 +110,8 @@ def body(serializer_class, request) -> dict:
     """The request's fields, validated; a field the request does not take is refused, not ignored (a client
     sending `reserve` for `reserved` was answered 200 with nothing changed)."""
     serializer = serializer_class(data=request.data)
-    given = request.data.keys() if hasattr(request.data, "keys") else ()
-    unknown = sorted(set(given) - set(serializer.fields))
+    given = set(request.data.keys() if hasattr(request.data, "keys") else ()) - {"csrfmiddlewaretoken"}  # a form's own
+    unknown = sorted(given - set(serializer.fields))
     if unknown:
         raise exceptions.ValidationError({unknown[0]: [f"not a field of this request; it takes {', '.join(serializer.fields)}"]})
     serializer.is_valid(raise_exception=True)

@@ -171,3 +171,14 @@ def test_without_the_cache_sign_in_still_works(world: World, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
     assert sign_in(Client(), "viewer", "wrong").status_code == 200
     assert sign_in(Client(), "viewer").status_code == 302
+
+
+def test_a_stale_session_cookie_does_not_start_a_session(world: World):
+    """A request that never reads its session (here /metrics) with a cookie of an ended session: nothing saved."""
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = "stale0000000000000000000000000000"
+    from django.contrib.sessions.models import Session
+
+    response = client.get("/metrics")
+    assert response.status_code == 200 and not Session.objects.exists()
+    assert response.cookies.get(settings.SESSION_COOKIE_NAME) is None or response.cookies[settings.SESSION_COOKIE_NAME].value == ""
