@@ -28,9 +28,9 @@ from .samples import record_samples, sample_due
 POLL_THREADS = 32
 # A persistent config changed by hand (virsh setmaxmem --config) raises no event on a simulated host, and a poll
 # reads configs only of new and booting domains: so each domain's config is also read again once in this many
-# polls of this process (5 minutes at the 5 s interval), a few domains per poll.
+# polls of its host group by this process (5 minutes at the 5 s interval), a few domains per poll.
 CONFIG_REFRESH_POLLS = 60
-_poll_number = itertools.count()
+_poll_numbers: dict[tuple, itertools.count] = {}  # per set of host groups polled together
 HOST_FIELDS = ["status", "last_error", "last_seen", "status_changed", "total_kib", "cpus"]
 POLLED_FIELDS = inventory.OBSERVED_FIELDS + inventory.CONFIG_FIELDS + inventory.STATS_FIELDS
 # Fields whose change is worth a live update (cpu time and last_seen change on every poll).
@@ -88,7 +88,8 @@ def read_host(host: Host, present: dict[str, Domain], poll_number: int) -> HostR
 
 
 def read_hosts(hosts: list[Host], present: dict[str, Domain]) -> list[HostReading]:
-    poll_number = next(_poll_number)
+    groups = tuple(sorted({host.queue_group for host in hosts}))
+    poll_number = next(_poll_numbers.setdefault(groups, itertools.count()))
     with ThreadPoolExecutor(max_workers=min(POLL_THREADS, max(1, len(hosts)))) as pool:
         return list(pool.map(lambda h: read_host(h, present, poll_number), hosts))
 
