@@ -7,6 +7,10 @@ STATE_DIR="${BALLOONWEB_STATE_DIR:-$PROJECT_DIR/var}"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
+# As root: directly when we are root (containers often have no sudo), else through sudo.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+
 apt_install() {
   local missing=()
   for package in "$@"; do
@@ -14,9 +18,8 @@ apt_install() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing ${missing[*]}"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if [ -z "${APT_UPDATED:-}" ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -z "${APT_UPDATED:-}" ]; then as_root apt-get update -qq >&2; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 redis_url_port() { local url="${REDIS_URL:-redis://127.0.0.1:6379/0}"; url="${url#*://}"; url="${url%%/*}"; echo "${url##*:}"; }
@@ -34,15 +37,30 @@ ensure_redis() {
 }
 
 postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+# Whether ROLE may log in over TCP with the password that is its name (as the URLs below carry it).
+postgres_login() { PGPASSWORD="$1" psql -h 127.0.0.1 -p 5432 -U "$1" -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
 
-ensure_postgres() {
-  postgres_ready && return 0
-  command -v pg_ctlcluster >/dev/null || apt_install postgresql postgresql-client
-  local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
-  say "starting PostgreSQL $version"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for _ in $(seq 100); do postgres_ready && break; sleep 0.2; done
-  postgres_ready || { say "PostgreSQL did not start"; return 1; }
-  # A fresh Debian install asks for a password on TCP; give the postgres role the one our URLs carry.
-  su postgres -c "psql -q -c \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
+# Starts PostgreSQL if need be and prints the URL of the database `balloonweb` for a role that may log in and
+# create databases: `postgres` where it logs in as it is (these machines: trust), else a role `balloonweb` of
+# our own (a stock Debian cluster asks for a password on TCP; the postgres role's own is left alone).
+postgres_url() {
+  if ! postgres_ready; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql postgresql-client
+    local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
+    say "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+    for _ in $(seq 100); do postgres_ready && break; sleep 0.2; done
+    postgres_ready || { say "PostgreSQL did not start"; return 1; }
+  fi
+  command -v psql >/dev/null || apt_install postgresql-client
+  local role=postgres
+  if ! postgres_login postgres; then
+    role=balloonweb
+    if ! postgres_login balloonweb; then
+      say "creating the PostgreSQL role balloonweb (may create databases)"
+      as_postgres "psql -q -c \"DO \\\$\\\$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'balloonweb') THEN ALTER ROLE balloonweb LOGIN CREATEDB PASSWORD 'balloonweb'; ELSE CREATE ROLE balloonweb LOGIN CREATEDB PASSWORD 'balloonweb'; END IF; END \\\$\\\$\"" >/dev/null
+      postgres_login balloonweb || { say "cannot log in to PostgreSQL on 127.0.0.1: set DATABASE_URL to a role that may create databases"; return 1; }
+    fi
+  fi
+  echo "postgres://$role:$role@127.0.0.1:5432/balloonweb"
 }

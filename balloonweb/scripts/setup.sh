@@ -12,7 +12,7 @@ apt_install gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv python3-dev
 command -v npm >/dev/null || apt_install nodejs npm
 # libvirtd's QEMU driver refuses to start without this system user.
-id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home libvirt-qemu
+id libvirt-qemu >/dev/null 2>&1 || as_root useradd --system --no-create-home libvirt-qemu
 
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"

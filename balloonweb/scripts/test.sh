@@ -8,8 +8,8 @@ cd "$PROJECT_DIR"
 
 ensure_redis
 if [ -z "${DATABASE_URL:-}" ]; then
-  ensure_postgres
-  export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/balloonweb"
+  DATABASE_URL="$(postgres_url)"
+  export DATABASE_URL
 fi
 export DJANGO_SETTINGS_MODULE=tests.settings
 
