@@ -38,7 +38,7 @@ def child_environment(**extra: str) -> dict:
     """The environment of a process a test starts: this test database, Redis and state directory. Never the
     browser tests' async-safety switch, which is for this process only."""
     inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    return {
+    environment = {
         **inherited,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
@@ -46,6 +46,9 @@ def child_environment(**extra: str) -> dict:
         "BALLOONWEB_STATE_DIR": str(settings.STATE_DIR),
         **extra,
     }
+    # tests.settings takes these from TEST_REDIS_URL and TEST_STATE_DIR only (tests/settings.py).
+    environment["TEST_REDIS_URL"], environment["TEST_STATE_DIR"] = environment["REDIS_URL"], environment["BALLOONWEB_STATE_DIR"]
+    return environment
 
 
 class Worker:

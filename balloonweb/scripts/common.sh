@@ -31,9 +31,17 @@ ensure_redis() {
   say "starting Redis on 127.0.0.1:$port"
   mkdir -p "$STATE_DIR"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-    --dir "$STATE_DIR" --logfile "$STATE_DIR/redis.log"
+    --dir "$STATE_DIR" --logfile "$STATE_DIR/redis.log" --pidfile "$STATE_DIR/redis.pid"
+  STARTED_REDIS_PORT="$port"
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
   say "Redis did not start: see $STATE_DIR/redis.log"; return 1
+}
+
+# The Redis ensure_redis started, if it did (one that was running already is left as it was).
+stop_redis_if_started() {
+  [ -n "${STARTED_REDIS_PORT:-}" ] || return 0
+  say "stopping the Redis it started"
+  redis-cli -h 127.0.0.1 -p "$STARTED_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
 }
 
 postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }

@@ -8,8 +8,15 @@ cd "$PROJECT_DIR"
 # libvirt: headers to build libvirt-python, the daemon for simulated hosts, virsh; QEMU and busybox for the
 # lab of real guests; chromium for the browser tests.
 apt_install gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-  qemu-system-x86 busybox-static chromium redis-server
-python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv python3-dev
+  qemu-system-x86 busybox-static chromium redis-server iproute2
+python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv
+apt_install python3-dev  # Python.h, to build libvirt-python
+# pyproject.toml pins Python 3.11 (Debian 12's python3); a virtualenv of another Python is made again.
+python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
+  say "BalloonWeb needs Python 3.11 (Debian 12's python3); this python3 is $(python3 -V 2>&1)"; exit 1; }
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  say "$VENV is not of Python 3.11: making it again"; rm -rf "$VENV"
+fi
 command -v npm >/dev/null || apt_install nodejs npm
 # libvirtd's QEMU driver refuses to start without this system user.
 id libvirt-qemu >/dev/null 2>&1 || as_root useradd --system --no-create-home libvirt-qemu

@@ -13,6 +13,11 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 export DJANGO_SETTINGS_MODULE=tests.settings
 
+# Workers the tests start run in sessions of their own; an interrupted run (a second Ctrl-C, a kill) would leave
+# them holding the test database, and the next run could not create it again.
+test_state="${TEST_STATE_DIR:-${TMPDIR:-/tmp}/balloonweb-tests}"
+trap 'pkill -TERM -f -- "--logfile $test_state/worker-" 2>/dev/null || true' EXIT
+
 set +e
 "$VENV/bin/python" -m pytest "$@"
 status=$?
