@@ -13,9 +13,10 @@ from django.db.models import F, TextField, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from balloonweb.access import rules
+from balloonweb.access.actors import Actor
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
-from balloonweb.access.actors import Actor
 from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
 from hosts.drivers import DomainConfig, DomainInfo, DriverError, GuestDidNotShutDown, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
@@ -320,7 +321,8 @@ def announce(job: Job) -> None:
     publish("host", job.host_id, payload)
     if job.target_host_id and job.target_host_id != job.host_id:
         publish("host", job.target_host_id, payload)
-    publish("jobs", job.host.team_id, payload)
+    for team_id in rules.team_ids_of(job):  # a migration across teams is in both teams' lists
+        publish("jobs", team_id, payload)
 
 
 # -- the sweep ------------------------------------------------------------------------------------------------

@@ -519,7 +519,8 @@ def domain_context(request: HttpRequest, domain: Domain, **extra) -> dict:
         "may_migrate": may(actor, "migrate", domain) and domain.is_running,
         "may_power": may(actor, "power", domain) and domain.state != Domain.State.GONE,
         "targets": migration_targets(actor, domain) if may(actor, "migrate", domain) else [],
-        "jobs": domain.jobs.select_related("host", "target_host").order_by("-pk")[:RECENT_JOBS],
+        # Those the person may see: not the jobs of a team the domain belonged to before (as its history).
+        "jobs": rules.restrict(domain.jobs.select_related("host", "target_host"), actor).order_by("-pk")[:RECENT_JOBS],
         "hints": control_hints(domain),
         "chart_ranges": CHART_RANGES,
         "chart_range": DEFAULT_CHART_RANGE,

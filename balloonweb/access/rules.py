@@ -4,7 +4,7 @@ autoscaler) asks `require()` for one object and `restrict()` for a queryset.
 Outsiders get NotFound (the object's existence is not revealed); members without the right get Forbidden.
 """
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from .actors import Actor
 from .models import Membership
@@ -43,6 +43,16 @@ def team_id_of(obj: Model) -> int | None:
     raise TypeError(f"no team rule for {model}")
 
 
+def team_ids_of(obj: Model) -> set[int | None]:
+    """The teams whose members see `obj` (by their role there; None: no team, superusers only): its team, and for
+    a migration also the team of its destination, whose host it fills (who moves a domain across teams is a
+    member of both, or a superuser)."""
+    teams = {team_id_of(obj)}
+    if obj._meta.model_name == "job" and obj.target_host_id is not None and obj.target_host_id != obj.host_id:
+        teams.add(obj.target_host.team_id)
+    return teams
+
+
 def roles_of(actor: Actor) -> dict[int, str]:
     """{team id: role} for a person (or a person's token); the autoscaler operates the teams whose policies it
     applies; empty for everyone else."""
@@ -70,10 +80,10 @@ def require(actor: Actor, action: str, obj: Model) -> None:
         raise ValueError(f"unknown action {action!r}")
     if actor.is_privileged:
         return
-    team_id = team_id_of(obj)
-    if team_id is None or team_id not in roles_of(actor):
+    teams = team_ids_of(obj) & set(roles_of(actor))
+    if not teams:
         raise NotFound(f"no such {obj._meta.verbose_name}")
-    if not allows(actor, action, team_id):
+    if not any(allows(actor, action, team_id) for team_id in teams):
         raise Forbidden(f"your role in this team does not allow '{action}' on {obj}")
 
 
@@ -82,8 +92,8 @@ def allowed_actions(actor: Actor, obj: Model) -> set[str]:
     template asks `"resize" in allowed`. Empty for outsiders."""
     if actor.is_privileged:
         return set(ACTIONS)
-    role = roles_of(actor).get(team_id_of(obj))
-    return set(ACTIONS_BY_ROLE[role]) if role else set()
+    roles = roles_of(actor)
+    return {action for team_id in team_ids_of(obj) if team_id in roles for action in ACTIONS_BY_ROLE[roles[team_id]]}
 
 
 def team_ids_allowing(actor: Actor, action: str) -> list[int]:
@@ -94,5 +104,9 @@ def restrict(queryset: QuerySet, actor: Actor, action: str = "view") -> QuerySet
     """The objects of `queryset` on which `actor` may do `action`."""
     if actor.is_privileged:
         return queryset
-    team_path = {"team": "pk", "host": "team", "domain": "host__team", "job": "host__team"}[queryset.model._meta.model_name]
-    return queryset.filter(**{f"{team_path}__in": team_ids_allowing(actor, action)})
+    model = queryset.model._meta.model_name
+    teams = team_ids_allowing(actor, action)
+    if model == "job":  # its host's team, or its destination's (team_ids_of)
+        return queryset.filter(Q(host__team__in=teams) | Q(target_host__team__in=teams))
+    team_path = {"team": "pk", "host": "team", "domain": "host__team"}[model]
+    return queryset.filter(**{f"{team_path}__in": teams})
