@@ -89,12 +89,7 @@ def run_autoscaler(now: float | None = None) -> RunReport:
     decisions += notes
     Decision.objects.bulk_create(decisions, batch_size=2000)
     report.decisions_kept = len(decisions)
-    waiting = [d for d in decisions if d.state == Decision.State.WAITING]
-    if waiting:
-        from .tasks import apply_waiting
-
-        ids = [d.pk for d in waiting]
-        transaction.on_commit(lambda: apply_waiting.apply_async(args=[ids], countdown=WAITING_FIRST_LOOK_S))
+    send_when_shrinks_end(decisions)
     _remember(context, the_plan, decisions, grown, host_codes, now)
     tell_pages([(d.host_id, d.domain_id) for d in decisions] + superseded)
     give_up_waiting(at)
@@ -256,6 +251,15 @@ def started_shrink_cooldown(applied: list[Decision]) -> None:
     grown = [d.domain_id for d in applied if d.is_grow]
     if grown:
         DomainState.objects.filter(pk__in=grown).update(last_grown_at=time.time())
+
+
+def send_when_shrinks_end(decisions: list[Decision]) -> None:
+    """Have the steps among `decisions` that wait for shrinks sent again (tasks.apply_waiting), once saved."""
+    waiting = [d.pk for d in decisions if d.state == Decision.State.WAITING]
+    if waiting:
+        from .tasks import apply_waiting as task
+
+        transaction.on_commit(lambda: task.apply_async(args=[waiting], countdown=WAITING_FIRST_LOOK_S))
 
 
 def give_up_waiting(at: datetime) -> int:
@@ -423,11 +427,7 @@ def approve_plan(actor: Actor, host: Host, shown: list[int] | None = None) -> li
                 decision.decided_by, decision.decided_at = actor.user, decided_at
         Decision.objects.bulk_update(steps, ["state", "job", "error", "decided_by", "decided_at"])
         started_shrink_cooldown([d for d in steps if d.state == Decision.State.APPLIED])
-        waiting = [d.pk for d in steps if d.state == Decision.State.WAITING]
-        if waiting:
-            from .tasks import apply_waiting as task
-
-            transaction.on_commit(lambda: task.apply_async(args=[waiting], countdown=WAITING_FIRST_LOOK_S))
+        send_when_shrinks_end(steps)
         tell_pages([(d.host_id, d.domain_id) for d in steps])
     return steps
 
@@ -524,9 +524,5 @@ def apply_what_if(actor: Actor, answer: WhatIf) -> list[Decision]:
         decision.decided_by, decision.decided_at = actor.user, at
         decisions.append(decision)
     Decision.objects.bulk_create(decisions)
-    waiting = [d.pk for d in decisions if d.state == Decision.State.WAITING]
-    if waiting:
-        from .tasks import apply_waiting as task
-
-        transaction.on_commit(lambda: task.apply_async(args=[waiting], countdown=WAITING_FIRST_LOOK_S))
+    send_when_shrinks_end(decisions)
     return decisions
