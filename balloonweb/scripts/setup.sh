@@ -22,11 +22,12 @@ command -v npm >/dev/null || apt_install nodejs npm
 id libvirt-qemu >/dev/null 2>&1 || as_root useradd --system --no-create-home libvirt-qemu
 
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }
-stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+CONSTRAINTS=balloonweb/scripts/constraints.txt
+stamp="$VENV/.installed-$(cat pyproject.toml "$CONSTRAINTS" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing Python packages (libvirt-python compiles, ~15 s)"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[test]'
+  "$VENV/bin/pip" install -q pip==26.3
+  "$VENV/bin/pip" install -q -c "$CONSTRAINTS" -e '.[test]'
   touch "$stamp"
 fi
 
