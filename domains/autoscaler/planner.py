@@ -46,6 +46,7 @@ SUSTAINED_SQUEEZE = "sustained_squeeze"
 MAINTENANCE = "maintenance"
 SQUEEZED = "squeezed"
 STARVED = "starved"
+HELD_BY_QUOTA = "held_by_quota"
 
 
 @dataclass(slots=True)
@@ -332,6 +333,8 @@ class Planner:
             self._plan_migrations(short)
         for host in self.managed:
             self._emit_host(host)
+        if self.snapshot.quota_left_kib:
+            self._hold_to_quotas()
         # Shrinks first, then migrations, then grows: each step finds the room the ones before it made.
         self.plan.steps = self.shrinks + self.plan.steps + self.grows
         for host_id, coincidence in self.coincidences.items():
@@ -606,6 +609,51 @@ class Planner:
                 decisions.append(Decision(code, domain.id, host_id, figures))
             else:
                 (shrinks if size < current else grows).append(Step(RESIZE, code, domain.id, domain.name, host_id, current, size, figures))
+
+    def _hold_to_quotas(self) -> None:
+        """A team's quota of running memory binds the autoscaler as it binds an operator
+        (services.check_delegation): a grow past what is left of it would be refused, and held back for minutes
+        (run.HELD_REFUSALS). What is left goes to guests out of memory first, then by priority. A shrink frees its
+        part of the quota when its job ends: the grows it makes room for come in a later cycle."""
+        quota_left = dict(self.snapshot.quota_left_kib)
+        hosts = self.snapshot.hosts_by_id
+        wants = {want.domain.id: want for host_id, host_wants in self.wants.items()
+                 if hosts[host_id].team_id in quota_left for want in host_wants}
+        bound = [step for step in self.grows if hosts[step.host_id].team_id in quota_left]
+        given: dict[int, int] = {}  # step id: the size the quota leaves it
+        for step in sorted(bound, key=lambda s: _quota_order(wants[s.domain_id])):
+            team_id = hosts[step.host_id].team_id
+            left = quota_left[team_id]
+            want = wants[step.domain_id]
+            size = step.to_kib if step.to_kib - step.from_kib <= left else step.from_kib + left
+            worth_a_job = size == step.to_kib or (want.saturated and size - step.from_kib >= MIB) or (
+                size - step.from_kib > want.domain.policy.deadband_share * step.from_kib
+            )
+            if size > step.from_kib and worth_a_job:
+                quota_left[team_id] = left - (size - step.from_kib)
+            else:
+                size = step.from_kib
+            if size != step.to_kib:
+                given[id(step)] = size
+                step.figures = {**step.figures, "held_code": step.code, "given_kib": size, "quota_left_kib": left,
+                                "step_kib": step.to_kib}
+        if not given:
+            return
+        kept: list[Step] = []
+        for step in self.grows:
+            size = given.get(id(step))
+            if size is None:
+                kept.append(step)
+            elif size > step.from_kib:
+                kept.append(Step(RESIZE, HELD_BY_QUOTA, step.domain_id, step.domain_name, step.host_id, step.from_kib,
+                                 size, step.figures))
+            else:
+                self.plan.decisions.append(Decision(HELD_BY_QUOTA, step.domain_id, step.host_id, step.figures))
+        self.grows = kept
+
+
+def _quota_order(want: Want) -> tuple:
+    return (not want.saturated, -want.domain.policy.priority)
 
 
 def _plan_level(hosts: list[HostSnapshot], balances: dict[int, Balance]) -> float:

@@ -115,6 +115,18 @@ def _starved(f: dict) -> str:
     )
 
 
+def _held_by_quota(f: dict) -> str:
+    if f["given_kib"] > f["current_kib"]:
+        given = f"{mib(f['given_kib'])} rather than {mib(f['step_kib'])}"
+    else:
+        given = f"stays at {mib(f['current_kib'])} rather than growing to {mib(f['step_kib'])}"
+    return (
+        f"{given}: its team's quota of running memory has {mib(f['quota_left_kib'])} left for the autoscaler's "
+        f"grows (guests out of memory first, then by priority; a shrink gives its part back when it ends). "
+        f"Without the quota: {explain(f['held_code'], f)}"
+    )
+
+
 def _migrate(f: dict) -> str:
     how = "after taking back some of its headroom" if f.get("squeezes_destination") else "after its own ballooning"
     if f.get("shortfall_kib"):
@@ -234,6 +246,7 @@ _RENDER = {
     "retry": _retry,
     "squeezed": _squeezed,
     "starved": _starved,
+    "held_by_quota": _held_by_quota,
     "migrate": _migrate,
     "consolidate": _consolidate,
     "place": _place,

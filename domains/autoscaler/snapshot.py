@@ -187,6 +187,8 @@ class Snapshot:
     domains: list[DomainSnapshot]
     now: float = 0.0
     policy_version: str = ENGINE_VERSION
+    # Per team with a quota of running memory: how much of it is left (what the services would let it book).
+    quota_left_kib: dict[int, int] = field(default_factory=dict)
     hosts_by_id: dict[int, HostSnapshot] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

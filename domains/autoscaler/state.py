@@ -1,5 +1,6 @@
 """The database as the engine sees it: `build_snapshot()` reads hosts, running domains, policies, the engine's
-memory and the jobs in flight in a fixed number of queries (six), whatever the size of the fleet.
+memory and the jobs in flight in a fixed number of queries (seven, and four more when a team has a quota), whatever
+the size of the fleet.
 """
 
 import time
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from domains.models import Domain, Job
+from domains.services import team_memory_in_use
 from hosts.models import RUNNING_STATES, Host
 
 from . import snapshot as engine
@@ -121,9 +123,10 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
     stored_squeezed: dict[int, float | None] = {}
     stored_coincidences: dict[int, engine.Coincidence] = {}
     limits: dict[int, int | None] = {}  # a host's team's operator limit
+    quotas: dict[int, int] = {}  # a team's quota of running memory
     for row in Host.objects.values(
         "id", "name", "status", "total_kib", "capacity_kib", "reserved_kib", "team_id", "team__autoscale_policy__mode",
-        "team__operator_max_kib",
+        "team__operator_max_kib", "team__quota_kib",
         "autoscale_policy__mode", *(f"autoscale_policy__{name}" for name in HOST_POLICY_FIELDS),
         "autoscale_state__squeezed_since", "autoscale_state__last_codes", "autoscale_state__coincident_kib",
         "autoscale_state__coincident_least_kib", "autoscale_state__coincident_at", "maintenance",
@@ -132,6 +135,8 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         mode = effective_mode(row["autoscale_policy__mode"], row["team__autoscale_policy__mode"])
         modes[host_id], teams[host_id] = mode, row["team_id"]
         limits[host_id] = row["team__operator_max_kib"]
+        if row["team__quota_kib"] is not None:
+            quotas[row["team_id"]] = row["team__quota_kib"]
         values = {name: row[f"autoscale_policy__{name}"] for name in HOST_POLICY_FIELDS}
         policy = engine.HostPolicy(mode=mode, **{k: v for k, v in values.items() if v is not None})
         usable = max(0, (row["capacity_kib"] or row["total_kib"]) - row["reserved_kib"])
@@ -189,7 +194,10 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         last_codes[domain_id] = last_code or ""
         last_grown[domain_id] = grown_at
 
-    snapshot = engine.Snapshot(hosts, domains, now, engine_state.policy_version)
+    # Three more queries, only when some team has a quota: booked memory counted as the services count it.
+    in_use = team_memory_in_use(list(quotas)) if quotas else {}
+    quota_left = {team_id: max(0, quota - in_use[team_id]) for team_id, quota in quotas.items()}
+    snapshot = engine.Snapshot(hosts, domains, now, engine_state.policy_version, quota_left)
     return SnapshotContext(
         snapshot, engine_state, modes, teams, last_codes, host_codes, last_grown, stored_watches, stored_squeezed,
         stored_coincidences,

@@ -356,18 +356,59 @@ def test_the_autoscaler_grows_a_domain_up_to_its_teams_operator_limit(team, now)
     assert "offered 4,096 MiB (its team's operator limit for the autoscaler: 4,096 MiB) at once" in step.reason
 
 
-def test_a_step_refused_for_the_teams_quota_is_not_sent_and_audited_at_every_poll(team, now):
-    Team.objects.filter(pk=team.pk).update(quota_kib=4 * GiB)
+def test_the_autoscaler_grows_a_domain_only_as_far_as_its_teams_quota_allows(team, now):
+    """The quota binds the autoscaler as an operator: it asked for the whole grow, was refused at every poll
+    (then held for 10 minutes), and the guest out of memory got nothing of the quota that was left."""
+    Team.objects.filter(pk=team.pk).update(quota_kib=6 * GiB)
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+    steady = make_domain(make_host("hv2", team), "steady", memory=2 * GiB, used=1536 * MiB)  # wants 2 GiB: stays
+    run.run_autoscaler(now)
+    step = Decision.objects.get(domain=busy, kind=Decision.Kind.STEP)
+    assert (step.state, step.to_kib, Job.objects.get().params["target_kib"]) == (Decision.State.APPLIED, 4 * GiB, 4 * GiB)
+    assert step.reason.startswith("4,096 MiB rather than 8,192 MiB: its team's quota of running memory has 1,024 MiB left")
+    assert not AuditEntry.objects.filter(result=AuditEntry.Result.REFUSED).exists()
+    assert not Decision.objects.filter(domain=steady, kind=Decision.Kind.STEP).exists()
+
+
+def test_a_domain_whose_team_has_used_its_quota_is_held_without_a_refusal(team, now):
+    Team.objects.filter(pk=team.pk).update(quota_kib=3 * GiB)
     host = make_host("hv1", team)
     HostPolicy.objects.create(host=host, mode="automatic")
     busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
     for cycle in range(3):
         run.run_autoscaler(now + 10 * cycle)
+    assert not Job.objects.exists() and not AuditEntry.objects.filter(result=AuditEntry.Result.REFUSED).exists()
+    held = Decision.objects.filter(domain=busy).latest("at")
+    assert held.kind == Decision.Kind.NOTE and held.code == "held_by_quota"
+    assert held.reason.startswith("stays at 3,072 MiB rather than growing to 8,192 MiB: its team's quota of running memory has 0 MiB left")
+    assert "Without the quota: out of memory" in held.reason
+
+
+def test_a_step_refused_as_it_is_sent_is_held_rather_than_asked_again_at_every_poll(team, now, monkeypatch):
+    """The plan counts the quota as it was when the snapshot was read; memory that another request booked since
+    makes the services refuse the step. It is not asked for again, and audited as refused, at every poll."""
+    Team.objects.filter(pk=team.pk).update(quota_kib=4 * GiB)
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    busy = make_domain(host, "busy", memory=3 * GiB, used=3 * GiB)
+
+    def snapshot_then_a_domain_starts(at):
+        context = build_snapshot(at)
+        make_domain(host, "started", memory=1 * GiB, used=512 * MiB)  # booked between the snapshot and the send
+        return context
+
+    monkeypatch.setattr(run, "build_snapshot", snapshot_then_a_domain_starts)
+    run.run_autoscaler(now)
+    monkeypatch.undo()
     refused = Decision.objects.get(domain=busy, kind=Decision.Kind.STEP)
     assert refused.state == Decision.State.REFUSED and refused.error_code == "team_quota"
     assert "the team blue's quota of 4,096 MiB running memory would be exceeded" in refused.error
-    entry = AuditEntry.objects.get(action="domain.resize", result=AuditEntry.Result.REFUSED)
-    assert entry.object_repr == "busy" and not Job.objects.exists()
+    assert AuditEntry.objects.get(action="domain.resize", result=AuditEntry.Result.REFUSED).object_repr == "busy"
+    Team.objects.filter(pk=team.pk).update(quota_kib=5 * GiB)  # room again, but the refusal holds
+    run.run_autoscaler(now + 10)
+    assert Decision.objects.filter(domain=busy, kind=Decision.Kind.STEP).count() == 1
     run.run_autoscaler(now + 10 + run.REFUSAL_HOLDS_FOR.total_seconds())  # tried again once the hold is over
     assert Decision.objects.filter(domain=busy, kind=Decision.Kind.STEP).count() == 2
 

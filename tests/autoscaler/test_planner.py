@@ -19,6 +19,7 @@ from domains.autoscaler.snapshot import (
     Coincidence,
     DomainPolicy,
     HostPolicy,
+    Snapshot,
 )
 
 from .helpers import GiB, MiB, guest, host, snapshot, steady_target
@@ -87,6 +88,34 @@ def test_the_host_that_cannot_fit_moves_the_fewest_bytes_to_a_host_with_room():
     # Shrinks come before the move, grows after it.
     kinds = [("shrink" if s.is_shrink else s.kind if s.kind == "migrate" else "grow") for s in p.steps]
     assert kinds == sorted(kinds, key=["shrink", "migrate", "grow"].index)
+
+
+def test_grows_share_what_is_left_of_their_teams_quota_guests_out_of_memory_first_then_by_priority():
+    domains = [
+        guest(1, 1, used=3 * GiB, memory=3 * GiB),  # out of memory: offered its maxmem
+        guest(2, 2, used=3584 * MiB, memory=4 * GiB, policy=DomainPolicy(priority=5)),  # wants about 4.5 GiB
+        guest(3, 2, used=3584 * MiB, memory=4 * GiB),  # the same, at priority 0
+        guest(4, 3, used=3 * GiB, memory=3 * GiB),  # out of memory, in a team without a quota
+        guest(5, 1, used=1 * GiB, memory=6 * GiB),  # a shrink: it gives its part back only when it ends
+    ]
+    hosts = [host(1, 32 * GiB, team_id=7), host(2, 32 * GiB, team_id=7), host(3, 32 * GiB, team_id=8)]
+    unbound = sizes_after(plan(snapshot(hosts, domains)))
+    grow_of_2 = unbound[2] - 4 * GiB
+    bound = Snapshot(hosts, domains, 1000.0, quota_left_kib={7: 5 * GiB + grow_of_2 + 100 * MiB})
+    p = plan(bound)
+    sizes = sizes_after(p)
+    assert (sizes[1], sizes[2], sizes[4], sizes[5]) == (8 * GiB, unbound[2], 8 * GiB, unbound[5])
+    assert 3 not in sizes  # 100 MiB left: under its deadband, so no job
+    held = next(d for d in p.decisions if d.domain_id == 3)
+    assert held.code == planner_module.HELD_BY_QUOTA
+    assert held.reason.startswith(f"stays at 4,096 MiB rather than growing to {unbound[3] // MiB:,} MiB: its team's quota")
+    assert "has 100 MiB left" in held.reason and "Without the quota: uses" in held.reason
+    assert [s.domain_id for s in p.steps] == [5, 1, 2, 4]  # shrinks, then the grows in host order
+
+    p = plan(Snapshot(hosts, domains, 1000.0, quota_left_kib={7: 2 * GiB}))
+    first = next(s for s in p.steps if s.domain_id == 1)
+    assert first.to_kib == 5 * GiB and first.reason.startswith("5,120 MiB rather than 8,192 MiB")
+    assert {d.domain_id for d in p.decisions if d.code == planner_module.HELD_BY_QUOTA} == {2, 3}
 
 
 def test_a_host_in_maintenance_receives_nothing_even_with_the_most_room():
