@@ -3,6 +3,7 @@
 Tests that involve the worker use `transactional_db`, since the worker reads only what is committed.
 """
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -22,6 +23,32 @@ from hosts.simulation import fleet, setup
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT_S = 60
+
+
+def pytest_configure(config):
+    """One test run at a time per state directory: two would share its simulated hosts, the Redis database that
+    each empties and the test database that each creates anew, and fail each other in ways that look like bugs."""
+    lock_path = Path(settings.STATE_DIR) / "test-run.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(lock_path, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        pytest.exit(
+            f"another test run (pid {holder}) is using {settings.STATE_DIR}, Redis {settings.REDIS_URL} and the test "
+            "database: wait for it to end, or give this run its own TEST_STATE_DIR, TEST_REDIS_URL and DATABASE_URL",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    config.stash[TEST_RUN_LOCK] = lock  # held until this process exits
+
+
+TEST_RUN_LOCK = pytest.StashKey()
 
 
 def database_url() -> str:

@@ -3,7 +3,8 @@
 The tests empty their Redis database and stop the simulated hosts of their state directory, so these are never
 taken from REDIS_URL and BALLOONWEB_STATE_DIR, which may be exported for a running BalloonWeb (its queues and
 hosts would go): TEST_REDIS_URL (default database 15) and TEST_STATE_DIR say them. Two runs at once on one
-machine need each their own of those and of DATABASE_URL. The Celery worker that tests start uses this module too.
+machine need each their own of those and of DATABASE_URL (tests/conftest.py refuses a second run on one state
+directory). The Celery worker that tests start uses this module too.
 """
 
 import os
