@@ -94,7 +94,10 @@ def find_team(name_or_id: str | int | None) -> Team | None:
         return None
     text = str(name_or_id).strip()
     team_id = as_id(text)
-    team = Team.objects.filter(pk=team_id).first() if team_id is not None else Team.objects.filter(name=text).first()
+    # A name first: a team may be called "2024", and the pages send names.
+    team = Team.objects.filter(name=text).first()
+    if team is None and team_id is not None:
+        team = Team.objects.filter(pk=team_id).first()
     if team is None:
         raise BadRequest(f"there is no team {text}; give a team's name or id, or nothing for no team", "no_such_team")
     return team

@@ -17,6 +17,8 @@ from balloonweb.access.actors import Actor
 from balloonweb.access.models import Team
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
+from balloonweb.ids import as_id
+from balloonweb.live.publish import publish
 from hosts.drivers import DomainConfig
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import BadSize, format_mib as mib, parse_memory_kib
@@ -375,15 +377,28 @@ def set_floor(actor: Actor, domain: Domain, size: str | int) -> Domain:
     """The floor is BalloonWeb's own rule, not the hypervisor's: it changes at once, without a job."""
     floor_kib = parse_size(size)
     with transaction.atomic():
-        # of=self: PostgreSQL refuses to lock the nullable side of the team join.
-        domain = Domain.objects.select_for_update(of=("self",)).select_related("host__team").get(pk=domain.pk)
-        check_permission(actor, "set_floor", domain)
-        if floor_kib > domain.maxmem_kib:
-            raise BadRequest(f"a floor of {mib(floor_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)})", "above_maxmem")
+        # Under the host's lock, as request_set_maxmem: a maxmem lowered at the same time cannot pass below it.
+        host, domain = _locked_for(actor, "set_floor", domain)
+        if domain.state == Domain.State.GONE:
+            raise Conflict(f"{domain.name} is no longer on {host}", "domain_gone")
+        # The floor must hold after the next boot too, under the config's maxmem and one on its way there.
+        maxmems = [("", domain.maxmem_kib)]
+        if domain.config_maxmem_kib:
+            maxmems.append(("in its config, from its next boot", domain.config_maxmem_kib))
+        pending = Job.objects.filter(domain=domain, kind=Job.Kind.MAXMEM, state__in=Job.UNFINISHED).values_list("params", flat=True)
+        maxmems += [("asked for by a job still to run", int(params["maxmem_kib"])) for params in pending]
+        when, lowest = min(maxmems, key=lambda pair: pair[1])
+        if floor_kib > lowest:
+            raise BadRequest(
+                f"a floor of {mib(floor_kib)} is above the maxmem of {domain.name} ({mib(lowest)}{' ' + when if when else ''}); "
+                f"allowed: up to {mib(lowest)}",
+                "above_maxmem",
+            )
         before = domain.floor_kib
         domain.floor_kib = floor_kib
         domain.save(update_fields=["floor_kib"])
         record(actor, "domain.floor", domain, result=AuditEntry.Result.SUCCEEDED, before={"floor_kib": before}, after={"floor_kib": floor_kib})
+        publish("host", domain.host_id, {"type": "bounds", "domain": domain.pk})  # its page's figures show it
     return domain
 
 
@@ -531,9 +546,9 @@ def find_domain(actor: Actor, name: str, host_name: str | None = None) -> Domain
     if host_name:
         domains = domains.filter(host__name=host_name)
     found = list(domains[:10])
-    if not found and name.isdigit():
+    if not found and (hv_id := as_id(name)) is not None:
         # xm takes the ID `xm list` shows as well (a running domain's, unique on its host).
-        by_id = rules.restrict(Domain.objects.running().select_related("host"), actor, "view").filter(hv_id=int(name))
+        by_id = rules.restrict(Domain.objects.running().select_related("host"), actor, "view").filter(hv_id=hv_id)
         found = list((by_id.filter(host__name=host_name) if host_name else by_id)[:10])
     if not found:
         where = f" on host {host_name}" if host_name else ""

@@ -28,6 +28,7 @@ from balloonweb.csv_download import csv_download
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import format_mib as mib
 from hosts.units import mib as mib_of
+from hosts.units import typed_size
 
 from . import host_registry, maintenance, samples, services
 from .autoscaler.models import Decision
@@ -101,6 +102,14 @@ def may(actor: Actor, action: str, obj: Model) -> bool:
     except (rules.NotFound, rules.Forbidden):
         return False
     return True
+
+
+def with_cancel_offered(actor: Actor, jobs) -> list[Job]:
+    """The jobs, each knowing whether to offer its Cancel (or Stop) button to this person."""
+    jobs = list(jobs)
+    for job in jobs:
+        job.may_cancel = may(actor, "cancel_job", job)
+    return jobs
 
 
 def memory_bar(capacity_kib: int, reserved_kib: int, running_kib: int) -> dict:
@@ -226,17 +235,26 @@ def fleet(request: HttpRequest) -> HttpResponse:
 # -- host -----------------------------------------------------------------------------------------------------
 
 
-@login_required
-def host(request: HttpRequest, host_id: int) -> HttpResponse:
-    host = get_visible(request, Host.objects.select_related("team"), host_id)
+def host_domains_context(request: HttpRequest, host: Host) -> dict:
     table = domains_table(request, Domain.objects.present().filter(host=host), DOMAIN_SORTS)
     row = fleet_hosts(actor_of(request)).get(pk=host.pk)
-    context = {
+    return {
         **table, "nav": "fleet", "host": host, "columns": HOST_COLUMNS, "bar": host_bar(row),
         "running_here": row.running_count,
     }
+
+
+@login_required
+def host(request: HttpRequest, host_id: int) -> HttpResponse:
+    host = get_visible(request, Host.objects.select_related("team"), host_id)
     if request.htmx:
-        return render(request, "pages/_host_domains.html", context)
+        return render(request, "pages/_host_domains.html", host_domains_context(request, host))
+    return host_page(request, host)
+
+
+def host_page(request: HttpRequest, host: Host, *, status: int = 200, **settings_form) -> HttpResponse:
+    """The whole host page; `settings_form` (values, settings_error) shows a refused Settings form as it was typed."""
+    context = host_domains_context(request, host)
     may_manage = may(actor_of(request), "manage_host", host)
     # What starting maintenance would do is loaded when its section is opened (host_part); without JavaScript, a
     # link asks for it with the page.
@@ -245,8 +263,8 @@ def host(request: HttpRequest, host_id: int) -> HttpResponse:
     return render(request, "pages/host.html", {
         **context, "may_manage": may_manage, "evacuation": evacuation, "values": host_values(host),
         "owner": actor_of(request).is_privileged,
-        "teams": Team.objects.order_by("name").values_list("name", flat=True),
-    })
+        "teams": Team.objects.order_by("name").values_list("name", flat=True), **settings_form,
+    }, status=status)
 
 
 @login_required
@@ -278,10 +296,10 @@ HOST_FORM_FIELDS = ("name", "uri", *host_registry.SETTINGS)
 def host_values(host: Host | None) -> dict:
     """The host forms' values for a host (or a new one's defaults), as people type them: sizes in MiB."""
     if host is None:
-        return {"reserved": str(host_registry.DEFAULT_RESERVE_KIB // 1024)}
+        return {"reserved": typed_size(host_registry.DEFAULT_RESERVE_KIB)}
     return {
-        "team": host.team.name if host.team else "", "reserved": str(host.reserved_kib // 1024),
-        "capacity": "" if host.capacity_kib is None else str(host.capacity_kib // 1024), "queue_group": host.queue_group,
+        "team": host.team.name if host.team else "", "reserved": typed_size(host.reserved_kib),
+        "capacity": "" if host.capacity_kib is None else typed_size(host.capacity_kib), "queue_group": host.queue_group,
     }
 
 
@@ -322,7 +340,12 @@ def host_change(request: HttpRequest, host_id: int, action: str) -> HttpResponse
         host_registry.change_host(actor_of(request), host, **changes)
         messages.success(request, f"{host.name}'s settings saved.")
     except services.ServiceError as exc:
-        refusal(request, exc)
+        if action == "remove" or exc.status in (403, 404):
+            refusal(request, exc)
+        else:  # the form again, open, as it was typed, with what was wrong
+            host.refresh_from_db()
+            return host_page(request, host, status=exc.status, values={**host_values(host), **changes},
+                             settings_error=exc.message)
     return redirect(f"{reverse('host', args=[host.pk])}#settings")
 
 
@@ -514,13 +537,15 @@ def domain_context(request: HttpRequest, domain: Domain, **extra) -> dict:
         "domain": domain,
         "host": domain.host,
         "may_resize": may(actor, "resize", domain) and domain.is_running,
-        "may_set_maxmem": may(actor, "set_maxmem", domain),
-        "may_set_floor": may(actor, "set_floor", domain),
+        "may_set_maxmem": may(actor, "set_maxmem", domain) and domain.state != Domain.State.GONE,
+        "may_set_floor": may(actor, "set_floor", domain) and domain.state != Domain.State.GONE,
         "may_migrate": may(actor, "migrate", domain) and domain.is_running,
         "may_power": may(actor, "power", domain) and domain.state != Domain.State.GONE,
         "targets": migration_targets(actor, domain) if may(actor, "migrate", domain) else [],
         # Those the person may see: not the jobs of a team the domain belonged to before (as its history).
-        "jobs": rules.restrict(domain.jobs.select_related("host", "target_host"), actor).order_by("-pk")[:RECENT_JOBS],
+        "jobs": with_cancel_offered(
+            actor, rules.restrict(domain.jobs.select_related("host", "target_host"), actor).order_by("-pk")[:RECENT_JOBS]
+        ),
         "hints": control_hints(domain),
         "chart_ranges": CHART_RANGES,
         "chart_range": DEFAULT_CHART_RANGE,
@@ -569,6 +594,7 @@ def domain_samples(request: HttpRequest, domain_id: int) -> JsonResponse:
 def control_response(request: HttpRequest, domain: Domain, control: str, outcome: dict, status: int) -> HttpResponse:
     """A control after a POST: its partial (htmx), or the whole page with the outcome beside the control."""
     if not request.htmx and status < 400:
+        messages.success(request, outcome["done"])  # a page without JS shows it after the redirect
         return redirect("domain", domain.pk)
     context = domain_context(request, domain, controls={control: outcome})
     template = f"pages/_{control}.html"
@@ -621,7 +647,7 @@ def domain_control(request: HttpRequest, domain_id: int, control: str) -> HttpRe
     domain = get_visible(request, domain_queryset(), domain_id)
     form_class, action = CONTROLS[control]
     form = form_class(request.POST)
-    typed = form.data.get("memory", "")
+    typed = form.data.get("memory", form.data.get("target", ""))
     if not form.is_valid():
         message = next(iter(form.errors.values()))[0]
         return control_response(request, domain, control, {"error": message, "value": typed}, 400)
@@ -655,6 +681,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
         if form.cleaned_data["domain"]:
             selected = selected.filter(domain__name=form.cleaned_data["domain"])
     page = Paginator(selected, JOBS_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = with_cancel_offered(actor, page.object_list)
     hosts = rules.restrict(Host.objects.all(), actor, "view").order_by("name").values_list("name", flat=True)
     context = {
         "nav": "jobs", "page": page, "form": form if form.is_bound else JobFilter(), "hosts": hosts,
@@ -675,10 +702,13 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
         job.refresh_from_db()
     else:
         status = 200
+    # The row comes back in the table it was in: the jobs page's (wide) or a domain page's.
+    wide = request.POST.get("wide", "1") != "0"
     if not request.htmx:
         if error:
             messages.error(request, error)
-        return redirect("jobs")
-    # The row comes back in the table it was in: the jobs page's (wide) or a domain page's.
-    wide = request.POST.get("wide", "1") != "0"
+        else:
+            messages.success(request, f"Job {job.pk} {'is stopping' if job.state == Job.State.RUNNING else 'cancelled'}.")
+        return redirect("jobs") if wide or job.domain is None else redirect("domain", job.domain.pk)
+    job.may_cancel = may(actor_of(request), "cancel_job", job)
     return render(request, "pages/_job_row.html", {"job": job, "row_error": error, "wide": wide}, status=status)

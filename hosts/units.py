@@ -27,6 +27,8 @@ def parse_memory_kib(text: str | int) -> int:
         raise BadSize(f"{text!r} is more than 1 PiB, more than any host has; use {ACCEPTED_FORMS}")
     if kib != int(kib) or kib <= 0:
         raise BadSize(f"{text!r} is not a positive whole number of KiB; use {ACCEPTED_FORMS}")
+    if kib % 1024 and (unit or "").upper() != "K":  # "0.5" or "1.3M": a part of a MiB only where KiB are meant
+        raise BadSize(f"{text!r} is not a whole number of MiB; use {ACCEPTED_FORMS}")
     return int(kib)
 
 
@@ -36,5 +38,13 @@ def mib(kib: int | None) -> int | None:
 
 
 def format_mib(kib: int | None) -> str:
-    """KiB as every page, message and reason says it: 8388608 -> '8,192 MiB'; None (no figure) -> '—'."""
-    return "—" if kib is None else f"{kib // 1024:,} MiB"
+    """KiB as every page, message and reason says it: 8388608 -> '8,192 MiB'; None (no figure) -> '—'. A part of a
+    MiB (a size given in K) shows: rounded down, a floor of 1000000K read "976 MiB", and 976 was below it."""
+    if kib is None:
+        return "—"
+    return f"{kib // 1024:,} MiB" if kib % 1024 == 0 else f"{kib / 1024:,.2f} MiB"
+
+
+def typed_size(kib: int) -> str:
+    """KiB as a person would type them back into a size field: in MiB when whole, else in K (exact)."""
+    return str(kib // 1024) if kib % 1024 == 0 else f"{kib}K"

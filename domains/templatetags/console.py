@@ -2,7 +2,7 @@
 
 from django import template
 
-from hosts.units import format_mib
+from hosts.units import format_mib, typed_size
 
 register = template.Library()
 
@@ -10,6 +10,13 @@ NONE = "—"
 
 
 register.filter("mib", format_mib)
+register.filter("typed_size", typed_size)
+
+
+@register.filter
+def mib_at_least(kib: int) -> str:
+    """A slider's lower end in whole MiB, never below `kib`."""
+    return str(-(-kib // 1024))
 
 
 @register.filter

@@ -8,7 +8,8 @@ SEED_CONFIG = 'name   = "foo"\nmemory = 1024\nmaxmem = 4096\nvcpus  = 1\n'
 
 @pytest.mark.parametrize(
     "text, kib",
-    [("512", 524288), ("512M", 524288), ("512MiB", 524288), ("4G", 4194304), ("4g", 4194304), ("524288K", 524288), (512, 524288), (" 1.5G ", 1572864)],
+    [("512", 524288), ("512M", 524288), ("512MiB", 524288), ("4G", 4194304), ("4g", 4194304), ("524288K", 524288), (512, 524288), (" 1.5G ", 1572864),
+     ("1000000K", 1000000)],
 )
 def test_sizes_are_mib_when_bare_and_accept_units(text, kib):
     assert parse_memory_kib(text) == kib
@@ -19,6 +20,13 @@ def test_bad_sizes_name_the_accepted_forms(text):
     with pytest.raises(BadSize) as error:
         parse_memory_kib(text)
     assert "512M, 4G, 524288K" in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["0.5", "0.5M", "512.5"])
+def test_a_part_of_a_mib_is_taken_only_in_k(text):
+    """A floor of "0.5" was stored as 512 KiB and shown as "0 MiB"; KiB are given with K."""
+    with pytest.raises(BadSize, match="is not a whole number of MiB"):
+        parse_memory_kib(text)
 
 
 def test_seed_config():

@@ -144,6 +144,8 @@ def test_a_domain_is_also_named_by_the_id_xm_list_shows(sim_hosts, foo):
     result = xm("mem-set", str(hv_id), "768", "--no-wait")
     assert result.returncode == 0, result.stderr
     assert Job.objects.get(pk=int(result.stdout)).domain.name == "foo"
+    # "²" is a digit to str.isdigit(), not to int(): it was a traceback.
+    assert (xm("mem-set", "²", "768").returncode, xm("mem-set", "²", "768").stderr.strip()) == (1, "xm: no domain named ²")
 
 
 def test_a_stopped_domain_is_refused_clearly(sim_hosts, foo):

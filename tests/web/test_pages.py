@@ -434,3 +434,102 @@ def test_the_500_page_renders_without_a_request_context():
 
     html = loader.get_template("500.html").render()
     assert "500 · Something went wrong on our side" in html and "console.css" in html
+
+
+def test_cancel_and_stop_are_offered_only_to_those_who_may_use_them(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    queued = Job.objects.create(kind="resize", domain=foo, host=foo.host, params={"target_kib": GIB}, actor_kind="cli", actor_label="cli")
+    client.force_login(people["viewer"])
+    for page in (reverse("jobs"), reverse("domain", args=[foo.pk])):
+        html = client.get(page).content.decode()
+        assert f'id="job-{queued.pk}"' in html and ">Cancel</button>" not in html
+    client.force_login(people["operator"])
+    assert f'aria-label="Cancel job {queued.pk}">Cancel</button>' in client.get(reverse("jobs")).content.decode()
+
+
+def test_without_javascript_a_control_and_a_cancel_say_what_they_did(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["operator"])
+    page = client.post(reverse("domain-resize", args=[foo.pk]), {"memory": "2G"}, follow=True).content.decode()
+    job = Job.objects.get()
+    assert f"Job {job.pk} queued: balloon foo to 2,048 MiB." in page
+    back = client.post(reverse("job-cancel", args=[job.pk]), {"wide": "0"}, follow=True)
+    assert back.redirect_chain[-1][0] == reverse("domain", args=[foo.pk])
+    assert f"Job {job.pk} cancelled." in back.content.decode()
+
+
+def test_a_refused_migration_keeps_the_host_that_was_picked(client, people, team):
+    source, first, second = make_fleet(3, 0, team)
+    foo = Domain.objects.create(host=source, name="foo", uuid="00000000-0000-0000-0000-000000000002", state="running",
+                                memory_kib=GIB, maxmem_kib=4 * GIB, config_memory_kib=GIB, config_maxmem_kib=4 * GIB)
+    Job.objects.create(kind="resize", domain=foo, host=source, params={"target_kib": GIB}, actor_kind="cli", actor_label="cli", state="running")
+    client.force_login(people["operator"])
+    refused = client.post(reverse("domain-migrate", args=[foo.pk]), {"target": second.pk}, **HTMX)
+    assert refused.status_code == 409 and b"foo is busy" in refused.content
+    assert f'<option value="{second.pk}" selected>' in refused.content.decode()
+
+
+def test_a_floor_must_hold_under_the_maxmem_of_the_next_boot(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    Domain.objects.filter(pk=foo.pk).update(config_maxmem_kib=GIB)  # lowered in the config; it runs with 4 GiB
+    client.force_login(people["admin"])
+    refused = client.post(reverse("domain-floor", args=[foo.pk]), {"memory": "2G"}, **HTMX)
+    assert refused.status_code == 400
+    assert b"a floor of 2,048 MiB is above the maxmem of foo (1,024 MiB in its config, from its next boot)" in refused.content
+    Domain.objects.filter(pk=foo.pk).update(config_maxmem_kib=4 * GIB)
+    Job.objects.create(kind="maxmem", domain=foo, host=foo.host, params={"maxmem_kib": GIB}, actor_kind="cli", actor_label="cli")
+    queued = client.post(reverse("domain-floor", args=[foo.pk]), {"memory": "2G"}, **HTMX)
+    assert queued.status_code == 400 and b"(1,024 MiB asked for by a job still to run)" in queued.content
+    foo.refresh_from_db()
+    assert foo.floor_kib == 128 * 1024
+
+
+def test_a_new_floor_moves_the_resize_range_at_once(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    client.force_login(people["admin"])
+    html = client.post(reverse("domain-floor", args=[foo.pk]), {"memory": "1G"}, **HTMX).content.decode()
+    assert "Floor set to 1,024 MiB." in html
+    assert 'id="resize-form" class="control" hx-swap-oob="true"' in html and 'min="1024"' in html
+    assert "between the floor and maxmem: 1,024 MiB to 4,096 MiB" in html
+
+
+def test_a_gone_domain_offers_no_maxmem_or_floor(client, people, small_fleet):
+    foo = small_fleet["foo"]
+    Domain.objects.filter(pk=foo.pk).update(state=Domain.State.GONE)
+    client.force_login(people["admin"])
+    html = client.get(reverse("domain", args=[foo.pk])).content.decode()
+    assert 'id="maxmem-memory"' not in html and 'id="floor-memory"' not in html
+    assert "foo is no longer on host0000." in html
+    refused = client.post(reverse("domain-floor", args=[foo.pk]), {"memory": "256"}, **HTMX)
+    assert refused.status_code == 409 and b"foo is no longer on host0000" in refused.content
+
+
+def test_a_refused_host_setting_comes_back_as_it_was_typed(client, people, small_fleet):
+    hv1 = small_fleet["hv1"]
+    client.force_login(people["admin"])
+    response = client.post(reverse("host-settings", args=[hv1.pk]), {"reserved": "lots", "capacity": "60G"})
+    html = response.content.decode()
+    assert response.status_code == 400 and "&#x27;lots&#x27; is not a memory size" in html
+    assert 'value="lots"' in html and 'value="60G"' in html and "<details open>" in html
+
+
+def test_a_size_given_in_k_shows_as_it_is_and_types_back_unchanged(client, people, small_fleet):
+    foo, hv1 = small_fleet["foo"], small_fleet["hv1"]
+    Domain.objects.filter(pk=foo.pk).update(floor_kib=1_000_000)
+    Host.objects.filter(pk=hv1.pk).update(reserved_kib=1_000_000)
+    client.force_login(people["admin"])
+    html = client.get(reverse("domain", args=[foo.pk])).content.decode()
+    assert "976.56 MiB" in html and 'min="977"' in html and 'value="1000000K"' in html
+    settings = client.get(reverse("host", args=[hv1.pk])).content.decode()
+    assert 'id="host-reserved" name="reserved" value="1000000K"' in settings
+
+
+def test_a_team_called_by_a_number_is_found_by_its_name(admin_client, small_fleet):
+    from balloonweb.access.models import Team
+
+    decoy = Team.objects.create(name="decoy")
+    named = Team.objects.create(name=str(decoy.pk))
+    hv1 = small_fleet["hv1"]
+    admin_client.post(reverse("host-settings", args=[hv1.pk]), {"team": named.name, "reserved": "1024", "capacity": ""})
+    hv1.refresh_from_db()
+    assert hv1.team == named
