@@ -28,6 +28,7 @@ FINISHED = {s.value for s in Job.State if s not in Job.UNFINISHED}
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     joined: list[str]
+    closing = False  # closed by the server: nothing more is sent
 
     async def connect(self) -> None:
         self.joined = []
@@ -36,11 +37,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.refuse(CLOSE_SIGNED_OUT)
             return
         self.actor = Actor.for_user(user)
+        self.closing = False
+        # The user's own group first: a removal that commits while the rights are read below sends its "close"
+        # there, and this socket must hear it.
+        await self.join([group_name("user", user.pk)])
         groups = await self.groups_now_allowed()
         if groups is None:
+            await self.leave(list(self.joined))
             await self.refuse(CLOSE_NOT_ALLOWED)
             return
-        await self.join(groups + [group_name("user", user.pk)])
+        await self.join(groups)
         await self.accept()
 
     async def refuse(self, code: int) -> None:
@@ -103,12 +109,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_RECHECK)
             return
         if payload.get("type") == "resync":  # hints may have been lost (balloonweb/live/layer.py)
-            await self.send_json(payload)
+            # Lost hints may include a "close" or a "regroup": reconnecting checks the rights afresh, and the page
+            # refetches every region when it is open again.
+            await self.close(code=CLOSE_RECHECK)
             return
         if payload.get("type") == "regroup":  # the user joined a team (balloonweb/access/sockets.py)
             await self.regroup()
             return
-        if await self.concerns(payload):
+        if await self.concerns(payload) and not self.closing:
             await self.send_json(payload)
 
     async def concerns(self, payload: dict) -> bool:
@@ -174,6 +182,8 @@ class DomainConsumer(LiveConsumer):
         try:
             host_id = await database_sync_to_async(self._current_host)()
         except (rules.NotFound, rules.Forbidden, ObjectDoesNotExist):
+            self.closing = True  # nothing more is sent on it
+            await self.leave(list(self.joined))
             await self.close(code=CLOSE_NOT_ALLOWED)
             return
         if host_id != self.host_id:

@@ -124,7 +124,9 @@
         return;
       }
       show("reconnecting…", "down");
-      setTimeout(connect, event.code === RECHECK ? 0 : retry);
+      // A recheck closes every socket of a team (or of a server after Redis came back) at once: spread the
+      // reconnects, each of which checks the rights and refetches the whole page, over up to a second.
+      setTimeout(connect, event.code === RECHECK ? 100 + Math.random() * 900 : retry);
       if (event.code !== RECHECK) retry = Math.min(retry * 2, 5000);
     };
     live.socket = socket;

@@ -265,3 +265,50 @@ def test_a_host_given_to_another_team_leaves_the_old_team_s_sockets_and_joins_th
         await fleet.disconnect()
 
     run(scenario)
+
+
+def test_a_resync_closes_for_a_recheck_since_the_hints_lost_may_include_a_close(people, small_fleet, team):
+    """Redis was away (balloonweb/live/layer.py resyncs every socket): a removal's "close" sent meanwhile was lost,
+    and the socket kept its team's hints. Now the page reconnects through the permission check."""
+    hv1 = small_fleet["hv1"]
+
+    async def scenario():
+        socket, ok = await connect(HostConsumer, people["viewer"], host_id=hv1.pk)
+        assert ok
+        await sync_to_async(Membership.objects.filter(user=people["viewer"]).delete)()
+        await send("user", people["viewer"].pk, {"type": "resync"})
+        assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_RECHECK}
+        assert await closed_with(*await connect(HostConsumer, people["viewer"], host_id=hv1.pk)) == CLOSE_NOT_ALLOWED
+
+    run(scenario)
+
+
+def test_a_domain_socket_closed_when_its_domain_moves_out_of_sight_sends_nothing_more(people, small_fleet, other_team):
+    foo, hv2 = small_fleet["foo"], small_fleet["hv2"]
+
+    async def scenario():
+        socket, ok = await connect(DomainConsumer, people["viewer"], domain_id=foo.pk)
+        assert ok
+        await sync_to_async(Host.objects.filter(pk=hv2.pk).update)(team=other_team)
+        await sync_to_async(Domain.objects.filter(pk=foo.pk).update)(host=hv2)
+        await send("host", foo.host_id, {"type": "job", "job": 1, "state": "succeeded", "progress": 100, "domain": foo.pk})
+        assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_NOT_ALLOWED}
+        assert await socket.receive_nothing(timeout=0.3)  # not the hint itself, on a socket it had just closed
+
+    run(scenario)
+
+
+def test_a_new_password_closes_the_users_sockets_for_a_recheck(people, small_fleet):
+    async def scenario():
+        socket, ok = await connect(FleetConsumer, people["viewer"])
+        assert ok
+        viewer = people["viewer"]
+
+        def change_password():
+            viewer.set_password("a new and longer passphrase")
+            viewer.save()
+
+        await sync_to_async(change_password)()
+        assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_RECHECK}
+
+    run(scenario)
