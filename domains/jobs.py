@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
-from balloonweb.audit.log import record
+from balloonweb.audit.log import record_in_teams
 from balloonweb.audit.models import AuditEntry
 from balloonweb.live.publish import publish
 from hosts.lab.migration import migration_options as lab_migration_options
@@ -287,11 +287,13 @@ def _fail(job: Job, code: str, message: str, detail: str = "", *, state: str = J
 
 def _audit_outcome(job: Job) -> None:
     actor = Actor(job.actor_kind, job.actor_label, job.actor_user)
-    result = {Job.State.SUCCEEDED: AuditEntry.Result.SUCCEEDED, Job.State.FAILED: AuditEntry.Result.FAILED}.get(job.state)
-    if job.state == Job.State.CANCELLED and job.started:
-        result = AuditEntry.Result.FAILED  # stopped while it ran: the change did not take place
+    # Cancelled here: stopped while it ran, or superseded before it ran (a person's cancel is recorded as such).
+    failed = job.state in (Job.State.FAILED, Job.State.CANCELLED)
+    result = AuditEntry.Result.SUCCEEDED if job.state == Job.State.SUCCEEDED else AuditEntry.Result.FAILED if failed else None
     if result:
-        record(actor, f"job.{job.kind}", job.domain or job.host, result=result, message=job.error, job=job)
+        # In the team that asked, and in the destination's when it moved across teams.
+        teams = [job.host.team_id, job.target_host.team_id if job.target_host_id else None]
+        record_in_teams(actor, f"job.{job.kind}", job.domain or job.host, teams, result=result, message=job.error, job=job)
 
 
 def _refresh_domain(job: Job, *, succeeded: bool = False) -> None:

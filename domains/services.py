@@ -15,7 +15,7 @@ from django.utils import timezone
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
 from balloonweb.access.models import Team
-from balloonweb.audit.log import record
+from balloonweb.audit.log import record, record_in_teams
 from balloonweb.audit.models import AuditEntry
 from balloonweb.ids import as_id
 from balloonweb.live.publish import publish
@@ -233,6 +233,13 @@ def locked_host(host_id: int) -> Host:
     return Host.objects.select_for_update().get(pk=host_id)
 
 
+def lock_hosts(host_ids) -> None:
+    """Lock several hosts at once, in id order, for a transaction that makes several requests: one by one, it
+    would hold the audit log's lock (taken by the first request's entry) while waiting for the next host, which
+    a single request on that host holds while it waits for the audit log's lock: a deadlock."""
+    list(Host.objects.select_for_update().filter(pk__in=sorted(set(host_ids))).order_by("pk").values_list("pk", flat=True))
+
+
 def check_delegation(actor: Actor, team: Team | None, target_kib: int, adding_kib: int, *, grows: bool | None = None) -> None:
     """Range-bounded delegation, per team: an operator may grow one domain up to the team's operator_max_kib
     (set by the team's admins), and nobody but a superuser may take the team's running memory past its
@@ -427,7 +434,8 @@ def request_migrate(actor: Actor, domain: Domain, target: Host) -> Job:
         if target.team_id != source.team_id:  # the memory moves into another team's quota
             check_delegation(actor, target.team, memory_kib, memory_kib)
         job = _new_job(actor, Job.Kind.MIGRATE, source, domain=domain, target_host=target, memory_kib=memory_kib)
-        record(actor, "domain.migrate", domain, before={"host": source.name}, after={"host": target.name}, job=job)
+        record_in_teams(actor, "domain.migrate", domain, [source.team_id, target.team_id], before={"host": source.name},
+                        after={"host": target.name}, job=job)
     return job
 
 

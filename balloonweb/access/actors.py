@@ -38,8 +38,8 @@ class Actor:
         return cls("autoscaler", f"autoscaler policy {policy_version}", None, {"team_ids": list(team_ids), **context})
 
     @classmethod
-    def command_line(cls) -> "Actor":
-        return cls("cli", "command line")
+    def command_line(cls, **context) -> "Actor":
+        return cls("cli", "command line", None, context)
 
     @classmethod
     def system(cls, label: str = "system") -> "Actor":

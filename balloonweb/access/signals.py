@@ -6,7 +6,7 @@ from django.contrib.auth import signals as auth_signals
 from django.db.models import signals
 from django.dispatch import receiver
 
-from balloonweb.audit.log import record
+from balloonweb.audit.log import record, record_in_teams
 from balloonweb.audit.models import AuditEntry
 
 from . import actors, ratelimit, sockets
@@ -123,9 +123,11 @@ def membership_saved(sender, instance, created, **kwargs):
 
 @receiver(signals.post_delete, sender=Membership)
 def membership_deleted(sender, instance, **kwargs):
+    # By name, as membership.add: an id says nothing once the account is gone (the user row is still there now).
+    name = instance.user.get_username()
     record(actors.current(), "membership.remove", None, team_id=instance.team_id, result=Result.SUCCEEDED,
-           before={"user": instance.user_id, "team": instance.team_id, "role": instance.role},
-           message=f"user {instance.user_id} left team {instance.team_id}")
+           before={"user": name, "team": instance.team_id, "role": instance.role},
+           message=f"{name} left team {instance.team_id}")
     sockets.access_changed(instance.user_id, reason="removed from team", team=instance.team_id)
 
 
@@ -141,7 +143,9 @@ def host_saved(sender, instance, created, **kwargs):
     # Status, stats and last_seen change every poll; only what an admin sets is recorded.
     before, after = _changes(instance, HOST_FIELDS)
     if after:
-        record(actors.current(), "host.update", instance, result=Result.SUCCEEDED, before=before, after=after)
+        # A host given to another team: the team that loses it sees that too (the host's scope is the new team).
+        teams = [instance.team_id, before.get("team_id")] if "team_id" in after else [instance.team_id]
+        record_in_teams(actors.current(), "host.update", instance, teams, result=Result.SUCCEEDED, before=before, after=after)
     if "team_id" in after:
         sockets.host_changed_team(instance.pk, before["team_id"], after["team_id"])
 
@@ -182,6 +186,8 @@ def user_saved(sender, instance, created, **kwargs):
     if old_password is not None and old_password != instance.password:
         # Never the hashes: only that it changed, and by whom.
         record(actors.current(), "auth.password_change", None, result=Result.SUCCEEDED, after=name)
+        # The other sessions are signed out over HTTP; their open sockets are checked again on reconnect.
+        sockets.access_changed(instance.pk, reason="password changed")
 
 
 def user_deleted(sender, instance, **kwargs):

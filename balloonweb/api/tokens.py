@@ -83,7 +83,8 @@ def revoke_token(actor: Actor, token: ApiToken) -> ApiToken:
 
 
 def token_actor(token: ApiToken, **context) -> Actor:
-    return Actor("token", f"{token.user.get_username()}/{token.name}"[:150], token.user,
+    # The prefix too: names are not unique, and a leaked token's actions must be told from its namesake's.
+    return Actor("token", f"{token.user.get_username()}/{token.name} (bw_{token.prefix})"[:150], token.user,
                  {"token_id": token.pk, "token": f"bw_{token.prefix}", **context})
 
 

@@ -59,6 +59,14 @@ def record(
     return entry
 
 
+def record_in_teams(actor: Actor, action: str, obj, team_ids: list[int | None], **details) -> None:
+    """One entry per team among `team_ids` (a migration across teams concerns the admins of both, and the object's
+    own scope moves with it mid-way); the object's scope alone when none is a team."""
+    teams = list(dict.fromkeys(team for team in team_ids if team is not None))
+    for team_id in teams or [None]:
+        record(actor, action, obj, team_id=team_id, **details)
+
+
 def _plain(value):
     return None if value is None else json.loads(json.dumps(value, default=str))
 

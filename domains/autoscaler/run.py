@@ -408,6 +408,7 @@ def approve_plan(actor: Actor, host: Host, shown: list[int] | None = None) -> li
             raise services.Conflict(
                 f"nothing was approved: the plan for {host.name} changed since it was shown; look at it again", "plan_changed"
             )
+        services.lock_hosts([step.host_id for step in steps] + [step.to_host_id for step in steps if step.to_host_id])
         shrinking: set[int] = set()
         decided_at = timezone.now()
         for decision in steps:

@@ -51,7 +51,8 @@ def test_resize_answers_202_with_the_job_and_a_link(people, fleet, as_):
     assert response["Location"] == job["url"] and job["url"].endswith(f"/api/jobs/{job['id']}/")
     assert as_("viewer").get(job["url"]).json()["id"] == job["id"]
     entry = AuditEntry.objects.filter(action="domain.resize").get()
-    assert (entry.actor_kind, entry.actor_label, entry.after) == ("token", "operator/operator-rw", {"memory_kib": 512 * 1024})
+    assert (entry.actor_kind, entry.after) == ("token", {"memory_kib": 512 * 1024})
+    assert entry.actor_label.startswith("operator/operator-rw (bw_")  # which token, as names repeat
 
 
 def test_sizes_take_units_and_forms(people, fleet, as_):
@@ -166,9 +167,10 @@ def test_stop_a_running_migration(people, fleet, as_):
     response = as_("operator").post(f"/api/jobs/{moving.pk}/cancel/")
     # Asked, not done: the worker running it aborts the move, and the job then ends cancelled.
     assert response.status_code == 200 and response.json()["state"] == "running"
-    assert response.json()["stop_requested_by"] == "token:operator/operator-rw"
+    who = response.json()["stop_requested_by"]
+    assert who.startswith("token:operator/operator-rw (bw_")
     status, code, message = error(as_("admin").post(f"/api/jobs/{moving.pk}/cancel/"))
-    assert (status, code, message) == (409, "not_cancellable", f"job {moving.pk} is already stopping, as token:operator/operator-rw asked")
+    assert (status, code, message) == (409, "not_cancellable", f"job {moving.pk} is already stopping, as {who} asked")
 
 
 def test_filters(people, fleet, as_):

@@ -67,8 +67,9 @@ def test_create_list_and_revoke_through_the_api_with_a_session(people, client):
     assert client_with(text).delete(f"/api/tokens/{listed[0]['id']}/").status_code == 204
     assert client_with(text).get("/api/hosts/").status_code == 401
     actions = list(AuditEntry.objects.order_by("id").values_list("action", "actor_label"))
-    assert ("token.create", "operator") in actions and ("token.revoke", "operator/ci") in actions
-    assert ("token.use", "operator/ci") in actions
+    label = f"operator/ci ({created.json()['token_prefix']})"
+    assert ("token.create", "operator") in actions and ("token.revoke", label) in actions
+    assert ("token.use", label) in actions
 
 
 def test_the_session_needs_csrf_for_changes(people, fleet):

@@ -75,3 +75,23 @@ def test_user_accounts_superuser_grants_and_password_changes(db):
         ("user.delete", {"user": "eve"}, None),
     ]
     assert "pbkdf2" not in str(AuditEntry.objects.values_list("before", "after", "message")) and "md5" not in str(AuditEntry.objects.values_list("after", flat=True))
+
+
+def test_xm_acting_as_a_user_is_recorded_as_the_command_line_with_the_account_that_ran_it(db):
+    import getpass
+
+    from django.core.management import call_command
+
+    world: World = build_world()
+    call_command("xm", "--user", "operator", "mem-set", "da", "512", "--no-wait", stdout=open("/dev/null", "w"))
+    entry = AuditEntry.objects.get(action="domain.resize")
+    assert (entry.actor_kind, entry.actor_label, entry.actor_user_id) == ("cli", "operator", world.users["operator"].pk)
+    assert entry.request_id.startswith(f"cli:{getpass.getuser()}@")
+
+
+def test_a_member_removed_is_named_in_the_entry(db):
+    world: World = build_world()
+    with acting_as(Actor.command_line()):
+        world.memberships["viewer"].delete()
+    entry = AuditEntry.objects.get(action="membership.remove")
+    assert entry.before["user"] == "viewer" and entry.message == f"viewer left team {world.team_a.pk}"

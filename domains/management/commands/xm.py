@@ -3,7 +3,10 @@ as XenServer's `xe host-evacuate`). Changes run as jobs. Also the fleet's hosts:
 host-remove (domains/host_registry.py)."""
 
 import argparse
+import getpass
 import math
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,13 +26,23 @@ WAIT_POLL_S = 0.2
 
 
 def cli_actor(username: str | None) -> Actor:
-    """Who a command acts as: the command line itself (full rights), or a BalloonWeb user with their rights."""
+    """Who a command acts as: the command line itself (full rights), or a BalloonWeb user with their rights. Either
+    way the audit log says it was the command line, and which account on which machine ran it (in the entry's
+    request id): `xm --user alice` is someone with a shell acting as alice, not alice at the console."""
+    origin = {"request_id": f"cli:{_os_user()}@{socket.gethostname()}"[:64]}
     if not username:
-        return Actor.command_line()
+        return Actor.command_line(**origin)
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
         raise services.NotFound(f"no active user named {username}")
-    return Actor.for_user(user, via="cli")
+    return Actor("cli", user.get_username(), user, origin)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container without a passwd entry)
+        return f"uid {os.getuid()}"
 
 
 
