@@ -25,7 +25,7 @@ from hosts.models import RUNNING_STATES, Host
 from hosts.units import BadSize, format_mib, parse_memory_kib
 
 from .models import Domain, Job
-from .services import BadRequest, Conflict, Forbidden, audit_refusals, booked_kib, check_permission, locked_host
+from .services import BadRequest, Conflict, Forbidden, announce_host, audit_refusals, booked_kib, check_permission, locked_host
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # The hypervisors BalloonWeb balloons and migrates through, over libvirt's transports (test is the simulated one).
@@ -184,9 +184,7 @@ def change_host(actor: Actor, host: Host, **changes: str | int | None) -> Host:
                 host.queue_group = group
         _check_memory_fits(host)
         host.save()
-    for team_id in {before_team, host.team_id}:
-        publish("fleet", team_id, {"type": "hosts", "hosts": [host.pk]})
-    publish("host", host.pk, {"type": "host", "host": host.pk})
+    announce_host(host, before_team)
     return host
 
 
@@ -209,9 +207,11 @@ def remove_host(actor: Actor, host: Host) -> str:
         if busy:
             raise Conflict(f"{host.name} has jobs queued or running; wait for them to end", "host_busy")
         stopped = Domain.objects.present().filter(host=host).count()
-        team_id, name = host.team_id, host.name
+        team_id, name, host_id = host.team_id, host.name, host.pk
         host.delete()
     publish("fleet", team_id, {"type": "hosts", "hosts": []})
+    # Its page, and its domains' pages, listen on its group: they reconnect, are refused, and say so.
+    publish("host", host_id, {"type": "close", "reason": "host removed"})
     if stopped:
         return f"{name} removed, with the {stopped} shut-off domain{'s' if stopped != 1 else ''} BalloonWeb knew there (still defined on the hypervisor)"
     return f"{name} removed"

@@ -17,7 +17,7 @@ from balloonweb.access import rules
 from balloonweb.access.actors import Actor
 from balloonweb.audit.log import record_in_teams
 from balloonweb.audit.models import AuditEntry
-from balloonweb.live.publish import publish
+from balloonweb.live.publish import publish_many
 from hosts.lab.migration import migration_options as lab_migration_options
 from hosts.drivers import DomainConfig, DomainInfo, DriverError, GuestDidNotShutDown, HostUnreachable, MigrationProgress, MigrationStopped, driver_for
 from hosts.models import RUNNING_STATES, Host, queue_name
@@ -148,8 +148,9 @@ def _migrate(job: Job) -> None:
     def progress(report: MigrationProgress) -> None:
         try:
             _this_attempt(job).update(progress=report.percent, heartbeat=timezone.now())
-            job.progress = report.percent
-            announce(job)
+            if report.percent != job.progress:  # the heartbeat every time, the pages only when it moved
+                job.progress = report.percent
+                announce(job)
         except Exception:  # noqa: BLE001 - see above; the next report tries again
             log.warning("progress of job %s not recorded", job.pk, exc_info=True)
 
@@ -311,20 +312,26 @@ def _refresh_domain(job: Job, *, succeeded: bool = False) -> None:
     if succeeded and job.kind == Job.Kind.RESIZE:
         info = replace(info, memory_kib=job.params["target_kib"])
     inventory.record_domain(domain.host, info)
-    publish("host", domain.host_id, {"type": "domain", "domain": domain.pk})
-    # The fleet page's bars move now rather than at the next poll.
-    publish("fleet", domain.host.team_id, {"type": "hosts", "hosts": [domain.host_id]})
+    # The fleet page's bars move now rather than at the next poll: the bars of both hosts, after a move across
+    # teams in both teams' fleets.
+    moved_from = job.host if job.kind == Job.Kind.MIGRATE and job.host_id != domain.host_id else None
+    fleet: dict[int | None, list[int]] = {domain.host.team_id: [domain.host_id]}
+    if moved_from is not None:
+        fleet.setdefault(moved_from.team_id, []).append(moved_from.pk)
+    publish_many([("host", domain.host_id, {"type": "domain", "domain": domain.pk})] + [
+        ("fleet", team_id, {"type": "hosts", "hosts": host_ids}) for team_id, host_ids in fleet.items()
+    ])
 
 
 def announce(job: Job) -> None:
     """Tell the pages watching the job, its hosts and its team's jobs list that it changed (a hint)."""
     payload = {"type": "job", "job": job.pk, "state": job.state, "progress": job.progress, "domain": job.domain_id}
-    publish("job", job.pk, payload)
-    publish("host", job.host_id, payload)
-    if job.target_host_id and job.target_host_id != job.host_id:
-        publish("host", job.target_host_id, payload)
-    for team_id in rules.team_ids_of(job):  # a migration across teams is in both teams' lists
-        publish("jobs", team_id, payload)
+    hosts = dict.fromkeys([job.host_id, job.target_host_id or job.host_id])
+    # One send for all: a worker sends each batch through a Redis connection of its own, and a migration
+    # reports its progress every half second.
+    publish_many([("host", host_id, payload) for host_id in hosts] + [
+        ("jobs", team_id, payload) for team_id in rules.team_ids_of(job)  # across teams: in both teams' lists
+    ])
 
 
 # -- the sweep ------------------------------------------------------------------------------------------------

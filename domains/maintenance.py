@@ -24,6 +24,7 @@ from .services import (
     Conflict,
     Destination,
     ServiceError,
+    announce_host,
     audit_refusals,
     check_permission,
     destinations,
@@ -110,6 +111,7 @@ def start(actor: Actor, host: Host) -> Evacuation:
             host.save(update_fields=["maintenance"])
             record(actor, "host.maintenance", host, result=AuditEntry.Result.SUCCEEDED, before={"maintenance": False},
                    after={"maintenance": True})
+            announce_host(host)
     plan = preview(actor, host)
     plan.already = already
     for domain, target in plan.moves:
@@ -131,4 +133,5 @@ def end(actor: Actor, host: Host) -> Host:
         host.save(update_fields=["maintenance"])
         record(actor, "host.maintenance", host, result=AuditEntry.Result.SUCCEEDED, before={"maintenance": True},
                after={"maintenance": False})
+        announce_host(host)  # an empty host's page hears of nothing else: no poll changes anything there
     return host

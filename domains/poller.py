@@ -219,11 +219,19 @@ def write_readings(readings: list[HostReading], present: dict[str, Domain], read
     messages = [("host", host_id, {"type": "domains", "domains": ids}) for host_id, ids in changed_by_host.items()]
     # The old host's pages drop them, and a domain page listening there follows its domain (domains/consumers.py).
     messages += [("host", host_id, {"type": "domains", "domains": ids, "moved": ids}) for host_id, ids in moved_from.items()]
-    touched_hosts = {h.pk: h for h in hosts_changed} | {r.host.pk: r.host for r in readings if r.host.pk in changed_by_host}
-    fleet: dict[int | None, list[int]] = {}
-    for host in touched_hosts.values():
+    # A host hint only when the host itself changed (its status): every domain page on a host listens to it,
+    # and a host whose domains changed has said so above, per domain.
+    for host in hosts_changed:
         messages.append(("host", host.pk, {"type": "host", "host": host.pk, "status": host.status}))
-        fleet.setdefault(host.team_id, []).append(host.pk)
+    # The fleet pages' bars move with the domains, and a host a domain left changed as much as the one it reached.
+    teams = {h.pk: h.team_id for h in hosts_changed} | {
+        r.host.pk: r.host.team_id for r in readings if r.host.pk in changed_by_host or r.host.pk in moved_from
+    }
+    left = [host_id for host_id in moved_from if host_id not in teams]  # polled by another group's poll, perhaps
+    teams |= dict(Host.objects.filter(pk__in=left).values_list("pk", "team_id")) if left else {}
+    fleet: dict[int | None, list[int]] = {}
+    for host_id, team_id in teams.items():
+        fleet.setdefault(team_id, []).append(host_id)
     # One hint per team and poll, whatever the number of hosts: every fleet page open gets each one.
     messages += [("fleet", team, {"type": "hosts", "hosts": ids}) for team, ids in fleet.items()]
     return messages, len(seen), sum(len(ids) for ids in changed_by_host.values())

@@ -233,6 +233,14 @@ def locked_host(host_id: int) -> Host:
     return Host.objects.select_for_update().get(pk=host_id)
 
 
+def announce_host(host: Host, *other_team_ids: int | None) -> None:
+    """Tell the host's page and its team's fleet pages (and those of `other_team_ids`, a team that lost it)
+    that the host itself changed: its settings, its maintenance."""
+    for team_id in dict.fromkeys([host.team_id, *other_team_ids]):
+        publish("fleet", team_id, {"type": "hosts", "hosts": [host.pk]})
+    publish("host", host.pk, {"type": "host", "host": host.pk})
+
+
 def lock_hosts(host_ids) -> None:
     """Lock several hosts at once, in id order, for a transaction that makes several requests: one by one, it
     would hold the audit log's lock (taken by the first request's entry) while waiting for the next host, which

@@ -44,6 +44,11 @@ def test_inventory_new_vanished_and_moved(sim_hosts):
     # hv1's pages hear it left (a domain page listening there follows it), hv2's that it came.
     assert ("host", hv1.pk, {"type": "domains", "domains": [newcomer.pk], "moved": [newcomer.pk]}) in messages
     assert ("host", hv2.pk, {"type": "domains", "domains": [newcomer.pk]}) in messages
+    # Both fleet bars moved; no host hint, which every domain page of a host would refetch for: no host changed.
+    assert ("fleet", None, {"type": "hosts", "hosts": sorted([hv1.pk, hv2.pk])}) in [
+        (topic, key, {**payload, "hosts": sorted(payload["hosts"])}) for topic, key, payload in messages if topic == "fleet"
+    ]
+    assert not [m for m in messages if m[2]["type"] == "host"]
 
     d2.undefine(created.uuid)
     poller.poll_hosts([hv1, hv2])

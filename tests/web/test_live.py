@@ -312,3 +312,55 @@ def test_a_new_password_closes_the_users_sockets_for_a_recheck(people, small_fle
         assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_RECHECK}
 
     run(scenario)
+
+
+def test_after_a_move_across_teams_both_teams_fleets_hear_of_it(people, team, other_team, sim_hosts, celery_worker):
+    """Team blue's fleet kept hv1's bar with the domain that had left for team green's hv2."""
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    Host.objects.filter(pk=hv1.pk).update(team=team)
+    Host.objects.filter(pk=hv2.pk).update(team=other_team)
+    foo = define_domain(hv1, "foo", 1024, 4096)
+
+    async def scenario():
+        blue, ok = await connect(FleetConsumer, people["viewer"])
+        assert ok
+        job = await sync_to_async(services.request_migrate)(Actor.command_line(), foo, hv2)
+        await sync_to_async(wait_for_job)(job)
+        heard = []
+        while not await blue.receive_nothing(timeout=1):
+            heard.append(await blue.receive_json_from())
+        assert {"type": "hosts", "hosts": [hv1.pk]} in heard, heard
+        await blue.disconnect()
+
+    run(scenario)
+
+
+def test_maintenance_ended_on_an_empty_host_reaches_its_page(people, small_fleet):
+    """No poll changes anything on an empty host: its page said "In maintenance" until reloaded."""
+    from domains import maintenance
+
+    hv2 = small_fleet["hv2"]
+    Host.objects.filter(pk=hv2.pk).update(maintenance=True)
+
+    async def scenario():
+        page, ok = await connect(HostConsumer, people["viewer"], host_id=hv2.pk)
+        assert ok
+        await sync_to_async(maintenance.end)(Actor.command_line(), hv2)
+        assert await page.receive_json_from(timeout=5) == {"type": "host", "host": hv2.pk}
+
+    run(scenario)
+
+
+def test_a_removed_host_closes_the_sockets_of_its_pages(people, small_fleet):
+    from domains import host_registry
+
+    hv2 = small_fleet["hv2"]
+
+    async def scenario():
+        page, ok = await connect(HostConsumer, people["viewer"], host_id=hv2.pk)
+        assert ok
+        await sync_to_async(host_registry.remove_host)(Actor.command_line(), hv2)
+        assert await page.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_RECHECK}
+        assert await closed_with(*await connect(HostConsumer, people["viewer"], host_id=hv2.pk)) == CLOSE_NOT_ALLOWED
+
+    run(scenario)
