@@ -114,6 +114,18 @@ def membership_saved(sender, instance, created, **kwargs):
         sockets.team_joined(instance.user_id, instance.team_id)
         return
     before = getattr(instance, "_audit_before", None) or {}
+    if (before.get("user_id"), before.get("team_id")) != (instance.user_id, instance.team_id):
+        # Edited in place to another person or team (Django admin's inline): one left, another joined.
+        old_user = type(instance.user).objects.filter(pk=before.get("user_id")).first()
+        old_name = old_user.get_username() if old_user else f"user {before.get('user_id')}"
+        record(actors.current(), "membership.remove", None, team_id=before.get("team_id"), result=Result.SUCCEEDED,
+               before={"user": old_name, "team": before.get("team_id"), "role": before.get("role")},
+               message=f"{old_name} left team {before.get('team_id')}")
+        sockets.access_changed(before.get("user_id"), reason="removed from team", team=before.get("team_id"))
+        record(actors.current(), "membership.add", None, team_id=instance.team_id, result=Result.SUCCEEDED,
+               after={**who, "role": instance.role}, message=f"{who['user']} joined as {instance.role}")
+        sockets.team_joined(instance.user_id, instance.team_id)
+        return
     if before.get("role") != instance.role:
         record(actors.current(), "membership.role", None, team_id=instance.team_id, result=Result.SUCCEEDED,
                before={**who, "role": before.get("role")}, after={**who, "role": instance.role},
@@ -182,6 +194,8 @@ def user_saved(sender, instance, created, **kwargs):
         record(actors.current(), "user.update", None, result=Result.SUCCEEDED, before={**name, **before}, after={**name, **after})
         if after.get("is_active") is False or after.get("is_superuser") is False:
             sockets.access_changed(instance.pk, reason="account changed")
+        elif after.get("is_superuser") is True:  # sees every host now: its open pages join their groups
+            sockets.rights_grew(instance.pk)
     old_password = (getattr(instance, "_audit_before", None) or {}).get("password")
     if old_password is not None and old_password != instance.password:
         # Never the hashes: only that it changed, and by whom.

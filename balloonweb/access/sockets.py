@@ -33,6 +33,11 @@ def team_joined(user_id: int, team: int) -> None:
     publish(TOPIC, user_id, {"type": "regroup", "team": team})
 
 
+def rights_grew(user_id: int) -> None:
+    """Let the user's open sockets join every group they may now see (made superuser)."""
+    publish(TOPIC, user_id, {"type": "regroup"})
+
+
 def host_changed_team(host_id: int, old_team: int | None, new_team: int | None) -> None:
     """A host added, or given to another team. The old team's members may no longer watch it: their sockets
     close, and reconnect through the permission check. The new team's members and the superusers (who see every

@@ -364,3 +364,40 @@ def test_a_removed_host_closes_the_sockets_of_its_pages(people, small_fleet):
         assert await closed_with(*await connect(HostConsumer, people["viewer"], host_id=hv2.pk)) == CLOSE_NOT_ALLOWED
 
     run(scenario)
+
+
+def test_a_membership_edited_to_another_person_closes_the_first_ones_sockets(people, small_fleet, other_team):
+    from balloonweb.audit.models import AuditEntry
+
+    hv1 = small_fleet["hv1"]
+
+    async def scenario():
+        page, ok = await connect(HostConsumer, people["viewer"], host_id=hv1.pk)
+        assert ok
+
+        def hand_the_membership_over():
+            membership = Membership.objects.get(user=people["viewer"])
+            membership.user = people["outsider"]  # as Django admin's inline does
+            membership.save()
+
+        await sync_to_async(hand_the_membership_over)()
+        assert await page.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_RECHECK}
+        removed = await sync_to_async(AuditEntry.objects.get)(action="membership.remove")
+        assert removed.before["user"] == "blue-viewer"
+
+    run(scenario)
+
+
+def test_a_user_made_superuser_has_their_fleet_page_join_every_team(people, small_fleet, other_team):
+    async def scenario():
+        fleet, ok = await connect(FleetConsumer, people["outsider"])
+        assert ok
+
+        def make_superuser():
+            people["outsider"].is_superuser = True
+            people["outsider"].save()
+
+        await sync_to_async(make_superuser)()
+        assert (await fleet.receive_json_from(timeout=5))["type"] == "resync"
+
+    run(scenario)
