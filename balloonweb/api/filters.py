@@ -4,6 +4,7 @@ list costs the same number of queries whatever is asked."""
 import django_filters as filters
 
 from balloonweb.access.models import Membership, Team
+from balloonweb.audit import review
 from balloonweb.audit.models import AuditEntry
 from balloonweb.instants import IsoInstantField
 from domains.models import Domain, Job
@@ -57,19 +58,27 @@ class JobFilter(filters.FilterSet):
 
 class AuditFilter(filters.FilterSet):
     action = filters.CharFilter(help_text="e.g. domain.resize, token.create")
-    actor = filters.CharFilter(field_name="actor_label", help_text="the actor's label (user name, user/token)")
+    actor = filters.CharFilter(method="filter_actor", help_text="a user's name (their page, token and command line "
+                               "actions), or an actor's label (command line, autoscaler policy N)")
     actor_kind = filters.CharFilter()
     result = filters.ChoiceFilter(choices=AuditEntry.Result.choices)
     team = id_filter("team_id", "team id")
     host = id_filter("host_id", "host id")
     domain = id_filter("domain_id", "domain id")
     job = id_filter("job_id", "job id")
-    since = InstantFilter(field_name="at", lookup_expr="gte")
-    until = InstantFilter(field_name="at", lookup_expr="lt")
+    since = InstantFilter(method="filter_period", help_text="at or after this instant")
+    until = InstantFilter(method="filter_period", help_text="at or before this instant")
 
     class Meta:
         model = AuditEntry
         fields = ["action", "actor", "actor_kind", "result", "team", "host", "domain", "job", "since", "until"]
+
+    def filter_actor(self, entries, name, value):
+        return review.by_actor(entries, value)
+
+    def filter_period(self, entries, name, value):
+        # As the review page: the instants also become id bounds (one range of the primary key).
+        return review.in_period(entries, value if name == "since" else None, value if name == "until" else None)
 
 
 class TeamFilter(filters.FilterSet):

@@ -65,6 +65,8 @@ class AuditEntry(models.Model):
             models.Index(fields=["action", "id"], name="audit_action_id"),
             models.Index(fields=["result", "id"], name="audit_result_id"),
             models.Index(fields=["actor_label", "id"], name="audit_actor_id"),
+            models.Index(fields=["actor_kind", "id"], name="audit_actor_kind_id"),
+            models.Index(fields=["job_id", "id"], name="audit_job_id"),
             models.Index(fields=["at"], name="audit_at"),
         ]
 

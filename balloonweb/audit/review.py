@@ -5,6 +5,7 @@ from datetime import datetime, time
 
 from django import forms
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -16,6 +17,26 @@ from balloonweb.instants import InstantField
 from .models import AuditEntry
 
 PAGE_SIZE = 50
+
+
+def by_actor(entries: QuerySet, name: str) -> QuerySet:
+    """Entries of an actor by its label ("command line", "alice/ci (bw_...)") or by its user's name: alice's
+    page, API token and `xm --user` actions alike."""
+    users = get_user_model().objects.filter(username=name).values("pk")
+    return entries.filter(Q(actor_label=name) | Q(actor_user_id__in=users))
+
+
+def in_period(entries: QuerySet, since: datetime | None, until: datetime | None) -> QuerySet:
+    """Entries at or after `since` and at or before `until` (either may be None). The times become id bounds
+    too: `at` is taken under the chain lock, so it grows with the id, and a page is then one range of the
+    primary key instead of every entry of the period sorted by id."""
+    if since:
+        first = AuditEntry.objects.filter(at__gte=since).order_by("at").values("id")[:1]
+        entries = entries.filter(at__gte=since, id__gte=Subquery(first))
+    if until:
+        last = AuditEntry.objects.filter(at__lte=until).order_by("-at").values("id")[:1]
+        entries = entries.filter(at__lte=until, id__lte=Subquery(last))
+    return entries
 EXPORT_FIELDS = (
     "id", "at", "actor_kind", "actor_label", "actor_user_id", "action", "object_type", "object_id", "object_repr",
     "team_id", "host_id", "domain_id", "before", "after", "result", "message", "job_id", "request_id", "client_ip", "mac",
@@ -45,7 +66,7 @@ class AuditFilter(forms.Form):
         """Filter with every condition given (the form must be valid); newest first."""
         data = self.cleaned_data
         if data.get("actor"):
-            entries = entries.filter(actor_label=data["actor"])
+            entries = by_actor(entries, data["actor"])
         for name, model in (("team", "access.Team"), ("host", "hosts.Host"), ("domain", "domains.Domain")):
             if data.get(name):
                 entries = entries.filter(**{f"{name}_id__in": _ids(model, data[name])})
@@ -54,14 +75,7 @@ class AuditFilter(forms.Form):
             entries = entries.filter(action__startswith=action) if action.endswith(".") else entries.filter(action=action)
         if data.get("result"):
             entries = entries.filter(result=data["result"])
-        # Times become id bounds too: `at` is taken under the chain lock, so it grows with the id, and a page is
-        # then one range of the primary key instead of every entry of the period sorted by id.
-        if data.get("since"):
-            first = AuditEntry.objects.filter(at__gte=data["since"]).order_by("at").values("id")[:1]
-            entries = entries.filter(at__gte=data["since"], id__gte=Subquery(first))
-        if data.get("until"):
-            last = AuditEntry.objects.filter(at__lte=data["until"]).order_by("-at").values("id")[:1]
-            entries = entries.filter(at__lte=data["until"], id__lte=Subquery(last))
+        entries = in_period(entries, data.get("since"), data.get("until"))
         if data.get("q"):
             q = data["q"]
             entries = entries.filter(Q(object_repr__icontains=q) | Q(message__icontains=q) | Q(actor_label__icontains=q))

@@ -244,6 +244,24 @@ def test_audit_entries_are_for_team_admins(people, fleet, as_):
     assert "domain.resize" not in [e["action"] for e in as_("outsider").get("/api/audit/").json()["results"]]
 
 
+def test_the_audit_filters_find_a_persons_token_actions_and_bound_times_by_id(people, fleet, as_):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    as_("operator").post(f"/api/domains/{fleet['foo'].pk}/resize/", {"size": "512"}, format="json")
+    by_name = as_("admin").get("/api/audit/", {"actor": "operator", "action": "domain.resize"}).json()["results"]
+    assert len(by_name) == 1 and by_name[0]["actor_label"].startswith("operator/operator-rw (bw_")
+    entry = AuditEntry.objects.get(action="domain.resize")
+    moment = entry.at.isoformat()
+    admin = as_("admin")
+    with CaptureQueriesContext(connection) as queries:
+        until = admin.get("/api/audit/", {"until": moment, "action": "domain.resize"}).json()["results"]
+    assert [e["id"] for e in until] == [entry.pk]  # at or before: the entry at that very instant is in
+    listing = [q["sql"] for q in queries.captured_queries if '"at" <=' in q["sql"] and "LIMIT 101" in q["sql"]]
+    assert listing and all('"id" <= (SELECT' in sql for sql in listing), queries.captured_queries
+    assert admin.get("/api/audit/", {"since": moment, "action": "domain.resize"}).json()["results"][0]["id"] == entry.pk
+
+
 def test_teams_and_memberships(people, team, as_):
     admin, root = as_("admin"), as_("root")
     assert error(admin.post("/api/teams/", {"name": "green"}, format="json"))[:2] == (403, "forbidden")
