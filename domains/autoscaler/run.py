@@ -506,7 +506,10 @@ def what_if(actor: Actor, memory_kib: int, maxmem_kib: int, name: str = "new") -
     snapshot = context.snapshot
     hosts = [h for h in snapshot.hosts if h.id in visible]
     domains = [d for d in snapshot.domains if d.host_id in visible]
-    return make_room(engine.Snapshot(hosts, domains, snapshot.now, snapshot.policy_version), NewDomain(name, memory_kib, maxmem_kib))
+    # A superuser's new domain is not bound by team quotas; anyone else's is (services.check_delegation).
+    quota_left = {} if actor.is_privileged else snapshot.quota_left_kib
+    new = NewDomain(name, memory_kib, maxmem_kib)
+    return make_room(engine.Snapshot(hosts, domains, snapshot.now, snapshot.policy_version, quota_left), new)
 
 
 def apply_what_if(actor: Actor, answer: WhatIf) -> list[Decision]:

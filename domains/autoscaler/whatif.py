@@ -63,9 +63,14 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
     base.balance()
     need = new.memory_kib
     candidates: list[Candidate] = []
+    out_of_quota: dict[str, int] = {}  # host: what is left of its team's quota
     for host in base.managed:
         if host.in_maintenance:
             continue  # being emptied: it takes no domain
+        quota_left = snapshot.quota_left_kib.get(host.team_id)
+        if quota_left is not None and quota_left < need:
+            out_of_quota[host.name] = quota_left  # its team could not start the domain (services.check_delegation)
+            continue
         balance = base.balances[host.id]
         wants = [w for w in base.wants[host.id] if w.movable]
         free = host.capacity_kib - balance.fixed_kib - sum(w.current_kib for w in wants)
@@ -83,6 +88,9 @@ def make_room(snapshot: Snapshot, new: NewDomain) -> WhatIf:
             candidate.cost_kib = sum(max(0, w.current_kib - sizes[w.domain.id]) for w in wants)
         candidates.append(candidate)
     if not candidates:
+        if out_of_quota:
+            hosts = ", ".join(f"{name} ({mib(left)} left)" for name, left in sorted(out_of_quota.items()))
+            return _none(snapshot, new, f"no host can take {mib(need)} within its team's quota of running memory: {hosts}")
         return _none(snapshot, new, "no host is online with autoscaling on")
 
     chosen: Candidate | None = None

@@ -513,3 +513,15 @@ def test_pruning_keeps_each_domains_and_hosts_latest_reason_however_old(team, no
     recent = Decision.objects.create(at=at, code="at_floor", domain=lively, **note)
     assert run.prune_decisions(at) == 4
     assert set(Decision.objects.values_list("pk", flat=True)) == {kept_domain_note.pk, recent.pk, *kept_host_notes}
+
+
+def test_a_what_if_counts_the_team_quota_for_members_but_not_for_a_superuser(team, admin, now):
+    Team.objects.filter(pk=team.pk).update(quota_kib=4 * GiB)
+    host = make_host("hv1", team)
+    HostPolicy.objects.create(host=host, mode="automatic")
+    make_domain(host, "busy", memory=3 * GiB, used=2 * GiB)
+    answer = run.what_if(admin, 2 * GiB, 2 * GiB)
+    assert answer.host_id is None
+    assert answer.reason == "no host can take 2,048 MiB within its team's quota of running memory: hv1 (1,024 MiB left)"
+    root = Actor.for_user(get_user_model().objects.create_superuser("root"))
+    assert run.what_if(root, 2 * GiB, 2 * GiB).host_id == host.pk

@@ -170,6 +170,18 @@ def test_what_if_no_host_can_take_it():
     assert huge.reason == "no host can take 8,192 MiB: the largest, hv1, plans for at most 4,096 MiB of guests"
 
 
+def test_what_if_leaves_out_the_hosts_of_a_team_whose_quota_has_too_little_left():
+    hosts = [host(1, 16 * GiB, team_id=7), host(2, 16 * GiB, team_id=8)]
+    domains = [guest(1, 1, used=1 * GiB, memory=1300 * MiB), guest(2, 2, used=6 * GiB, memory=7800 * MiB)]
+    fleet = snapshot(hosts, domains)
+    answer = make_room(replace(fleet, quota_left_kib={8: 2 * GiB}), NewDomain("new", 4 * GiB, 8 * GiB))
+    assert (answer.grade, answer.host_id) == (FREE, 1)  # hv2 (the tighter fit) is team 8's, with 2 GiB left
+    nowhere = make_room(replace(fleet, quota_left_kib={7: 1 * GiB, 8: 2 * GiB}), NewDomain("new", 4 * GiB, 8 * GiB))
+    assert nowhere.grade == NO_ROOM
+    assert nowhere.reason == ("no host can take 4,096 MiB within its team's quota of running memory: "
+                              "hv1 (1,024 MiB left), hv2 (2,048 MiB left)")
+
+
 def test_lower_bound():
     assert lower_bound([10, 10, 10], 25) == 3
     assert lower_bound([10, 10, 10], 20) == 2
