@@ -50,10 +50,11 @@ def record(
     )
     with transaction.atomic():
         chain.lock()
-        last = AuditEntry.objects.order_by("-id").only("id", "mac", "action", "after").first()
+        last = AuditEntry.objects.order_by("-id").only("id", "mac", "action", "after", "at").first()
         entry.id = last.id + 1 if last else 1
-        # Taken under the lock, so that time never goes backwards along the chain.
-        entry.at = timezone.now()
+        # Taken under the lock, and never before the last entry's (workers on machines whose clocks differ a
+        # little): time never goes backwards along the chain, which the period filters count on.
+        entry.at = max(timezone.now(), last.at) if last else timezone.now()
         entry.mac = chain.mac(entry, chain.next_link(last))
         entry.save()
     return entry

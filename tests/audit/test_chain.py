@@ -153,6 +153,25 @@ def test_archive_keeps_the_rest_verifiable(db, audit_cmd, tmp_path):
     assert audit_cmd("verify")[0] == 0 and audit_cmd("verify", "--archive", str(tmp_path / "second.jsonl"))[0] == 0
 
 
+def test_the_checkpoint_stays_in_the_period_of_what_it_stands_for(db, audit_cmd, tmp_path):
+    """Dated when the archive ran, among older entries, it fell out of a period filter (whose times are id
+    bounds): the record that entries were removed did not show for the days they were removed from."""
+    from datetime import timedelta
+
+    from balloonweb.audit.review import in_period
+
+    actor = Actor.command_line()
+    old = [record(actor, "test.old") for _ in range(3)]
+    cutoff = timezone.now()
+    record(actor, "test.new")
+    audit_cmd("archive", "--before", cutoff.isoformat(), "--output", str(tmp_path / "a.jsonl"))
+    checkpoint = AuditEntry.objects.get(action=chain.CHECKPOINT)
+    assert checkpoint.at == old[-1].at
+    yesterday = timezone.now() - timedelta(days=1)
+    assert checkpoint.pk in in_period(AuditEntry.objects.all(), yesterday, None).values_list("id", flat=True)
+    assert audit_cmd("verify")[0] == 0
+
+
 def test_a_changed_checkpoint_is_named(db, audit_cmd, tmp_path):
     actor = Actor.command_line()
     [record(actor, "test.old") for _ in range(3)]

@@ -164,7 +164,9 @@ def write_checkpoint(actor: Actor, last: AuditEntry, *, first_id: int, count: in
     signs the last archived MAC, on which the next entry's MAC already goes on."""
     entry = AuditEntry(
         id=last.id,
-        at=timezone.now(),
+        # At the last archived entry's time, in its place: a period filter bounds ids by time (review.in_period),
+        # and a checkpoint dated now, among older entries, fell out of every period but the present.
+        at=last.at,
         actor_kind=actor.kind,
         actor_label=actor.label,
         actor_user_id=actor.user.pk if actor.user is not None else None,
@@ -174,7 +176,7 @@ def write_checkpoint(actor: Actor, last: AuditEntry, *, first_id: int, count: in
         after={"first_id": first_id, "last_id": last.id, "count": count, "last_mac": chain.next_link(last),
                "file": path.name, "sha256": digest},
         result=AuditEntry.Result.SUCCEEDED,
-        message=f"{count} entries archived to {path.name}",
+        message=f"{count} entries archived to {path.name} at {timezone.now():%Y-%m-%d %H:%M:%S %Z}",
     )
     entry.mac = chain.mac(entry, "")
     entry.save()
