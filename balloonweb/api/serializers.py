@@ -171,6 +171,7 @@ class MaintenanceResultSerializer(serializers.Serializer):
     host = serializers.CharField()
     maintenance = serializers.BooleanField()
     jobs = serializers.ListField(child=serializers.IntegerField(), help_text="the migrations queued to empty it")
+    job_urls = serializers.ListField(child=serializers.URLField(), help_text="the same migrations' URLs, to follow them")
     staying = StayingSerializer(many=True, help_text="running or shut-off domains left on it, and why")
     moving = MovingSerializer(many=True, help_text="domains already on their way (asking again moves only the rest)")
 

@@ -20,6 +20,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from balloonweb.access import accounts, actors, rules
 from balloonweb.access.models import Membership, Team
@@ -171,7 +172,9 @@ class HostViewSet(ApiView, viewsets.ReadOnlyModelViewSet):
             maintenance.end(self.actor, host)
             jobs, staying, moving = [], [], []
         host.refresh_from_db()
-        return Response({"host": host.name, "maintenance": host.maintenance, "jobs": jobs, "staying": staying, "moving": moving})
+        job_urls = [reverse("api:job-detail", args=[pk], request=request) for pk in jobs]  # to follow them (?wait=)
+        return Response({"host": host.name, "maintenance": host.maintenance, "jobs": jobs, "job_urls": job_urls,
+                         "staying": staying, "moving": moving})
 
 
 # -- domains --------------------------------------------------------------------------------------------------

@@ -138,6 +138,7 @@ def test_the_api_starts_and_ends_maintenance(world):
     assert response.status_code == 200
     body = response.json()
     assert body["maintenance"] is True and body["jobs"] == [Job.objects.get(kind=Job.Kind.MIGRATE).pk] and body["staying"] == []
+    assert body["job_urls"] == [f"http://testserver/api/jobs/{body['jobs'][0]}/"]
     assert client.get(f"/api/hosts/{world.a1.pk}/").json()["maintenance"] is True
     again = client.post(f"/api/hosts/{world.a1.pk}/maintenance/", {"on": True}, content_type="application/json").json()
     assert again["jobs"] == [] and again["moving"] == [{"domain": "da", "to": "a2"}]
