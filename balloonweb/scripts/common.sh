@@ -22,26 +22,47 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-redis_url_port() { local url="${REDIS_URL:-redis://127.0.0.1:6379/0}"; url="${url#*://}"; url="${url%%/*}"; echo "${url##*:}"; }
+# REDIS_URL (redis://[user:password@]host[:port][/db]) in parts: "HOST PORT", and its password.
+redis_url_address() {
+  local url="${REDIS_URL:-redis://127.0.0.1:6379/0}"; url="${url#*://}"; url="${url%%/*}"; url="${url##*@}"
+  case "$url" in *:*) echo "${url%:*} ${url##*:}" ;; *) echo "$url 6379" ;; esac
+}
+redis_url_password() {
+  local url="${REDIS_URL:-}"; url="${url#*://}"; url="${url%%/*}"
+  case "$url" in *@*) url="${url%@*}"; echo "${url#*:}" ;; esac
+}
 
+# A Redis that REDIS_URL names on another machine is that machine's to run: only a local one is started here.
 ensure_redis() {
-  local port; port="$(redis_url_port)"
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+  local host port; read -r host port <<<"$(redis_url_address)"
+  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+  case "$host" in
+    127.0.0.1|localhost) ;;
+    *) say "Redis at $host:$port (REDIS_URL) does not answer: start it there, or leave REDIS_URL unset for a local one"
+       return 1 ;;
+  esac
   command -v redis-server >/dev/null || apt_install redis-server
   say "starting Redis on 127.0.0.1:$port"
   mkdir -p "$STATE_DIR"
+  local password; password="$(redis_url_password)"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
-    --dir "$STATE_DIR" --logfile "$STATE_DIR/redis.log" --pidfile "$STATE_DIR/redis.pid"
+    --dir "$STATE_DIR" --logfile "$STATE_DIR/redis.log" --pidfile "$STATE_DIR/redis.pid" \
+    ${password:+--requirepass "$password"}
   STARTED_REDIS_PORT="$port"
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
   say "Redis did not start: see $STATE_DIR/redis.log"; return 1
 }
 
-# The Redis ensure_redis started, if it did (one that was running already is left as it was).
+# The Redis ensure_redis started, if it did (one that was running already is left as it was). By its pid: a
+# shutdown command would need its password.
 stop_redis_if_started() {
   [ -n "${STARTED_REDIS_PORT:-}" ] || return 0
   say "stopping the Redis it started"
-  redis-cli -h 127.0.0.1 -p "$STARTED_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  local pid; pid="$(cat "$STATE_DIR/redis.pid" 2>/dev/null || true)"
+  if [ -n "$pid" ] && [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = "redis-server" ]; then
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  fi
 }
 
 postgres_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
