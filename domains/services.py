@@ -21,7 +21,7 @@ from balloonweb.ids import as_id
 from balloonweb.live.publish import publish
 from hosts.drivers import DomainConfig
 from hosts.models import RUNNING_STATES, Host
-from hosts.units import BadSize, format_mib as mib, parse_memory_kib
+from hosts.units import BadSize, format_bound as bound, format_mib as mib, parse_memory_kib
 
 from .jobs import announce, worker_time_limit_s
 from .models import Domain, Job
@@ -98,21 +98,21 @@ def check_memory_bounds(domain: Domain, target_kib: int) -> None:
         )
     if target_kib > domain.maxmem_kib and target_kib <= (domain.config_maxmem_kib or 0):
         raise BadRequest(
-            f"{mib(target_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)}) until it boots again: "
-            f"its config has {mib(domain.config_maxmem_kib)}, which a restart gives it (xm reboot {domain.name})",
+            f"{bound(target_kib)} is above the maxmem of {domain.name} ({bound(domain.maxmem_kib)}) until it boots again: "
+            f"its config has {bound(domain.config_maxmem_kib)}, which a restart gives it (xm reboot {domain.name})",
             "above_maxmem",
         )
     if target_kib > domain.maxmem_kib:
         raise BadRequest(
-            f"{mib(target_kib)} is above the maxmem of {domain.name} ({mib(domain.maxmem_kib)}); "
+            f"{bound(target_kib)} is above the maxmem of {domain.name} ({bound(domain.maxmem_kib)}); "
             f"raise maxmem first (xm mem-max {domain.name} {target_kib // 1024}), which a running domain takes at "
             "its next boot",
             "above_maxmem",
         )
     if target_kib < domain.floor_kib:
         raise BadRequest(
-            f"{mib(target_kib)} is below the floor of {domain.name} ({mib(domain.floor_kib)}); "
-            f"allowed: {mib(domain.floor_kib)} to {mib(domain.maxmem_kib)}",
+            f"{bound(target_kib)} is below the floor of {domain.name} ({bound(domain.floor_kib)}); "
+            f"allowed: {bound(domain.floor_kib)} to {bound(domain.maxmem_kib)}",
             "below_floor",
         )
 
@@ -379,7 +379,7 @@ def request_set_maxmem(actor: Actor, domain: Domain, size: str | int) -> Job:
         if domain.state == Domain.State.GONE:
             raise Conflict(f"{domain.name} is no longer on {host}", "domain_gone")
         if maxmem_kib < domain.floor_kib:
-            raise BadRequest(f"maxmem {mib(maxmem_kib)} is below the floor of {domain.name} ({mib(domain.floor_kib)})", "below_floor")
+            raise BadRequest(f"maxmem {bound(maxmem_kib)} is below the floor of {domain.name} ({bound(domain.floor_kib)})", "below_floor")
         check_not_busy(domain, Job.Kind.MAXMEM)
         check_host_online(host)
         job = _new_job(actor, Job.Kind.MAXMEM, host, domain=domain, maxmem_kib=maxmem_kib)
@@ -405,8 +405,8 @@ def set_floor(actor: Actor, domain: Domain, size: str | int) -> Domain:
         when, lowest = min(maxmems, key=lambda pair: pair[1])
         if floor_kib > lowest:
             raise BadRequest(
-                f"a floor of {mib(floor_kib)} is above the maxmem of {domain.name} ({mib(lowest)}{' ' + when if when else ''}); "
-                f"allowed: up to {mib(lowest)}",
+                f"a floor of {bound(floor_kib)} is above the maxmem of {domain.name} ({bound(lowest)}{' ' + when if when else ''}); "
+                f"allowed: up to {bound(lowest)}",
                 "above_maxmem",
             )
         before = domain.floor_kib

@@ -28,6 +28,7 @@ from balloonweb.csv_download import csv_download
 from hosts.models import RUNNING_STATES, Host
 from hosts.units import format_mib as mib
 from hosts.units import mib as mib_of
+from hosts.units import format_bound as bound
 from hosts.units import typed_size
 
 from . import host_registry, maintenance, samples, services
@@ -614,7 +615,7 @@ def set_maxmem(actor: Actor, domain: Domain, data: dict) -> str:
 
 def set_floor(actor: Actor, domain: Domain, data: dict) -> str:
     domain.floor_kib = services.set_floor(actor, domain, data["memory"]).floor_kib
-    return f"Floor set to {mib(domain.floor_kib)}."
+    return f"Floor set to {bound(domain.floor_kib)}."
 
 
 def migrate(actor: Actor, domain: Domain, data: dict) -> str:

@@ -38,11 +38,14 @@ def mib(kib: int | None) -> int | None:
 
 
 def format_mib(kib: int | None) -> str:
-    """KiB as every page, message and reason says it: 8388608 -> '8,192 MiB'; None (no figure) -> '—'. A part of a
-    MiB (a size given in K) shows: rounded down, a floor of 1000000K read "976 MiB", and 976 was below it."""
-    if kib is None:
-        return "—"
-    return f"{kib // 1024:,} MiB" if kib % 1024 == 0 else f"{kib / 1024:,.2f} MiB"
+    """KiB as every page, message and reason says it: 8388608 -> '8,192 MiB'; None (no figure) -> '—'."""
+    return "—" if kib is None else f"{kib // 1024:,} MiB"
+
+
+def format_bound(kib: int) -> str:
+    """A bound people set (floor, maxmem), exactly: one given in K shows its part of a MiB. Rounded down, a floor
+    of 1000000K read "976 MiB", and "976 MiB is below the floor (976 MiB)" followed."""
+    return format_mib(kib) if kib % 1024 == 0 else f"{kib / 1024:,.2f} MiB"
 
 
 def typed_size(kib: int) -> str:

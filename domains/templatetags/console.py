@@ -2,7 +2,7 @@
 
 from django import template
 
-from hosts.units import format_mib, typed_size
+from hosts.units import format_bound, format_mib, typed_size
 
 register = template.Library()
 
@@ -11,6 +11,7 @@ NONE = "—"
 
 register.filter("mib", format_mib)
 register.filter("typed_size", typed_size)
+register.filter("bound", format_bound)
 
 
 @register.filter

@@ -1,7 +1,7 @@
 import pytest
 
 from domains.xenconfig import ConfigError, parse_xen_config
-from hosts.units import BadSize, parse_memory_kib
+from hosts.units import BadSize, format_bound, format_mib, parse_memory_kib
 
 SEED_CONFIG = 'name   = "foo"\nmemory = 1024\nmaxmem = 4096\nvcpus  = 1\n'
 
@@ -27,6 +27,12 @@ def test_a_part_of_a_mib_is_taken_only_in_k(text):
     """A floor of "0.5" was stored as 512 KiB and shown as "0 MiB"; KiB are given with K."""
     with pytest.raises(BadSize, match="is not a whole number of MiB"):
         parse_memory_kib(text)
+
+
+def test_a_figure_shows_in_whole_mib_and_a_bound_exactly():
+    """A balloon's 407,716 KiB reads "398 MiB"; a floor of 1000000K is not the "976 MiB" a resize to 976 is
+    then refused below."""
+    assert (format_mib(407716), format_bound(1_000_000), format_bound(1024 * 1024)) == ("398 MiB", "976.56 MiB", "1,024 MiB")
 
 
 def test_seed_config():
