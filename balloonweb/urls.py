@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from balloonweb.access.ratelimit import LoginForm
+from balloonweb.access.views import PasswordChangeView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,7 +12,7 @@ urlpatterns = [
     # Django's own authentication views, with the console's templates (templates/registration/).
     path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/", PasswordChangeView.as_view(), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", include("balloonweb.access.urls")),  # /teams/, /audit/, /account/sign-out-everywhere/ (issue 4)
     path("", include("domains.urls")),

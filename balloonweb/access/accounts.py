@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
+from balloonweb.api.tokens import revoke_all_of
 from balloonweb.audit.log import record
 from balloonweb.audit.models import AuditEntry
 from domains.host_registry import find_team
@@ -126,6 +127,8 @@ def set_active(actor: Actor, user, active: bool) -> None:
         user.save(update_fields=["is_active"])
         if not active:
             end_all_sessions(user)
+            # Refused while the account is inactive, they would all work again once it is reactivated.
+            revoke_all_of(actor, user, "the account was deactivated")
 
 
 def sign_out_everywhere(actor: Actor, user) -> int:
@@ -135,8 +138,8 @@ def sign_out_everywhere(actor: Actor, user) -> int:
 
 
 def new_password(actor: Actor, user, typed: str = "") -> str | None:
-    """Give `user` a new password (typed, or generated and returned to be handed over) and sign them out
-    everywhere, so that whoever knew the old one is out."""
+    """Give `user` a new password (typed, or generated and returned to be handed over), sign them out everywhere
+    and revoke their API tokens, so that whoever knew the old one is out."""
     require_owner(actor, "auth.password_change", "gives another person a new password", user)
     if actor.user is not None and actor.user.pk == user.pk:
         raise BadRequest("change your own password on the password page (/password/), with your current one", "own_account")
@@ -146,5 +149,7 @@ def new_password(actor: Actor, user, typed: str = "") -> str | None:
         user.set_password(password)
         user.save(update_fields=["password"])
         end_all_sessions(user)
+        # A token needs no password: one made by whoever knew the old password would outlive it.
+        revoke_all_of(actor, user, "the account was given a new password")
     return password if generated else None
 

@@ -1,9 +1,13 @@
-"""Login rate limit: after LOGIN_FAILURE_LIMIT failures for one user name (or four times as many from one
-address, which may be a shared NAT) within LOGIN_FAILURE_WINDOW seconds, sign-in is refused until the window
-ends. Counters live in the shared cache (Redis), so every web process sees the same ones.
+"""Login rate limit: an attempt is counted before its password is checked, and refused past LOGIN_FAILURE_LIMIT
+attempts for one user name from one address, or four times as many for the name from anywhere or from the
+address for any name (a shared NAT), within LOGIN_FAILURE_WINDOW seconds. A sign-in that succeeds gives its
+attempt back. Counters live in the shared cache (Redis), counted atomically, so that every web process sees the
+same ones and a burst of parallel attempts cannot all pass before the first failure is counted; and a guesser
+from one address cannot lock the name out for its owner elsewhere.
 
-Enforced in the authentication backend, so that every login form (ours, Django's admin, the browsable API)
-is covered; `LoginForm` turns the refusal into a message that says how long to wait.
+Enforced in the authentication backend, so that every password check (ours, Django's admin, the browsable API,
+the current password on the password change page) is covered; `LoginForm` turns the refusal into a message that
+says how long to wait.
 """
 
 import logging
@@ -12,6 +16,8 @@ from functools import wraps
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
@@ -41,11 +47,15 @@ def _fail_open(default):
 
 
 def _keys(username: str | None, ip: str | None) -> list[tuple[str, int]]:
+    name = username.strip().lower() if username else ""
+    wide = settings.LOGIN_FAILURE_LIMIT * IP_FACTOR
     keys = []
-    if username:
-        keys.append((f"login-fail:user:{username.strip().lower()}", settings.LOGIN_FAILURE_LIMIT))
+    if name and ip:
+        keys.append((f"login-fail:pair:{name}:{ip}", settings.LOGIN_FAILURE_LIMIT))
+    if name:
+        keys.append((f"login-fail:user:{name}", wide if ip else settings.LOGIN_FAILURE_LIMIT))
     if ip:
-        keys.append((f"login-fail:ip:{ip}", settings.LOGIN_FAILURE_LIMIT * IP_FACTOR))
+        keys.append((f"login-fail:ip:{ip}", wide))
     return keys
 
 
@@ -60,24 +70,36 @@ def retry_after(username: str | None, ip: str | None) -> int:
     return wait
 
 
-@_fail_open(None)
-def note_failure(username: str | None, ip: str | None) -> None:
+@_fail_open(True)
+def take_attempt(username: str | None, ip: str | None) -> bool:
+    """Count an attempt before its password is checked; False if it is one too many."""
     window = settings.LOGIN_FAILURE_WINDOW
-    for key, _limit in _keys(username, ip):
-        # add() only sets a missing key: the window runs from the first failure, a fixed window.
+    allowed = True
+    for key, limit in _keys(username, ip):
+        # add() only sets a missing key: the window runs from the first attempt, a fixed window.
         cache.add(f"{key}:since", time.time(), window)
         cache.add(key, 0, window)
         try:
-            cache.incr(key)
+            count = cache.incr(key)
         except ValueError:  # expired between add() and incr()
             cache.set(key, 1, window)
+            count = 1
+        allowed = allowed and count <= limit
+    return allowed
 
 
 @_fail_open(None)
-def clear(username: str | None) -> None:
-    """A successful sign-in forgets that name's failures (not the address's: that is the guesser's)."""
-    for key, _limit in _keys(username, None):
-        cache.delete_many([key, f"{key}:since"])
+def give_back(username: str | None, ip: str | None) -> None:
+    """A sign-in that succeeded: the name's failures are forgotten, and the address's count loses this attempt
+    (its other failures stay: they may be a guesser's)."""
+    for key, _limit in _keys(username, ip):
+        if key.startswith("login-fail:ip:"):
+            try:
+                cache.decr(key)
+            except ValueError:  # expired meanwhile
+                pass
+        else:
+            cache.delete_many([key, f"{key}:since"])
 
 
 def request_ip(request) -> str | None:
@@ -89,18 +111,46 @@ def request_ip(request) -> str | None:
 class RateLimitedModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         username = username if username is not None else kwargs.get(self._username_field())
-        if retry_after(username, request_ip(request)):
+        ip = request_ip(request)
+        if not take_attempt(username, ip):
             if request is not None:
                 request.login_rate_limited = True
             # PermissionDenied stops authenticate() at once and fires user_login_failed.
             raise PermissionDenied("too many failed sign-ins")
-        return super().authenticate(request, username=username, password=password, **kwargs)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            give_back(username, ip)
+        return user
 
     @staticmethod
     def _username_field() -> str:
         from django.contrib.auth import get_user_model
 
         return get_user_model().USERNAME_FIELD
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    """Django's, with the current password checked as a sign-in is (rate limited, a failure audited): Django's
+    form checks it on the user directly, so someone at an unlocked console could guess it without limit."""
+
+    def __init__(self, user, *args, request=None, **kwargs):
+        self.request = request
+        super().__init__(user, *args, **kwargs)
+
+    def clean_old_password(self):
+        old_password = self.cleaned_data["old_password"]
+        name = self.user.get_username()
+        same = authenticate(self.request, username=name, password=old_password)
+        if same is None or same.pk != self.user.pk:
+            wait = retry_after(name, request_ip(self.request))
+            if wait:
+                minutes = max(1, round(wait / 60))
+                raise forms.ValidationError(
+                    f"Too many wrong passwords: try again in about {minutes} minute{'s' if minutes > 1 else ''}.",
+                    code="rate_limited",
+                )
+            raise forms.ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
 
 
 class LoginForm(AuthenticationForm):

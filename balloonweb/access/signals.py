@@ -21,8 +21,11 @@ Result = AuditEntry.Result
 @receiver(auth_signals.user_logged_in)
 def signed_in(sender, request, user, **kwargs):
     actor = actors.Actor.from_request(request, user=user) if request is not None else actors.Actor.for_user(user)
-    ratelimit.clear(user.get_username())
-    key = request.session.session_key if request is not None and hasattr(request, "session") else None
+    key = None
+    if request is not None and hasattr(request, "session"):
+        if request.session.session_key is None:
+            request.session.save()  # login() flushed a previous user's session: the new one has no key yet
+        key = request.session.session_key
     if key:
         UserSession.objects.update_or_create(session_key=key, defaults={"user": user, "client_ip": actor.context.get("client_ip")})
     record(actor, "auth.login", result=Result.SUCCEEDED)
@@ -46,7 +49,6 @@ def sign_in_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
     ip = ratelimit.request_ip(request)
     limited = bool(getattr(request, "login_rate_limited", False))
-    ratelimit.note_failure(username, ip)
     context = {"request_id": getattr(request, "request_id", ""), "client_ip": ip}
     record(
         actors.Actor("user", username or "(no name)", None, context),

@@ -8,6 +8,7 @@ service's message; other refusals are shown on the page."""
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -25,7 +26,8 @@ from domains.services import Forbidden, ServiceError
 from . import accounts, rules
 from .actors import Actor
 from .forms import AddMemberForm, TeamCreateForm, TeamLimitsForm
-from .models import Membership, Team
+from .models import Membership, Team, UserSession
+from .ratelimit import PasswordChangeForm
 from .sessions import end_all_sessions
 from .teams import may_set_quota
 
@@ -276,3 +278,21 @@ def person_change(request: HttpRequest, user_id: int, action: str) -> HttpRespon
     except ServiceError as exc:
         refused(request, exc)
     return redirect(f"{reverse('people')}?{urlencode({'q': name})}")
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's, with the current password checked as a sign-in is, and this browser's session kept in the list
+    that "sign out everywhere" ends: keeping the person signed in gives the session a new key."""
+
+    form_class = PasswordChangeForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_valid(self, form):
+        old_key = self.request.session.session_key
+        response = super().form_valid(form)
+        new_key = self.request.session.session_key
+        if old_key and new_key and new_key != old_key:
+            UserSession.objects.filter(session_key=old_key).update(session_key=new_key)
+        return response

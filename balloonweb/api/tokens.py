@@ -72,13 +72,22 @@ def create_token(actor: Actor, user, name: str, *, write: bool = False, expires=
     raise TokenError("could not draw a unique token prefix; try again")
 
 
-def revoke_token(actor: Actor, token: ApiToken) -> ApiToken:
+def revoke_all_of(actor: Actor, user, why: str) -> int:
+    """Revoke every live token of `user` (a password reset, a deactivation: whoever had the account may have
+    made one); each revocation is audited. Returns how many."""
+    tokens = list(ApiToken.objects.filter(user=user, revoked__isnull=True))
+    for token in tokens:
+        revoke_token(actor, token, why=why)
+    return len(tokens)
+
+
+def revoke_token(actor: Actor, token: ApiToken, *, why: str = "") -> ApiToken:
     with transaction.atomic():
         revoked = ApiToken.objects.filter(pk=token.pk, revoked__isnull=True).update(revoked=timezone.now())
         token.refresh_from_db()
         if revoked:
             record(actor, "token.revoke", token, result=AuditEntry.Result.SUCCEEDED,
-                   before={"scope": token.scope}, after={"revoked": token.revoked.isoformat()})
+                   before={"scope": token.scope}, after={"revoked": token.revoked.isoformat()}, message=why)
     return token
 
 

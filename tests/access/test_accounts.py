@@ -123,12 +123,16 @@ def test_no_one_deactivates_themselves_or_the_last_superuser(world: World):
 
 def test_a_new_password_signs_the_person_out_everywhere(world: World):
     viewer_browser = sign_in("viewer", PASSWORD)
+    _, viewer_token = tokens.create_token(Actor.for_user(world.users["viewer"]), world.users["viewer"], "laptop", write=True)
     response = world.client("superuser").post(reverse("person-change", args=[world.users["viewer"].pk, "password"]))
     assert "viewer has a new password and was signed out everywhere." in response.content.decode()
     password = shown_password(response)
     assert not signed_in(viewer_browser) and not signed_in(sign_in("viewer", PASSWORD))
     assert signed_in(sign_in("viewer", password))
     assert AuditEntry.objects.filter(action="auth.password_change", actor_label="root", after={"user": "viewer"}).exists()
+    # Tokens need no password: one made with the old one is revoked too.
+    assert AuditEntry.objects.filter(action="token.revoke", message="the account was given a new password").count() == 1
+    assert tokens.check(viewer_token) is None
     # A superuser changes their own on the password page, with the current one.
     own = world.client("superuser").post(reverse("person-change", args=[world.users["superuser"].pk, "password"]), follow=True)
     assert "change your own password on the password page (/password/), with your current one." in own.content.decode()

@@ -59,6 +59,49 @@ def test_failed_sign_ins_are_audited_then_rate_limited(world: World):
     assert sign_in(Client(REMOTE_ADDR="192.0.2.7"), "operator").status_code == 302
 
 
+def test_a_burst_of_parallel_attempts_gets_no_more_tries_than_the_limit(world: World, monkeypatch):
+    """The limit was checked before a password check and counted after it: fifty attempts sent at once all
+    passed the check before the first failure was counted."""
+    import threading
+    import time
+
+    from django.contrib.auth.backends import ModelBackend
+    from django.test import RequestFactory
+
+    from balloonweb.access.ratelimit import RateLimitedModelBackend
+
+    checked = []
+
+    def slow_check(self, request, username=None, password=None, **kwargs):  # a password hash takes this long
+        checked.append(username)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(ModelBackend, "authenticate", slow_check)
+    start = threading.Barrier(20)
+
+    def attempt():
+        start.wait()
+        try:
+            RateLimitedModelBackend().authenticate(RequestFactory().post("/login/"), username="viewer", password="guess")
+        except Exception:  # noqa: BLE001 - PermissionDenied past the limit
+            pass
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(checked) == settings.LOGIN_FAILURE_LIMIT
+
+
+def test_a_guesser_from_one_address_does_not_lock_the_owner_out_from_another(world: World):
+    guesser = Client(REMOTE_ADDR="203.0.113.9")
+    for _ in range(settings.LOGIN_FAILURE_LIMIT + 1):
+        sign_in(guesser, "viewer", "wrong")
+    assert "_auth_user_id" not in guesser.session
+    assert sign_in(Client(REMOTE_ADDR="192.0.2.1"), "viewer").status_code == 302
+
+
 def test_the_address_behind_a_trusted_proxy_is_the_forwarded_one(world: World, settings):
     forwarded = {"X-Forwarded-For": "203.0.113.9, 10.0.0.2"}
     sign_in(Client(), "viewer", "wrong", **forwarded)  # no trusted proxy: the header proves nothing
@@ -105,6 +148,34 @@ def test_sign_out_and_sign_out_everywhere(world: World):
     assert not UserSession.objects.filter(user=world.users["operator"]).exists()
     actions = list(AuditEntry.objects.filter(actor_label="operator").order_by("id").values_list("action", flat=True))
     assert actions == ["auth.login", "auth.login", "auth.logout_everywhere", "auth.logout"]
+
+
+def test_the_current_password_on_the_password_page_is_rate_limited_and_audited(world: World):
+    """Someone at an unlocked console could guess it there without limit, and nothing was recorded."""
+    client = Client()
+    sign_in(client, "viewer")
+    wrong = {"old_password": "guess", "new_password1": "a brand new passphrase", "new_password2": "a brand new passphrase"}
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        assert "Your old password was entered incorrectly" in client.post(reverse("password_change"), wrong).content.decode()
+    assert "Too many wrong passwords" in client.post(reverse("password_change"), wrong).content.decode()  # the last try
+    right = client.post(reverse("password_change"), {**wrong, "old_password": PASSWORD})
+    assert right.status_code == 200 and "Too many wrong passwords: try again in about" in right.content.decode()
+    assert AuditEntry.objects.filter(action="auth.login_failed", actor_label="viewer").count() == settings.LOGIN_FAILURE_LIMIT + 1
+
+
+def test_a_browser_that_changed_its_password_is_still_signed_out_everywhere(world: World):
+    """Keeping the person signed in gives the session a new key; the list of sessions kept the old one, so
+    "sign out everywhere" left that browser signed in."""
+    from balloonweb.access import accounts
+    from balloonweb.access.actors import Actor
+
+    laptop = Client()
+    sign_in(laptop, "viewer")
+    changed = laptop.post(reverse("password_change"), {"old_password": PASSWORD, "new_password1": "a brand new passphrase",
+                                                       "new_password2": "a brand new passphrase"})
+    assert changed.status_code == 302 and laptop.get(reverse("fleet")).status_code == 200
+    accounts.sign_out_everywhere(Actor.for_user(world.users["superuser"]), world.users["viewer"])
+    assert laptop.get(reverse("fleet"))["Location"].startswith(reverse("login"))
 
 
 def test_passwords_are_validated(world: World):
