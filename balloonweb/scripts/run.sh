@@ -28,6 +28,12 @@ export SECRET_KEY="${SECRET_KEY:-$(cat "$STATE_DIR/secret_key")}"
 export BALLOONWEB_STATE_DIR="$STATE_DIR"
 manage() { "$VENV/bin/python" manage.py "$@"; }
 
+# The embedded database holds the sessions: readable by other accounts on the machine, it would hand them a
+# signed-in cookie (SQLite gives its -wal and -shm files the database file's mode).
+if [ -z "${DATABASE_URL:-}" ]; then
+  (umask 077; touch "$STATE_DIR/balloonweb.sqlite3")
+  chmod 600 "$STATE_DIR"/balloonweb.sqlite3*
+fi
 manage migrate --noinput -v0
 manage ensure_admin
 
