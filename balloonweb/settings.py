@@ -76,6 +76,7 @@ MIDDLEWARE = [
     "balloonweb.access.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "balloonweb.access.middleware.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # After HtmxMiddleware (request.htmx): a refusal of an htmx request is a fragment, not a whole page.
     "balloonweb.access.htmx.HtmxRefusalMiddleware",
@@ -250,3 +251,8 @@ if TRUSTED_PROXIES:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+CSP_EXEMPT_PATHS = ["/api/docs/"]

@@ -82,3 +82,19 @@ class IdleSessionMiddleware:
         if user is not None and user.is_authenticated and BACKGROUND_HEADER not in request.META:
             request.session.modified = True  # saved again by SessionMiddleware, with a new expiry
         return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Scripts only from the console's own files: the pages have no inline script, so an HTML injection could
+    not run one (and htmx's hx-* attributes would otherwise let injected HTML make requests). Inline styles stay
+    allowed (the memory bars' widths, htmx's indicator style). Paths in CSP_EXEMPT_PATHS (the API's Swagger page,
+    whose bundled page starts with an inline script) get none."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if not request.path.startswith(tuple(settings.CSP_EXEMPT_PATHS)):
+            response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response

@@ -100,12 +100,16 @@ def operator_user(transactional_db, django_user_model):
 def new_page(chromium, server, operator_user):
     """new_page(width=1280, height=900) -> a logged-in page in a context of its own."""
     contexts = []
+    refused_by_policy: list[str] = []
 
     def make(width: int = 1280, height: int = 900, log_in: bool = True):
         context = chromium.new_context(viewport={"width": width, "height": height}, base_url=server.url)
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
+        # The console's own scripts must run under its Content-Security-Policy: anything it refuses is a bug.
+        page.on("console", lambda message: refused_by_policy.append(message.text)
+                if "Content Security Policy" in message.text else None)
         if log_in:
             login(page, operator_user.username)
         return page
@@ -113,6 +117,7 @@ def new_page(chromium, server, operator_user):
     yield make
     for context in contexts:
         context.close()
+    assert refused_by_policy == []
 
 
 def login(page, username: str, password: str = PASSWORD) -> None:

@@ -46,8 +46,17 @@ def not_reloaded(page) -> bool:
     return page.evaluate("window.__noReload === true")
 
 
+def wait_until(page, expression: str, timeout_s: float = 10.0) -> None:
+    """Poll an expression in the page. Not wait_for_function: it evaluates its predicate with eval() inside the
+    page, which the console's Content-Security-Policy (scripts from its own files only) refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        time.sleep(0.05)
+
+
 def wait_live(page) -> None:
-    page.wait_for_function("window.bwLive && window.bwLive.connected")
+    wait_until(page, "Boolean(window.bwLive && window.bwLive.connected)")
 
 
 def submit_and_watch(page, button, message: str) -> None:
@@ -431,7 +440,7 @@ def test_a_page_closed_for_a_change_of_access_reconnects_and_stays_live(new_page
     wait_live(page)
     mark_page(page)
     off_loop(access_changed, operator_user.pk, "a role changed")
-    page.wait_for_function("window.bwLive.opens >= 2 && window.bwLive.connected")
+    wait_until(page, "window.bwLive.opens >= 2 && window.bwLive.connected")
     expect(page.locator("#live-status")).to_have_text("live")
     resize(foo, "768")  # and it still hears what happens
     expect(page.locator("#figures")).to_contain_text("768 MiB")
