@@ -45,6 +45,14 @@ def claim(job_id: int, worker: str = "") -> str:
         job = Job.objects.filter(pk=job_id).first()
         if job is None or job.state != Job.State.QUEUED:
             return Claim.SKIP
+        if job.kind in Job.ARRIVING and job.target_host_id:
+            # Maintenance is checked when a job is asked for, and again here, under the host's lock (which
+            # maintenance takes to begin): a move or boot asked before it began would land on an emptied host.
+            target = Host.objects.select_for_update().filter(pk=job.target_host_id).first()
+            if target is not None and target.maintenance:
+                _finish(job, Job.State.CANCELLED, error_code="in_maintenance", was=Job.State.QUEUED,
+                        error=f"{target.name} went into maintenance after this job was asked: it takes no domain now")
+                return Claim.SKIP
         if job.domain_id:
             # of=self and no ordering: the model orders by host name, and a join would lock the host row as well,
             # against the order in which requests take it (host, then domain): a deadlock.

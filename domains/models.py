@@ -121,6 +121,8 @@ class Job(models.Model):
     # books its `memory_kib` there (services.booked_by_host, the autoscaler's snapshot).
     POWER = (Kind.START, Kind.SHUTDOWN, Kind.RESTART)
     BOOTING = (Kind.CREATE, Kind.START, Kind.RESTART)
+    # Jobs that bring a domain to their target host (which a host in maintenance takes no more of).
+    ARRIVING = (Kind.MIGRATE, Kind.CREATE, Kind.START)
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     domain = models.ForeignKey(Domain, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")

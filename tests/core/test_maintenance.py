@@ -207,3 +207,17 @@ def test_the_autoscaler_moves_what_stayed_once_another_host_has_room(world):
     move = Decision.objects.get(step_kind="migrate", state=Decision.State.RECOMMENDED)
     assert (move.domain_id, move.to_host_id) == (world.da.pk, world.a2.pk)
     assert move.reason.startswith("a1 is in maintenance: move da (1,024 MiB) to a2")
+
+
+def test_a_move_asked_before_maintenance_began_does_not_land_on_the_emptied_host(world):
+    """Maintenance was checked only when a job was asked for: `xm maintenance a2 on && poweroff` emptied a2 and
+    exited 0 while a move asked a moment before was still queued, which then brought its domain to a2."""
+    from domains import jobs
+
+    move = services.request_migrate(admin(world), world.da, world.a2)
+    maintenance.start(admin(world), world.a2)
+    assert jobs.run_job(move.pk) == jobs.Claim.SKIP
+    move.refresh_from_db()
+    assert (move.state, move.error_code) == (Job.State.CANCELLED, "in_maintenance")
+    assert move.error == "a2 went into maintenance after this job was asked: it takes no domain now"
+    assert Domain.objects.get(pk=world.da.pk).host == world.a1

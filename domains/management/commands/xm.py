@@ -219,9 +219,11 @@ class Command(BaseCommand):
             if done.jobs:
                 self.stdout.write(" ".join(str(job.pk) for job in done.jobs))
             return  # the moves are queued; xm job ID follows each
-        # The moves already on their way (the autoscaler's, someone's) are waited for as well.
+        # The moves already on their way (the autoscaler's, someone's) are waited for as well, and so are the
+        # moves and boots coming in that began before maintenance did (those still queued are cancelled).
         on_their_way = Job.objects.filter(kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED, domain__in=[d for d, _ in done.moving])
-        moves = [*done.jobs, *on_their_way]
+        coming_in = Job.objects.filter(kind__in=Job.ARRIVING, state__in=Job.UNFINISHED, target_host=host).exclude(host=host, kind=Job.Kind.MIGRATE)
+        moves = [*done.jobs, *on_their_way, *coming_in.exclude(pk__in=[job.pk for job in done.jobs])]
         failed = [job for job in moves if not self.wait(job, options["timeout"], exit_on_failure=False)]
         self.stdout.write(f"{host.name} is in maintenance: {len(moves) - len(failed)} domain(s) moved, {len(done.staying)} stayed")
         # As `xe host-evacuate`: not done while a guest still runs there (a script would power the host off).
