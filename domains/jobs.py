@@ -420,8 +420,11 @@ def _recover(job: Job) -> str:
             _fail(job, "worker_lost", f"the worker running this job stopped answering, and so did {job.target_host.name}: "
                   f"where {job.domain.name} runs is known once a poll reaches both hosts")
             return "failed"
-        if on_target is not None and on_target.state == Domain.State.PAUSED and _still_on_source(job):
-            on_target = None  # the incoming copy, paused until a move ends that did not: the domain did not move
+        running_there = on_target is not None and on_target.state in RUNNING_STATES and on_target.state != Domain.State.PAUSED
+        if on_target is not None and not running_there and _still_on_source(job):
+            # The incoming copy, paused until a move ends that did not, or a definition left there shut off by an
+            # earlier move: while the source still has the domain, it did not move.
+            on_target = None
         if on_target is not None:
             _arrived(job.domain_id, job.target_host, on_target)
             _log(job, f"the worker stopped answering, but {job.domain.name} runs on {job.target_host.name}")

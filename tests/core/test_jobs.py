@@ -215,6 +215,20 @@ def test_a_lost_migration_whose_copy_waits_paused_on_the_destination_did_not_mov
     assert jobs.sweep()["succeeded"] == 1 and Domain.objects.get(pk=foo.pk).host == hv2
 
 
+def test_a_lost_migration_with_a_stale_shut_off_copy_on_the_destination_did_not_move_the_domain(sim_hosts, foo):
+    """A definition left on the destination by an earlier move (shut off) was taken for an arrival: the job
+    succeeded and the domain, running on its source, was recorded shut off on the destination."""
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    driver_for(hv2.uri).conn.defineXML(driver_for(hv1.uri).domain_xml(str(foo.uuid)))
+    long_ago = timezone.now() - timedelta(minutes=30)
+    job = Job.objects.create(kind=Job.Kind.MIGRATE, domain=foo, host=hv1, target_host=hv2, state=Job.State.RUNNING,
+                             params={"memory_kib": foo.memory_kib}, actor_kind="cli", actor_label="command line", attempts=1,
+                             started=long_ago, heartbeat=long_ago)
+    assert jobs.sweep()["failed"] == 1
+    foo.refresh_from_db()
+    assert (foo.host, foo.state) == (hv1, "running")
+
+
 def test_a_queued_job_follows_its_host_to_another_queue_group(sim_hosts, foo, cli, start_worker):
     """Queued while no worker read its group's queue; the host is then moved to a group that has workers. The
     sweep sent it to the old queue for ever, and it held its booking."""
