@@ -314,6 +314,10 @@ def _refresh_domain(job: Job, *, succeeded: bool = False) -> None:
     try:
         info = driver_for(domain.host.uri).domain(str(domain.uuid))
     except DriverError:
+        if succeeded and job.kind == Job.Kind.RESIZE:
+            # The row must hold the new size before the job's booking goes: at the old size, a grow's room
+            # would look free until the poller reached the host again.
+            Domain.objects.filter(pk=domain.pk).update(memory_kib=job.params["target_kib"], job_wrote_at=timezone.now())
         return  # the poller will catch up once the host answers
     if info is None:
         return

@@ -534,7 +534,9 @@ def cancel_job(actor: Actor, job: Job) -> Job:
     with transaction.atomic():
         job = Job.objects.select_related("host__team", "domain").get(pk=job.pk)
         check_permission(actor, "cancel_job", job)
-        cancelled = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+        # Queued again after its worker stopped answering (attempts > 0), it may have acted already: a resize's
+        # balloon set, a cancel would say it was not.
+        cancelled = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED, attempts=0).update(
             state=Job.State.CANCELLED, finished=timezone.now(), error=f"cancelled by {actor}"
         )
         stopping = not cancelled and Job.objects.filter(
@@ -544,6 +546,12 @@ def cancel_job(actor: Actor, job: Job) -> Job:
             job.refresh_from_db()
             if job.state == Job.State.RUNNING and job.stop_requested_by:
                 raise Conflict(f"job {job.pk} is already stopping, as {job.stop_requested_by} asked", "not_cancellable")
+            if job.state == Job.State.QUEUED:
+                raise Conflict(
+                    f"job {job.pk} ({job.get_kind_display()}) has run once already (its worker stopped answering) and "
+                    "is queued to run again: it may have made its change, so it cannot be cancelled; wait for it",
+                    "not_cancellable",
+                )
             raise Conflict(
                 f"job {job.pk} ({job.get_kind_display()}) is {job.state}: only a queued job or a running migration "
                 "can be cancelled",

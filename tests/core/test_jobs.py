@@ -344,3 +344,42 @@ def test_a_running_migration_asked_to_stop_leaves_the_domain_where_it_was(celery
     # The autoscaler counts the stopped move as one: it does not start it again within the cooldown.
     snapshot = build_snapshot().snapshot
     assert next(d for d in snapshot.domains if d.id == foo.pk).last_migrated_at is not None
+
+
+def test_a_job_that_ran_once_and_was_queued_again_cannot_be_cancelled(sim_hosts, foo, cli):
+    """Its worker set the balloon, then stopped answering: a cancel of the requeued job said it had not."""
+    no_worker_takes_jobs_of(foo.host)
+    job = services.request_resize(cli, foo, "512")
+    assert jobs.claim(job.pk) == jobs.Claim.RUN
+    driver_for(foo.host.uri).set_memory(str(foo.uuid), 512 * 1024, live=True, config=False)
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Job.objects.filter(pk=job.pk).update(heartbeat=long_ago, started=long_ago)
+    assert jobs.sweep()["requeued"] == 1
+    with pytest.raises(services.Conflict, match="has run once already .* it may have made its change"):
+        services.cancel_job(cli, job)
+    assert Job.objects.get(pk=job.pk).state == Job.State.QUEUED
+
+
+def test_a_grow_whose_domain_cannot_be_read_afterwards_keeps_its_size_booked(sim_hosts, foo, cli, monkeypatch):
+    """The read after a successful resize failed (a connection dropped): the row kept the old size while the
+    job's booking ended, and the grow's room looked free to the next request."""
+    no_worker_takes_jobs_of(foo.host)
+    real_driver_for = jobs.driver_for
+
+    class ReadFails:  # the real driver, whose reads fail once the balloon is set
+        def __init__(self, uri):
+            self.driver = real_driver_for(uri)
+
+        def __getattr__(self, name):
+            return getattr(self.driver, name)
+
+        def domain(self, uuid):
+            raise jobs.HostUnreachable("the connection dropped")
+
+    job = services.request_resize(cli, foo, "3G")
+    monkeypatch.setattr(jobs, "driver_for", ReadFails)
+    jobs.run_job(job.pk)
+    monkeypatch.undo()
+    assert Job.objects.get(pk=job.pk).state == Job.State.SUCCEEDED
+    assert Domain.objects.get(pk=foo.pk).memory_kib == 3 * 1024 * 1024
+    assert services.booked_kib(foo.host) >= 3 * 1024 * 1024
