@@ -291,9 +291,11 @@ class LibvirtDriver:
             "<devices><memballoon model='virtio'/></devices></domain>"
         )
 
-    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None, remove_if_not_started: bool = False) -> DomainInfo:
+    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None, remove_if_not_started: bool = False,
+                             persistent_xml: str | None = None) -> DomainInfo:
         """`remove_if_not_started`: the domain is new (the caller looked), and is undefined again if it was
-        defined here but could not start; never when the define itself failed (another's domain of that name)."""
+        defined here but could not start; never when the define itself failed (another's domain of that name).
+        `persistent_xml`: the config its next boot takes, when it differs from the one it runs with (a move)."""
         try:
             dom = self.conn.defineXML(xml)
         except libvirt.libvirtError as exc:
@@ -303,6 +305,8 @@ class LibvirtDriver:
                 dom.create()
             if start_memory_kib is not None and dom.info()[2] != start_memory_kib:
                 dom.setMemoryFlags(start_memory_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if persistent_xml is not None:
+                self.conn.defineXML(persistent_xml)  # a running domain keeps its live config until it boots again
             return self._info(dom)
         except libvirt.libvirtError as exc:
             if remove_if_not_started:

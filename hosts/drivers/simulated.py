@@ -42,8 +42,8 @@ class SimulatedDriver(LibvirtDriver):
             path.parent.mkdir(exist_ok=True)
             path.write_text(self.domain_xml(uuid))
 
-    def define_xml_and_start(self, xml: str, *, start_memory_kib: int | None = None, remove_if_not_started: bool = False) -> DomainInfo:
-        info = super().define_xml_and_start(xml, start_memory_kib=start_memory_kib, remove_if_not_started=remove_if_not_started)
+    def define_xml_and_start(self, xml: str, **options) -> DomainInfo:
+        info = super().define_xml_and_start(xml, **options)
         self._save(info.uuid)
         return info
 
@@ -106,11 +106,16 @@ class SimulatedDriver(LibvirtDriver):
         if not isinstance(destination, SimulatedDriver):
             raise NotSupported("a simulated domain can only move to another simulated host")
         report = progress or (lambda _p: None)
-        xml = self.domain_xml(uuid)
+        # As a live migration: it arrives running as it runs here (its live maxmem), and keeps its persistent
+        # config (a maxmem lowered for the next boot) for its next boot there. Booted from the persistent config,
+        # a domain holding more than that maxmem could not be given its memory, and stayed on both hosts.
+        live_xml, persistent_xml = self.domain_xml(uuid, migratable=True), self.domain_xml(uuid)
         current = self.domain(uuid)
         if current is not None:
             self._send_memory(current.memory_kib, report, stop_requested)
-        moved = destination.define_xml_and_start(xml, start_memory_kib=current.memory_kib if current else None)
+        was_there = destination.domain(uuid) is not None
+        moved = destination.define_xml_and_start(live_xml, start_memory_kib=current.memory_kib if current else None,
+                                                 remove_if_not_started=not was_there, persistent_xml=persistent_xml)
         report(MigrationProgress(95))
         try:
             self.undefine(uuid)

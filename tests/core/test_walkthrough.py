@@ -9,7 +9,7 @@ import pytest
 
 from domains.models import Domain, Job
 from hosts.simulation import fleet
-from tests.conftest import ROOT, child_environment, virsh_dominfo, wait_for_job
+from tests.conftest import ROOT, child_environment, virsh, virsh_dominfo, wait_for_job
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -202,3 +202,16 @@ def test_a_migration_left_to_run_is_stopped_from_the_command_line(sim_hosts, foo
     )
     assert manage("jobs", "cancel", "999999").stderr.strip() == "jobs: no job 999999"
     assert manage("jobs", "cancel", str(job.pk), "--user", "nobody").stderr.strip() == "jobs: no active user named nobody"
+
+
+def test_a_domain_whose_maxmem_was_lowered_for_its_next_boot_moves_as_it_runs(sim_hosts, foo):
+    """Booted on the destination from its persistent config (maxmem 512 MiB), foo could not be given its 1024 MiB:
+    the move failed and left a running copy on hv2 that nobody knew of."""
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    assert xm("mem-max", "foo", "512").returncode == 0
+    moved = xm("migrate", "foo", "hv2")
+    assert moved.returncode == 0, moved.stderr
+    assert "foo" in virsh(hv2.uri, "list", "--name") and "foo" not in virsh(hv1.uri, "list", "--all", "--name")
+    info = virsh_dominfo(hv2.uri, "foo")
+    assert (info["Used memory"], info["Max memory"]) == ("1048576 KiB", "4194304 KiB")  # as it ran on hv1
+    assert "<memory unit='KiB'>524288</memory>" in virsh(hv2.uri, "dumpxml", "--inactive", "foo")  # its next boot's
