@@ -435,6 +435,36 @@ def _recover(job: Job) -> str:
             _succeed(job)
             _refresh_domain(job)
             return "succeeded"
+    done = _power_done(job)
+    _refresh_domain(job)  # before the job's booking goes, as run_job does
+    if done:
+        _log(job, f"the worker stopped answering, but {done}")
+        _succeed(job)
+        return "succeeded"
     _fail(job, "worker_lost", f"the worker running this job stopped answering (no heartbeat for {time_limit_s(job.kind):.0f} s)")
-    _refresh_domain(job)
     return "failed"
+
+
+def _power_done(job: Job) -> str:
+    """For a lost create, start or shutdown: what the hypervisor says that shows it was done ("" if it was not,
+    or cannot say). A boot the worker made before it died is a domain that runs: failing its job let the poll
+    adopt it as a stranger, and freed its booking."""
+    try:
+        if job.kind == Job.Kind.CREATE:
+            seen = [d for d in driver_for(job.host.uri).list_domains()
+                    if d.name == job.params["name"] and (not job.params.get("uuid") or str(d.uuid) == job.params["uuid"])]
+            if not seen or seen[0].state not in RUNNING_STATES:
+                return ""
+            with transaction.atomic():  # as _create: the row and the job naming it together
+                domain = inventory.record_domain(job.host, seen[0])
+                Job.objects.filter(pk=job.pk).update(domain=domain)
+            job.domain = domain
+            return f"{domain.name} runs on {job.host.name}"
+        if job.kind in (Job.Kind.START, Job.Kind.SHUTDOWN) and job.domain_id is not None:
+            info = driver_for(job.domain.host.uri).domain(str(job.domain.uuid))
+            running = info is not None and info.state in RUNNING_STATES
+            if running == (job.kind == Job.Kind.START):
+                return f"{job.domain.name} {'runs' if running else 'is off'} on {job.domain.host.name}"
+    except DriverError:
+        pass
+    return ""

@@ -383,3 +383,34 @@ def test_a_grow_whose_domain_cannot_be_read_afterwards_keeps_its_size_booked(sim
     assert Job.objects.get(pk=job.pk).state == Job.State.SUCCEEDED
     assert Domain.objects.get(pk=foo.pk).memory_kib == 3 * 1024 * 1024
     assert services.booked_kib(foo.host) >= 3 * 1024 * 1024
+
+
+def test_a_lost_create_whose_domain_runs_succeeds_with_its_row(sim_hosts, cli):
+    """The worker died after the domain started, before its row was written: the sweep failed the job, freed
+    its booking, and the next poll adopted the domain as a stranger (a retry then found the name taken)."""
+    from hosts.drivers import DomainConfig
+
+    hv1 = sim_hosts["hv1"]
+    no_worker_takes_jobs_of(hv1)
+    job = services.request_create(cli, hv1, 'name = "newcomer"\nmemory = 512\n')
+    assert jobs.claim(job.pk) == jobs.Claim.RUN
+    driver_for(hv1.uri).define_and_start(DomainConfig("newcomer", 512 * 1024, 512 * 1024))
+    long_ago = timezone.now() - timedelta(minutes=30)
+    Job.objects.filter(pk=job.pk).update(heartbeat=long_ago, started=long_ago)
+    assert jobs.sweep()["succeeded"] == 1
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED and job.domain.name == "newcomer" and job.domain.host == hv1
+    assert "the worker stopped answering, but newcomer runs on hv1" in job.log
+
+
+def test_a_lost_start_whose_domain_runs_succeeds(sim_hosts, foo, cli):
+    driver_for(foo.host.uri).destroy(str(foo.uuid))
+    Domain.objects.filter(pk=foo.pk).update(state=Domain.State.SHUTOFF)
+    no_worker_takes_jobs_of(foo.host)
+    job = services.request_power(cli, Domain.objects.get(pk=foo.pk), "start")
+    assert jobs.claim(job.pk) == jobs.Claim.RUN
+    driver_for(foo.host.uri).start(str(foo.uuid))  # the worker started it, then died
+    long_ago = timezone.now() - timedelta(minutes=30)
+    Job.objects.filter(pk=job.pk).update(heartbeat=long_ago, started=long_ago)
+    assert jobs.sweep()["succeeded"] == 1
+    assert Domain.objects.get(pk=foo.pk).state == Domain.State.RUNNING
