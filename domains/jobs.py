@@ -104,7 +104,9 @@ def run_job(job_id: int, worker: str = "") -> str:
         where = f"{job.domain.name} goes on running on {job.host.name}"
         failure, ended_as = (exc.code, f"cancelled by {who}, {exc.message}: {where}", exc.detail), Job.State.CANCELLED
     except HostUnreachable as exc:
-        failure = (exc.code, f"host unreachable: {job.host.name} does not answer", exc.detail or exc.message)
+        hosts = [host for host in (job.host, job.target_host, job.domain.host if job.domain else None) if host is not None]
+        silent = next((host for host in hosts if host.uri == exc.uri), job.host)  # a move talks to two hosts
+        failure = (exc.code, f"host unreachable: {silent.name} does not answer", exc.detail or exc.message)
     except DriverError as exc:
         failure = (exc.code, exc.message, exc.detail)
     except Exception as exc:  # noqa: BLE001 - a job must end, whatever went wrong

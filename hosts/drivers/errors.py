@@ -16,6 +16,10 @@ class DriverError(Exception):
 class HostUnreachable(DriverError):
     code = "host_unreachable"
 
+    def __init__(self, message: str, *, detail: str = "", uri: str = ""):
+        super().__init__(message, detail=detail)
+        self.uri = uri  # which host did not answer (a migration talks to two)
+
 
 class DomainNotFound(DriverError):
     code = "domain_not_found"

@@ -100,7 +100,7 @@ class LibvirtDriver:
         code, text = exc.get_error_code(), exc.get_error_message() or str(exc)
         if code in UNREACHABLE_CODES or "connection" in text.lower() and "closed" in text.lower():
             pool.discard(self.uri)
-            return HostUnreachable(f"host unreachable: {self.uri} does not answer", detail=text)
+            return HostUnreachable(f"host unreachable: {self.uri} does not answer", detail=text, uri=self.uri)
         if code == libvirt.VIR_ERR_NO_DOMAIN:
             return DomainNotFound(f"{what or 'the domain'} is not defined on {self.uri}", detail=text)
         if code == libvirt.VIR_ERR_OPERATION_INVALID and "not running" in text:

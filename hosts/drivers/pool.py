@@ -76,7 +76,7 @@ def connection(uri: str) -> libvirt.virConnect:
         try:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
-            raise HostUnreachable(f"host unreachable: cannot connect to {uri}", detail=str(exc)) from exc
+            raise HostUnreachable(f"host unreachable: cannot connect to {uri}", detail=str(exc), uri=uri) from exc
         try:
             conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
         except libvirt.libvirtError:

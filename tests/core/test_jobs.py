@@ -414,3 +414,14 @@ def test_a_lost_start_whose_domain_runs_succeeds(sim_hosts, foo, cli):
     Job.objects.filter(pk=job.pk).update(heartbeat=long_ago, started=long_ago)
     assert jobs.sweep()["succeeded"] == 1
     assert Domain.objects.get(pk=foo.pk).state == Domain.State.RUNNING
+
+
+def test_a_migration_to_a_host_that_does_not_answer_names_that_host(sim_hosts, foo, cli):
+    """"host unreachable: hv1 does not answer" sent the operator to fix the healthy source."""
+    silent = Host.objects.create(name="silent", uri="test+unix:///default?socket=/nonexistent/libvirt-sock",
+                                 status=Host.Status.ONLINE, total_kib=8 * 1024 * 1024, reserved_kib=0)
+    no_worker_takes_jobs_of(foo.host)
+    job = services.request_migrate(cli, foo, silent)
+    jobs.run_job(job.pk)
+    job.refresh_from_db()
+    assert (job.state, job.error) == (Job.State.FAILED, "host unreachable: silent does not answer")
