@@ -118,6 +118,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(STATE_DIR / "test.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME") or None}
+    # A worker machine that freezes or drops off the network inside a transaction holds its locks (a host row,
+    # the audit log's) until PostgreSQL notices: TCP keepalives find a dead peer in about a minute, and a
+    # transaction left idle is ended after DB_IDLE_IN_TRANSACTION_S (no code path waits that long inside one).
+    idle_s = env_float("DB_IDLE_IN_TRANSACTION_S", 300)
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+        # The server's side too: it is the server that holds a dead client's locks.
+        "options": f"-c idle_in_transaction_session_timeout={int(idle_s * 1000)} -c tcp_keepalives_idle=30 "
+                   "-c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
+    })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

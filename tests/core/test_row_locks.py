@@ -32,3 +32,4 @@ def test_every_lock_on_a_model_ordered_across_a_relation_names_its_own_rows():
                         offending.append(f"{path.relative_to(ROOT)}:{line_number}: {line.strip()}")
     assert found > 5 and unreadable == [], f"write locks as Model.objects.select_for_update(...): {unreadable}"
     assert offending == [], "lock with of=('self',):\n" + "\n".join(offending)
+
