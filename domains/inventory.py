@@ -1,12 +1,12 @@
 """What the hypervisors say, written into the database: one domain after a job, or a whole host per poll."""
 
 from django.conf import settings
-from django.utils import timezone
 
 from hosts.drivers import DomainInfo, DomainStats, forget_hosts_except
 from hosts.drivers.freshness import balloon_stats_stale
 from hosts.models import RUNNING_STATES, Host
 
+from .clock import db_now
 from .models import Domain
 
 OBSERVED_FIELDS = ["host", "name", "hv_id", "state", "vcpus", "memory_kib", "maxmem_kib", "cpu_time_ns", "last_seen", "booted_at"]
@@ -80,7 +80,7 @@ def new_domain(host: Host, info: DomainInfo, now) -> Domain:
 
 def record_domain(host: Host, info: DomainInfo) -> Domain:
     """Upsert one domain from a fresh DomainInfo (after a job); keyed by UUID, so a moved domain keeps its row."""
-    now = timezone.now()
+    now = db_now()  # job_wrote_at, which the poller compares with when it read the host (clock.py)
     domain = Domain.objects.filter(uuid=info.uuid).first()
     if domain is None:
         domain = new_domain(host, info, now)

@@ -24,6 +24,7 @@ from hosts.models import RUNNING_STATES, Host, queue_name
 from hosts.units import format_mib
 
 from . import inventory
+from .clock import db_now
 from .models import Domain, Job
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Claim:
 
 def claim(job_id: int, worker: str = "") -> str:
     """queued -> running, only if no other job of the same domain runs. The domain row lock serialises claims."""
+    superseded_by = None
     with transaction.atomic():
         job = Job.objects.filter(pk=job_id).first()
         if job is None or job.state != Job.State.QUEUED:
@@ -63,17 +65,21 @@ def claim(job_id: int, worker: str = "") -> str:
             )
             if waiting_for_another:
                 # Its message is alive (the task retries): the sweep is not to send it again meanwhile.
-                Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
+                Job.objects.filter(pk=job_id).update(enqueued_at=db_now())
                 return Claim.BUSY
-            newer = _newer_resize(job)
-            if newer is not None:
-                _finish(job, Job.State.CANCELLED, error=f"superseded by job {newer}, a later resize of the same domain", was=Job.State.QUEUED)
-                return Claim.SKIP
-        now = timezone.now()
-        claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
-            state=Job.State.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1, worker=worker
-        )
-        return Claim.RUN if claimed else Claim.SKIP
+            superseded_by = _newer_resize(job)
+        if superseded_by is None:
+            now = db_now()
+            claimed = Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(
+                state=Job.State.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1, worker=worker
+            )
+            return Claim.RUN if claimed else Claim.SKIP
+    # Ended (and audited) after the domain's lock is released: the audit log's lock is taken after the domain's
+    # nowhere else, and a request that holds the audit log's lock may be waiting for the domain row (a deadlock).
+    with transaction.atomic():
+        _finish(job, Job.State.CANCELLED, error=f"superseded by job {superseded_by}, a later resize of the same domain",
+                was=Job.State.QUEUED)
+    return Claim.SKIP
 
 
 def _newer_resize(job: Job) -> int | None:
@@ -157,7 +163,7 @@ def _migrate(job: Job) -> None:
     # database that is busy a moment, would leave that thread moving the domain while the job ended as failed.
     def progress(report: MigrationProgress) -> None:
         try:
-            _this_attempt(job).update(progress=report.percent, heartbeat=timezone.now())
+            _this_attempt(job).update(progress=report.percent, heartbeat=db_now())
             if report.percent != job.progress:  # the heartbeat every time, the pages only when it moved
                 job.progress = report.percent
                 announce(job)
@@ -189,7 +195,7 @@ def _arrived(domain_id: int, host: Host, info: DomainInfo | None) -> None:
     host it left, so that the inventory sees a move (another host) rather than a boot (a new process on the
     same host), which would make the autoscaler forget its watch of the balloon."""
     if info is None:
-        Domain.objects.filter(pk=domain_id).update(host=host, job_wrote_at=timezone.now())
+        Domain.objects.filter(pk=domain_id).update(host=host, job_wrote_at=db_now())
     else:
         inventory.record_domain(host, info)
 
@@ -238,7 +244,7 @@ def _turn_off(job: Job) -> None:
         if info is None or info.state not in (*RUNNING_STATES, Domain.State.SHUTDOWN):
             _log(job, f"{domain.name} shut down")
             return
-        _this_attempt(job).update(heartbeat=timezone.now())
+        _this_attempt(job).update(heartbeat=db_now())
         time.sleep(SHUTDOWN_POLL_S)
     raise GuestDidNotShutDown(
         f"{domain.name} did not shut down within {settings.SHUTDOWN_WAIT:.0f} s: its guest may ignore the request "
@@ -271,7 +277,7 @@ def _log(job: Job, line: str) -> None:
 def _finish(job: Job, state: str, *, error_code: str = "", error: str = "", was: str = Job.State.RUNNING) -> bool:
     """`was` (running, or queued for a job cancelled before it ran) -> final state, once, at the attempt this
     process knows. Returns False if another party finished it first, or the sweep took it back."""
-    now = timezone.now()
+    now = db_now()
     changed = _this_attempt(job).filter(state=was).update(
         state=state, finished=now, error_code=error_code, error=error, progress=100 if state == Job.State.SUCCEEDED else F("progress")
     )
@@ -319,7 +325,7 @@ def _refresh_domain(job: Job, *, succeeded: bool = False) -> None:
         if succeeded and job.kind == Job.Kind.RESIZE:
             # The row must hold the new size before the job's booking goes: at the old size, a grow's room
             # would look free until the poller reached the host again.
-            Domain.objects.filter(pk=domain.pk).update(memory_kib=job.params["target_kib"], job_wrote_at=timezone.now())
+            Domain.objects.filter(pk=domain.pk).update(memory_kib=job.params["target_kib"], job_wrote_at=db_now())
         return  # the poller will catch up once the host answers
     if info is None:
         return
@@ -374,7 +380,7 @@ def worker_time_limit_s(kind: str) -> float:
 
 def sweep() -> dict:
     """Finish what dead workers left, and re-send queued jobs whose message was lost. Runs periodically."""
-    now = timezone.now()
+    now = db_now()
     counts = {"requeued": 0, "resent": 0, "failed": 0, "succeeded": 0, "waiting": 0}
     for job in Job.objects.filter(state=Job.State.RUNNING).select_related("domain", "host", "target_host"):
         if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S):
@@ -420,7 +426,7 @@ def _recover(job: Job) -> str:
         except DriverError:
             # Only the destination can say whether the move ended there: failing the job now could record a
             # domain that runs there as not moved. Asked again at each sweep, for a while.
-            lost_for = timezone.now() - (job.heartbeat or job.started)
+            lost_for = db_now() - (job.heartbeat or job.started)
             if lost_for < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S + DESTINATION_GRACE_S):
                 return "waiting"
             _fail(job, "worker_lost", f"the worker running this job stopped answering, and so did {job.target_host.name}: "

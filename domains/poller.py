@@ -22,6 +22,7 @@ from hosts.drivers import DomainInfo, DomainStats, DriverError, HostInfo, HostUn
 from hosts.models import Host, queue_name
 
 from . import inventory
+from .clock import db_now
 from .models import Domain, Job
 from .samples import record_samples, sample_due
 
@@ -279,7 +280,7 @@ def poll_hosts(hosts: list[Host]) -> PollReport:
     with _cyclic_gc_paused():
         started = time.perf_counter()
         # Before the rows are loaded: a job that ends while they load wrote after them, and must count as such.
-        read_at = timezone.now()
+        read_at = db_now()  # compared with the jobs' stamps, made on other machines (clock.py)
         # Loaded before the reads, so that only domains new to these hosts have their config read.
         present = present_domains(hosts)
         report.database_s = time.perf_counter() - started

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from celery import current_app
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from balloonweb.access import rules
 from balloonweb.access.actors import Actor
@@ -24,6 +23,7 @@ from hosts.models import RUNNING_STATES, Host
 from hosts.units import BadSize, format_bound as bound, format_mib as mib, parse_memory_kib
 
 from .jobs import announce, worker_time_limit_s
+from .clock import db_now
 from .models import Domain, Job
 from .xenconfig import ConfigError, parse_xen_config
 
@@ -304,7 +304,7 @@ def enqueue(job_id: int, queue: str, kind: str) -> None:
     except Exception:  # noqa: BLE001 - the database holds the job; the sweep re-sends it
         log.warning("job %s could not be enqueued now; the sweep will send it", job_id, exc_info=True)
         return
-    Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(enqueued_at=timezone.now())
+    Job.objects.filter(pk=job_id, state=Job.State.QUEUED).update(enqueued_at=db_now())
 
 
 def _refused(actor: Actor, action: str, obj, error: ServiceError) -> None:
@@ -537,7 +537,7 @@ def cancel_job(actor: Actor, job: Job) -> Job:
         # Queued again after its worker stopped answering (attempts > 0), it may have acted already: a resize's
         # balloon set, a cancel would say it was not.
         cancelled = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED, attempts=0).update(
-            state=Job.State.CANCELLED, finished=timezone.now(), error=f"cancelled by {actor}"
+            state=Job.State.CANCELLED, finished=db_now(), error=f"cancelled by {actor}"
         )
         stopping = not cancelled and Job.objects.filter(
             pk=job.pk, kind=Job.Kind.MIGRATE, state=Job.State.RUNNING, stop_requested_by=""

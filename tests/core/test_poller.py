@@ -70,7 +70,7 @@ def test_one_bulk_write_per_cycle(sim_hosts, settings):
             report = poller.poll_hosts(hosts)
         counts.append(len(queries))
         assert report.domains == batch.stop
-    assert counts[0] == counts[1] <= 13
+    assert counts[0] == counts[1] <= 14  # on PostgreSQL one of them asks the database's clock (domains/clock.py)
 
 
 def test_a_domain_is_sampled_when_its_balloon_moves_and_is_still_seen_at_every_poll(sim_hosts, settings):
