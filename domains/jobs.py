@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, TextField, Value
@@ -378,11 +379,24 @@ def worker_time_limit_s(kind: str) -> float:
     return time_limit_s(kind)
 
 
-def sweep() -> dict:
-    """Finish what dead workers left, and re-send queued jobs whose message was lost. Runs periodically."""
+def dispatch_sweeps() -> list[str]:
+    """One sweep per host group, on that group's poll queue: its workers sit near its hosts, with their
+    credentials, and a sweep asks the hypervisors where a lost move ended (a central one could not reach them)."""
+    groups = sorted(set(Host.objects.values_list("queue_group", flat=True)))
+    for group in groups:
+        current_app.send_task("domains.tasks.sweep_group", args=[group], queue=queue_name("poll", group))
+    return groups
+
+
+def sweep(queue_group: str | None = None) -> dict:
+    """Finish what dead workers left, and re-send queued jobs whose message was lost, for the jobs of one host
+    group's hosts (all when None). Runs periodically."""
     now = db_now()
     counts = {"requeued": 0, "resent": 0, "failed": 0, "succeeded": 0, "waiting": 0}
-    for job in Job.objects.filter(state=Job.State.RUNNING).select_related("domain", "host", "target_host"):
+    running = Job.objects.filter(state=Job.State.RUNNING)
+    if queue_group is not None:
+        running = running.filter(host__queue_group=queue_group)
+    for job in running.select_related("domain", "host", "target_host"):
         if job.heartbeat and now - job.heartbeat < timedelta(seconds=time_limit_s(job.kind) + SWEEP_MARGIN_S):
             continue
         if job.started and now - job.started < timedelta(seconds=worker_time_limit_s(job.kind) + SWEEP_MARGIN_S):
@@ -392,6 +406,8 @@ def sweep() -> dict:
     from .services import enqueue
 
     queued = Job.objects.filter(state=Job.State.QUEUED, created__lt=stale).exclude(enqueued_at__gt=stale)
+    if queue_group is not None:
+        queued = queued.filter(host__queue_group=queue_group)
     for job_id, queue, kind, group in queued.values_list("pk", "queue", "kind", "host__queue_group"):
         # To the host's queue now: one moved to another queue group since has no worker on its old queue.
         if queue != (current := queue_name("jobs", group)):

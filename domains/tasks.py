@@ -30,8 +30,13 @@ def poll_group(queue_group: str) -> dict:
 
 
 @shared_task(ignore_result=True, expires=settings.SWEEP_INTERVAL)
-def sweep_jobs() -> dict:
-    return jobs.sweep()
+def sweep_jobs() -> list[str]:
+    return jobs.dispatch_sweeps()
+
+
+@shared_task(ignore_result=True, expires=settings.SWEEP_INTERVAL)
+def sweep_group(queue_group: str) -> dict:
+    return jobs.sweep(queue_group)
 
 
 @shared_task(ignore_result=True, expires=60)
