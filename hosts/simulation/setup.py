@@ -48,8 +48,9 @@ def start(name: str, *, memory_mib: int = DEFAULT_MEMORY_MIB, reserve_mib: int =
             name=name,
             defaults={"uri": sim.uri, "reserved_kib": reserve_mib * 1024},
         )
-        if team is not None:
-            Host.objects.filter(pk=host.pk).update(team=team)
+        if team is not None and host.team_id != getattr(team, "pk", team):
+            host.team_id = getattr(team, "pk", team)
+            host.save(update_fields=["team"])  # through the model, so that the audit log records it (signals)
     from domains.poller import poll_hosts
 
     poll_hosts([host])

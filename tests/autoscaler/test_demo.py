@@ -32,3 +32,8 @@ def test_the_demo_started_again_brings_back_the_same_domains(sim_hosts):
     setup.start_demo()
     assert dict(Domain.objects.values_list("name", "pk")) == first
     assert set(Domain.objects.values_list("state", flat=True)) == {Domain.State.RUNNING}
+    # The hosts were given to the demo's team once, as the audit log says (they were given by an UPDATE, unrecorded).
+    from balloonweb.audit.models import AuditEntry
+
+    given = AuditEntry.objects.filter(action="host.update", after__team_id=setup.demo_team().pk)
+    assert sorted(given.values_list("object_repr", flat=True)) == sorted(setup.DEMO_HOSTS)
