@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -105,6 +106,11 @@ done
 """
 
 
+def as_root(command: list[str]) -> list[str]:
+    """The command as root: as it is when this process is root (containers often have no sudo), else via sudo."""
+    return command if os.geteuid() == 0 else ["sudo", *command]
+
+
 def build_guest(cache_dir: Path) -> GuestImage:
     """The cached guest, built on first use: `apt-get download` the kernel package, take what the guest needs.
 
@@ -140,7 +146,12 @@ def _download_kernel_and_modules(cache_dir: Path, guest_dir: Path, module_dir: P
     with tempfile.TemporaryDirectory(prefix="lab-kernel-", dir=cache_dir) as scratch:
         scratch_dir = Path(scratch)
         log.info("downloading %s with apt-get download", package)
-        subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package], cwd=scratch_dir, check=True, stdout=subprocess.DEVNULL)
+        download = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package]
+        if subprocess.run(download, cwd=scratch_dir, stdout=subprocess.DEVNULL).returncode != 0:
+            # Package lists older than the mirror name a version it no longer has: read them again, once.
+            log.info("apt-get download failed: updating the package lists and trying again")
+            subprocess.run(as_root(["apt-get", "update", "-qq"]), check=True)
+            subprocess.run(download, cwd=scratch_dir, check=True, stdout=subprocess.DEVNULL)
         deb = next(scratch_dir.glob(f"{package}_*.deb"))
         kernel, modules = _extract_kernel_and_modules(deb, version, scratch_dir / "tree")
         kept = guest_dir / f"vmlinuz-{version}"

@@ -20,7 +20,7 @@ from hosts.drivers import DriverError, driver_for, pool
 from hosts.models import Host
 
 from . import console, daemons
-from .guest import GuestImage, build_guest, guest_xml
+from .guest import GuestImage, as_root, build_guest, guest_xml
 from .migration import lab_dir
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,8 @@ def install_packages(say=log.info) -> list[str]:
     missing = [p for p in APT_PACKAGES if not _installed(p)]
     if missing:
         say(f"apt-get install {' '.join(missing)}")
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True)
+        subprocess.run(as_root(["apt-get", "update", "-qq"]), check=True)
+        subprocess.run(as_root(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]), check=True)
     return missing
 
 

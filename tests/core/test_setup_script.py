@@ -38,3 +38,15 @@ def test_the_virtualenv_holds_exactly_the_constrained_versions():
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()
                  if canonicalize_name(d.metadata["Name"]) not in {"balloonweb", "pip", "setuptools"}}
     assert installed == pinned_in_constraints()
+
+
+def test_the_lab_installs_as_root_directly_or_through_sudo(monkeypatch):
+    """The lab ran apt-get as whoever started it: as anyone but root, it failed (setup.sh's as_root does this)."""
+    import os
+
+    from hosts.lab.guest import as_root
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert as_root(["apt-get", "update"]) == ["apt-get", "update"]
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert as_root(["apt-get", "update"]) == ["sudo", "apt-get", "update"]
