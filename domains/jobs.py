@@ -470,7 +470,7 @@ def _recover(job: Job) -> str:
 
 
 def _power_done(job: Job) -> str:
-    """For a lost create, start or shutdown: what the hypervisor says that shows it was done ("" if it was not,
+    """For a lost create, start, shutdown or restart: what the hypervisor says that shows it was done ("" if not,
     or cannot say). A boot the worker made before it died is a domain that runs: failing its job let the poll
     adopt it as a stranger, and freed its booking."""
     try:
@@ -484,10 +484,14 @@ def _power_done(job: Job) -> str:
                 Job.objects.filter(pk=job.pk).update(domain=domain)
             job.domain = domain
             return f"{domain.name} runs on {job.host.name}"
-        if job.kind in (Job.Kind.START, Job.Kind.SHUTDOWN) and job.domain_id is not None:
+        if job.kind in Job.POWER and job.domain_id is not None:
             info = driver_for(job.domain.host.uri).domain(str(job.domain.uuid))
             running = info is not None and info.state in RUNNING_STATES
-            if running == (job.kind == Job.Kind.START):
+            if job.kind == Job.Kind.RESTART:
+                # Booted again: a new process, so a new id (the row still has the one from before the job).
+                if running and info.hv_id != job.domain.hv_id:
+                    return f"{job.domain.name} runs again on {job.domain.host.name}"
+            elif running == (job.kind == Job.Kind.START):
                 return f"{job.domain.name} {'runs' if running else 'is off'} on {job.domain.host.name}"
     except DriverError:
         pass

@@ -425,3 +425,16 @@ def test_a_migration_to_a_host_that_does_not_answer_names_that_host(sim_hosts, f
     jobs.run_job(job.pk)
     job.refresh_from_db()
     assert (job.state, job.error) == (Job.State.FAILED, "host unreachable: silent does not answer")
+
+
+def test_a_lost_restart_whose_domain_booted_again_succeeds(sim_hosts, foo, cli):
+    no_worker_takes_jobs_of(foo.host)
+    job = services.request_power(cli, foo, "restart", force=True)
+    assert jobs.claim(job.pk) == jobs.Claim.RUN
+    driver = driver_for(foo.host.uri)
+    driver.destroy(str(foo.uuid))  # the worker turned it off and on again, then died
+    driver.start(str(foo.uuid))
+    long_ago = timezone.now() - timedelta(minutes=30)
+    Job.objects.filter(pk=job.pk).update(heartbeat=long_ago, started=long_ago)
+    assert jobs.sweep()["succeeded"] == 1
+    assert "foo runs again on hv1" in Job.objects.get(pk=job.pk).log
