@@ -74,7 +74,8 @@ def retry_after(username: str | None, ip: str | None) -> int:
 def take_attempt(username: str | None, ip: str | None) -> bool:
     """Count an attempt before its password is checked; False if it is one too many."""
     window = settings.LOGIN_FAILURE_WINDOW
-    allowed = True
+    # From the narrowest (this name from this address) out, and no further once one is over: attempts refused
+    # for the pair must not count for the name everywhere, or a guesser would lock its owner out after all.
     for key, limit in _keys(username, ip):
         # add() only sets a missing key: the window runs from the first attempt, a fixed window.
         cache.add(f"{key}:since", time.time(), window)
@@ -84,8 +85,9 @@ def take_attempt(username: str | None, ip: str | None) -> bool:
         except ValueError:  # expired between add() and incr()
             cache.set(key, 1, window)
             count = 1
-        allowed = allowed and count <= limit
-    return allowed
+        if count > limit:
+            return False
+    return True
 
 
 @_fail_open(None)

@@ -34,8 +34,9 @@ def team_joined(user_id: int, team: int) -> None:
 
 
 def rights_grew(user_id: int) -> None:
-    """Let the user's open sockets join every group they may now see (made superuser)."""
-    publish(TOPIC, user_id, {"type": "regroup"})
+    """Have the user's open sockets reconnect, to join every group they may now see (made superuser): a socket's
+    user was read once, at connect, so a regroup there would still see the rights from before."""
+    access_changed(user_id, reason="account changed")
 
 
 def host_changed_team(host_id: int, old_team: int | None, new_team: int | None) -> None:

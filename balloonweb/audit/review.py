@@ -31,10 +31,10 @@ def in_period(entries: QuerySet, since: datetime | None, until: datetime | None)
     too: `at` is taken under the chain lock, so it grows with the id, and a page is then one range of the
     primary key instead of every entry of the period sorted by id."""
     if since:
-        first = AuditEntry.objects.filter(at__gte=since).order_by("at").values("id")[:1]
+        first = AuditEntry.objects.filter(at__gte=since).order_by("at", "id").values("id")[:1]  # ties: the first
         entries = entries.filter(at__gte=since, id__gte=Subquery(first))
     if until:
-        last = AuditEntry.objects.filter(at__lte=until).order_by("-at").values("id")[:1]
+        last = AuditEntry.objects.filter(at__lte=until).order_by("-at", "-id").values("id")[:1]
         entries = entries.filter(at__lte=until, id__lte=Subquery(last))
     return entries
 EXPORT_FIELDS = (

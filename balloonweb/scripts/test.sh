@@ -6,7 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bash "$PROJECT_DIR/balloonweb/scripts/setup.sh"
 cd "$PROJECT_DIR"
 
-ensure_redis
+# The tests' Redis (tests/settings.py), never REDIS_URL's, which may be a running BalloonWeb's.
+REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}" ensure_redis
 if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL="$(postgres_url)"
   export DATABASE_URL

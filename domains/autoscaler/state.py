@@ -194,7 +194,7 @@ def build_snapshot(now: float | None = None) -> SnapshotContext:
         last_codes[domain_id] = last_code or ""
         last_grown[domain_id] = grown_at
 
-    # Three more queries, only when some team has a quota: booked memory counted as the services count it.
+    # Four more queries, only when some team has a quota: booked memory counted as the services count it.
     in_use = team_memory_in_use(list(quotas)) if quotas else {}
     quota_left = {team_id: max(0, quota - in_use[team_id]) for team_id, quota in quotas.items()}
     snapshot = engine.Snapshot(hosts, domains, now, engine_state.policy_version, quota_left)

@@ -221,3 +221,30 @@ def test_a_move_asked_before_maintenance_began_does_not_land_on_the_emptied_host
     assert (move.state, move.error_code) == (Job.State.CANCELLED, "in_maintenance")
     assert move.error == "a2 went into maintenance after this job was asked: it takes no domain now"
     assert Domain.objects.get(pk=world.da.pk).host == world.a1
+
+
+def test_xm_maintenance_says_an_empty_host_is_empty_after_a_move_into_it_was_cancelled(sim_hosts, cli):
+    """The move queued into the host before maintenance began is cancelled when a worker picks it up: the host is
+    empty, and the command must say so (exit 0), not count the cancelled move as a failed one."""
+    import subprocess
+    import sys
+    import time
+
+    from domains import jobs
+    from tests.conftest import ROOT, child_environment
+
+    hv1, hv2 = sim_hosts["hv1"], sim_hosts["hv2"]
+    foo = define_domain(hv1, "foo", 1024)
+    Host.objects.filter(pk=hv1.pk).update(queue_group="unread")  # this test runs the move itself
+    move = services.request_migrate(cli, foo, hv2)
+    command = subprocess.Popen([sys.executable, "manage.py", "xm", "maintenance", "hv2", "on"], cwd=ROOT,
+                               env=child_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not Host.objects.get(pk=hv2.pk).maintenance:
+        assert time.monotonic() < deadline and command.poll() is None, command.communicate()
+        time.sleep(0.1)
+    assert jobs.run_job(move.pk) == jobs.Claim.SKIP  # cancelled: hv2 is in maintenance
+    out, err = command.communicate(timeout=60)
+    assert command.returncode == 0, err
+    assert out.splitlines()[-1] == "hv2 is in maintenance: 0 domain(s) moved, 0 stayed"
+    assert err == f"xm: job {move.pk} cancelled: hv2 went into maintenance after this job was asked: it takes no domain now\n"

@@ -223,8 +223,11 @@ class Command(BaseCommand):
         # moves and boots coming in that began before maintenance did (those still queued are cancelled).
         on_their_way = Job.objects.filter(kind=Job.Kind.MIGRATE, state__in=Job.UNFINISHED, domain__in=[d for d, _ in done.moving])
         coming_in = Job.objects.filter(kind__in=Job.ARRIVING, state__in=Job.UNFINISHED, target_host=host).exclude(host=host, kind=Job.Kind.MIGRATE)
-        moves = [*done.jobs, *on_their_way, *coming_in.exclude(pk__in=[job.pk for job in done.jobs])]
+        moves = [*done.jobs, *on_their_way]
         failed = [job for job in moves if not self.wait(job, options["timeout"], exit_on_failure=False)]
+        for job in coming_in.exclude(pk__in=[job.pk for job in moves]):
+            # However they end (cancelled for the maintenance, or landed), whether the host is empty is said below.
+            self.wait(job, options["timeout"], exit_on_failure=False)
         self.stdout.write(f"{host.name} is in maintenance: {len(moves) - len(failed)} domain(s) moved, {len(done.staying)} stayed")
         # As `xe host-evacuate`: not done while a guest still runs there (a script would power the host off).
         still_running = sorted(Domain.objects.running().filter(host=host).values_list("name", flat=True))
