@@ -247,4 +247,5 @@ def test_xm_maintenance_says_an_empty_host_is_empty_after_a_move_into_it_was_can
     out, err = command.communicate(timeout=60)
     assert command.returncode == 0, err
     assert out.splitlines()[-1] == "hv2 is in maintenance: 0 domain(s) moved, 0 stayed"
-    assert err == f"xm: job {move.pk} cancelled: hv2 went into maintenance after this job was asked: it takes no domain now\n"
+    # Said when the command was still waiting for the move as it was cancelled (it may have looked after that).
+    assert err in ("", f"xm: job {move.pk} cancelled: hv2 went into maintenance after this job was asked: it takes no domain now\n")
