@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, TextField, Value
@@ -25,6 +24,7 @@ from hosts.models import RUNNING_STATES, Host, queue_name
 from hosts.units import format_mib
 
 from . import inventory
+from .poller import dispatch_per_group
 from .clock import db_now
 from .models import Domain, Job
 
@@ -382,10 +382,7 @@ def worker_time_limit_s(kind: str) -> float:
 def dispatch_sweeps() -> list[str]:
     """One sweep per host group, on that group's poll queue: its workers sit near its hosts, with their
     credentials, and a sweep asks the hypervisors where a lost move ended (a central one could not reach them)."""
-    groups = sorted(set(Host.objects.values_list("queue_group", flat=True)))
-    for group in groups:
-        current_app.send_task("domains.tasks.sweep_group", args=[group], queue=queue_name("poll", group))
-    return groups
+    return dispatch_per_group("domains.tasks.sweep_group")
 
 
 def sweep(queue_group: str | None = None) -> dict:

@@ -306,7 +306,12 @@ def poll_fleet(queue_group: str | None = None) -> PollReport:
 
 def dispatch_polls() -> list[str]:
     """One poll task per host group, on that group's queue, so that each group is polled near its hosts."""
+    return dispatch_per_group("domains.tasks.poll_group")
+
+
+def dispatch_per_group(task: str) -> list[str]:
+    """Send `task` once per host group, with the group, on that group's poll queue (its workers near its hosts)."""
     groups = sorted(set(Host.objects.values_list("queue_group", flat=True)))
     for group in groups:
-        current_app.send_task("domains.tasks.poll_group", args=[group], queue=queue_name("poll", group))
+        current_app.send_task(task, args=[group], queue=queue_name("poll", group))
     return groups

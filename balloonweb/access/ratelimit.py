@@ -131,6 +131,11 @@ class RateLimitedModelBackend(ModelBackend):
         return get_user_model().USERNAME_FIELD
 
 
+def rate_limited(what: str, wait_s: int) -> forms.ValidationError:
+    minutes = max(1, round(wait_s / 60))
+    return forms.ValidationError(f"{what}: try again in about {minutes} minute{'s' if minutes > 1 else ''}.", code="rate_limited")
+
+
 class PasswordChangeForm(auth_forms.PasswordChangeForm):
     """Django's, with the current password checked as a sign-in is (rate limited, a failure audited): Django's
     form checks it on the user directly, so someone at an unlocked console could guess it without limit."""
@@ -146,11 +151,7 @@ class PasswordChangeForm(auth_forms.PasswordChangeForm):
         if same is None or same.pk != self.user.pk:
             wait = retry_after(name, request_ip(self.request))
             if wait:
-                minutes = max(1, round(wait / 60))
-                raise forms.ValidationError(
-                    f"Too many wrong passwords: try again in about {minutes} minute{'s' if minutes > 1 else ''}.",
-                    code="rate_limited",
-                )
+                raise rate_limited("Too many wrong passwords", wait)
             raise forms.ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
         return old_password
 
@@ -161,9 +162,5 @@ class LoginForm(AuthenticationForm):
     def get_invalid_login_error(self):
         wait = retry_after(self.cleaned_data.get("username"), request_ip(self.request))
         if wait:
-            minutes = max(1, round(wait / 60))
-            return forms.ValidationError(
-                f"Too many failed sign-ins for this name or address: try again in about {minutes} minute{'s' if minutes > 1 else ''}.",
-                code="rate_limited",
-            )
+            return rate_limited("Too many failed sign-ins for this name or address", wait)
         return super().get_invalid_login_error()
